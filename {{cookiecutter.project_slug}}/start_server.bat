@@ -1,0 +1,60 @@
+@echo off
+rem Start {{ cookiecutter.project_name }}: the first run prepares .venv, the database and
+rem static files (see bootstrap.py), later runs start in seconds.
+rem   start_server.bat                  serve on the configured port ({{ cookiecutter.port }})
+rem   start_server.bat 8080             serve on port 8080
+rem   start_server.bat 8080 --workers 2   any further tornado_server.py options
+rem Set BOOTSTRAP_PYTHON=C:\path\to\python.exe to choose the Python that creates .venv.
+setlocal EnableExtensions
+cd /d "%~dp0" || goto :no_folder
+
+rem Find Python 3.10+: the py launcher first, then python on PATH.
+set "PYTHON="
+if defined BOOTSTRAP_PYTHON (
+    call :try_python "%BOOTSTRAP_PYTHON%"
+) else (
+    call :try_python py -3
+)
+if not defined PYTHON if not defined BOOTSTRAP_PYTHON call :try_python python
+if not defined PYTHON goto :no_python
+echo ==^> Using %PYTHON%
+
+%PYTHON% bootstrap.py
+if errorlevel 1 goto :setup_failed
+
+rem A first argument that is not an option is the port.
+set "ARGS=%*"
+set "FIRST=%~1"
+if defined FIRST if not "%FIRST:~0,1%"=="-" set "ARGS=--port %*"
+echo ==^> Starting the server
+".venv\Scripts\python.exe" tornado_server.py %ARGS%
+if errorlevel 1 goto :server_failed
+exit /b 0
+
+:try_python
+%* -c "import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)" >nul 2>&1
+if not errorlevel 1 set "PYTHON=%*"
+exit /b 0
+
+:no_folder
+echo ERROR: cannot change to the folder of this script (%~dp0).
+goto :fail
+
+:no_python
+echo ERROR: Python 3.10 or newer was not found (tried: %BOOTSTRAP_PYTHON% py -3, python).
+echo        Install it from https://www.python.org/downloads/ and tick "Add python.exe to PATH",
+echo        then run start_server.bat again.
+goto :fail
+
+:setup_failed
+echo ERROR: setup did not finish; fix the problem above and run start_server.bat again.
+goto :fail
+
+:server_failed
+echo ERROR: the server stopped with an error; see the messages above.
+goto :fail
+
+:fail
+rem Keep a double-clicked window open so the message can be read.
+if not defined CI pause
+exit /b 1

@@ -1,0 +1,14 @@
+"""Settings for the test suite: the project's settings plus views that only tests reach.
+
+The servers the tests start use these settings (``--settings tests.settings``); production
+never imports this package, so the blocking and fault views cannot be reached there.
+"""
+
+import os
+
+os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-" + "x" * 60)
+
+from {{ cookiecutter.project_slug }}.settings import *  # noqa: E402,F403
+
+ROOT_URLCONF = "tests.urls"
+WSGI_APPLICATION = "tests.wsgi.application"

@@ -1,0 +1,15 @@
+from django.urls import include, path
+
+from . import views
+
+urlpatterns = [
+    path("__test__/block", views.block),
+    path("__test__/stream", views.stream),
+    path("__test__/stream-error", views.stream_error),
+    path("__test__/file", views.big_file),
+    path("__test__/echo", views.echo),
+    path("__test__/whoami", views.whoami),
+    path("__test__/cookie", views.cookie),
+    path("__test__/db-write", views.db_write),
+    path("", include("{{ cookiecutter.project_slug }}.urls")),
+]

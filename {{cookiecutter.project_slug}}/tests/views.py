@@ -1,0 +1,77 @@
+"""Views for tests only (see tests/settings.py)."""
+
+import hashlib
+import os
+import threading
+import time
+
+from django.contrib.auth.models import Group
+from django.db import transaction
+from django.http import FileResponse, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+
+def block(request):
+    """Hold a worker thread, as a slow database query or API call would."""
+    seconds = float(request.GET.get("seconds", "1"))
+    time.sleep(seconds)
+    return HttpResponse(f"slept {seconds}s on {threading.current_thread().name}\n")
+
+
+def stream(request):
+    chunks = int(request.GET.get("chunks", "5"))
+    size = int(request.GET.get("size", "10"))
+    delay = float(request.GET.get("delay", "0"))
+
+    def produce():
+        for index in range(chunks):
+            if delay:
+                time.sleep(delay)
+            yield (str(index % 10) * size).encode()
+
+    return StreamingHttpResponse(produce(), content_type="application/octet-stream")
+
+
+def stream_error(request):
+    def produce():
+        yield b"first part\n"
+        raise RuntimeError("broken while streaming (on purpose)")
+
+    return StreamingHttpResponse(produce(), content_type="text/plain")
+
+
+def big_file(request):
+    """Serve the file named by TEST_FILE (the memory test makes a sparse 1 GB one)."""
+    return FileResponse(open(os.environ["TEST_FILE"], "rb"), content_type="application/octet-stream")
+
+
+@csrf_exempt
+def echo(request):
+    body = request.body
+    return JsonResponse({"length": len(body), "sha256": hashlib.sha256(body).hexdigest()})
+
+
+def whoami(request):
+    return JsonResponse({
+        "pid": os.getpid(),
+        "remote_addr": request.META.get("REMOTE_ADDR"),
+        "scheme": request.scheme,
+        "is_secure": request.is_secure(),
+        "host": request.get_host(),
+    })
+
+
+def cookie(request):
+    response = HttpResponse("cookie set\n")
+    response.set_cookie("flavour", "ginger", httponly=True, samesite="Lax")
+    response.set_cookie("second", "two")
+    return response
+
+
+@csrf_exempt
+def db_write(request):
+    """One small write transaction, for concurrent-write tests."""
+    with transaction.atomic():
+        group, _ = Group.objects.get_or_create(name="counter")
+        Group.objects.filter(pk=group.pk).update(name="counter")
+    return HttpResponse("written\n")

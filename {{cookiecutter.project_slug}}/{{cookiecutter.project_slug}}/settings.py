@@ -1,0 +1,182 @@
+"""Django settings for {{ cookiecutter.project_name }}.
+
+Every value that differs between machines comes from the environment, or from the
+``.env`` file beside ``manage.py`` (real environment variables win). ``.env.example``
+documents each variable. The defaults are safe: DEBUG is off, and HTTPS-only settings
+switch on together with ``DJANGO_HTTPS=true``.
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env")
+
+# --- Core -----------------------------------------------------------------------------
+
+SECRET_KEY = env.str("DJANGO_SECRET_KEY")
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+PROJECT_NAME = {{ cookiecutter.project_name | jsonify }}
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "{{ cookiecutter.project_slug }}",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    # WhiteNoise serves /static/ straight after the security headers are decided.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "{{ cookiecutter.project_slug }}.urls"
+WSGI_APPLICATION = "{{ cookiecutter.project_slug }}.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------
+
+DATABASES = {
+{%- if cookiecutter.database == "postgresql" %}
+    "default": env.db_url("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/{{ cookiecutter.project_slug }}"),
+{%- else %}
+    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{(BASE_DIR / 'db.sqlite3').as_posix()}"),
+{%- endif %}
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several threads and processes write to one file: WAL lets readers run beside
+    # a writer, IMMEDIATE transactions take the write lock up front (no deadlock on
+    # upgrade), and the timeout makes a writer wait instead of failing at once.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": env.int("SQLITE_TIMEOUT", default=20),
+        }
+    )
+else:
+    # Keep connections open between requests, and check them before reuse.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache and sessions ---------------------------------------------------------------
+{% if cookiecutter.cache == "redis" %}
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env.str("REDIS_URL", default="redis://127.0.0.1:6379/0"),
+        "KEY_PREFIX": "{{ cookiecutter.project_slug }}",
+    }
+}
+# Sessions are read from Redis and kept in the database too, so a Redis restart
+# does not log everybody out.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+{%- else %}
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+    }
+}
+# Sessions live in the database, so every process and instance sees them.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+{%- endif %}
+
+# --- Passwords ------------------------------------------------------------------------
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- Internationalisation -------------------------------------------------------------
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("DJANGO_TIME_ZONE", default="{{ cookiecutter.time_zone }}")
+USE_I18N = True
+USE_TZ = True
+
+# --- Static files (served by WhiteNoise) ----------------------------------------------
+
+STATIC_URL = "static/"
+STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=BASE_DIR / "staticfiles")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+# Unhashed files (favicon.ico, robots.txt) are cached this many seconds.
+WHITENOISE_MAX_AGE = env.int("WHITENOISE_MAX_AGE", default=60)
+
+# --- Security -------------------------------------------------------------------------
+# Plain HTTP works out of the box (an intranet, http://127.0.0.1:8000/). Set
+# DJANGO_HTTPS=true once the site is reached over HTTPS, directly (--certfile) or
+# through a TLS-terminating proxy: cookies become HTTPS-only, HTTP is redirected and
+# browsers are told to use HTTPS (HSTS).
+
+HTTPS = env.bool("DJANGO_HTTPS", default=False)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+# Behind a proxy that already redirects HTTP to HTTPS, this may be turned off.
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=HTTPS)
+# Start small; raise to 31536000 (one year) once HTTPS works everywhere.
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=3600 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=HTTPS)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=HTTPS)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+# The server sets wsgi.url_scheme from X-Forwarded-Proto only for trusted proxies
+# (SERVER_TRUSTED_PROXIES), so Django needs no SECURE_PROXY_SSL_HEADER.
+
+# --- Logging --------------------------------------------------------------------------
+# Everything goes to the console; tornado_server.py adds a rotating file with
+# --log-file.
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s [%(name)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", default="INFO")},
+    "loggers": {
+        # Django's own console handler would print each error twice.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+    },
+}

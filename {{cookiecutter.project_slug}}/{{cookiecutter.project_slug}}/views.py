@@ -1,0 +1,23 @@
+from django.conf import settings
+from django.db import connection
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+
+
+@require_safe
+def home(request):
+    return render(request, "home.html", {"project_name": settings.PROJECT_NAME})
+
+
+@never_cache
+@require_safe
+def healthz(request):
+    """Liveness for load balancers and service monitors: 200 while the database answers."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as exc:  # any database failure means "not healthy"
+        return JsonResponse({"status": "error", "database": str(exc)}, status=503)
+    return HttpResponse("ok", content_type="text/plain")
