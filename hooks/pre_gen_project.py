@@ -86,8 +86,8 @@ def check_time_zone():
 def main():
     if not PROJECT_NAME.strip():
         fail("project_name must not be empty.")
-    if any(ch in PROJECT_NAME for ch in "\"\\\r\n"):
-        fail("project_name must not contain quotes, backslashes or line breaks.")
+    if any(ch in PROJECT_NAME for ch in "\"\\\r\n{}"):
+        fail("project_name must not contain quotes, backslashes, braces or line breaks.")
     check_slug()
     if not re.fullmatch(r"[^@\s\"']+@[^@\s\"']+", EMAIL):
         fail(f"email {EMAIL!r} does not look like an e-mail address (name@example.com).")
