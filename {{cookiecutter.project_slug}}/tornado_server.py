@@ -41,6 +41,7 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop, PeriodicCallback
 
 BASE_DIR = Path(__file__).resolve().parent
+PROJECT_NAME = {{ cookiecutter.project_name | jsonify }}
 DEFAULT_SETTINGS = "{{ cookiecutter.project_slug }}.settings"
 IS_WINDOWS = sys.platform == "win32"
 # Windows' select() takes at most 512 sockets per call: stay under it per process.
@@ -1068,7 +1069,7 @@ def announce(options: ServerOptions) -> None:
     everywhere = " (all interfaces)" if options.host in ("0.0.0.0", "::") else ""
     processes = f"{options.workers} processes" if options.workers > 1 else "1 process"
     print(
-        f"{{ cookiecutter.project_name }} is running at {listening_url(options)}{everywhere}"
+        f"{PROJECT_NAME} is running at {listening_url(options)}{everywhere}"
         f" - {options.threads} threads x {processes}. Press Ctrl+C to stop.",
         flush=True,
     )
