@@ -1,0 +1,182 @@
+"""Shared tools for the template's tests: finding Pythons, baked virtual environments,
+running a baked project's own test suite, and skipping when an outside program is missing."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+IS_WINDOWS = sys.platform == "win32"
+SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
+# The interpreter the full baked suite and start_server run with, when it is installed.
+MAIN_PYTHON = "3.11"
+
+
+def services_required() -> bool:
+    return os.environ.get("REQUIRE_SERVICES") == "1"
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip (or, with REQUIRE_SERVICES=1, fail) when an outside program is missing."""
+    if condition:
+        return
+    if services_required():
+        pytest.fail(f"{reason} (REQUIRE_SERVICES=1)")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _version_of(python: str) -> str | None:
+    try:
+        out = subprocess.run(
+            [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True, text=True, timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def find_python(version: str) -> str | None:
+    """Path of a Python ``version`` ("3.12") on this machine, or None.
+
+    Looked for, in order: $PYTHON_3_12, this interpreter, pyenv's versions, python3.12 on
+    PATH, and the py launcher on Windows.
+    """
+    override = os.environ.get("PYTHON_" + version.replace(".", "_"))
+    if override:
+        return override
+    if "{}.{}".format(*sys.version_info[:2]) == version:
+        return sys.executable
+    candidates = []
+    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    for found in sorted((pyenv_root / "versions").glob(f"{version}.*"), reverse=True):
+        candidates.append(str(found / ("python.exe" if IS_WINDOWS else "bin/python")))
+    on_path = shutil.which(f"python{version}")
+    if on_path:
+        candidates.append(on_path)
+    if IS_WINDOWS and shutil.which("py"):
+        out = subprocess.run(["py", f"-{version}", "-c", "import sys; print(sys.executable)"],
+                             capture_output=True, text=True)
+        if out.returncode == 0:
+            candidates.append(out.stdout.strip())
+    for candidate in candidates:
+        if Path(candidate).exists() and _version_of(candidate) == version:
+            return candidate
+    return None
+
+
+def main_python() -> str:
+    """Python 3.11 when installed, else the interpreter running these tests."""
+    return find_python(MAIN_PYTHON) or sys.executable
+
+
+def python_or_skip(version: str) -> str:
+    python = find_python(version)
+    need(python is not None, f"Python {version} not found (set PYTHON_{version.replace('.', '_')})")
+    return python
+
+
+def venv_python(venv: Path) -> Path:
+    return venv / ("Scripts/python.exe" if IS_WINDOWS else "bin/python")
+
+
+def clean_env(**extra: str) -> dict:
+    """This process's environment without what would leak into a baked project."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"VIRTUAL_ENV", "PYTHONPATH", "DJANGO_SETTINGS_MODULE", "PYTHONHOME"}
+           and not k.startswith(("DJANGO_", "SERVER_", "PYTEST_"))}
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    env["PYTHONUTF8"] = "1"
+    env.update(extra)
+    return env
+
+
+def run(args: list, cwd: Path, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run a command, returning its combined output as ``stdout``."""
+    return subprocess.run(
+        [str(a) for a in args], cwd=cwd, env=env or clean_env(), timeout=timeout,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace",
+    )
+
+
+def make_venv(project_dir: Path, python: str, requirements: str = "requirements-dev.txt",
+              venv_name: str = ".venv") -> Path:
+    """A fresh virtual environment in the project with ``requirements`` installed; its python."""
+    venv = project_dir / venv_name
+    created = run([python, "-m", "venv", "--clear", venv], cwd=project_dir)
+    assert created.returncode == 0, created.stdout
+    vpython = venv_python(venv)
+    installed = run([vpython, "-m", "pip", "install", "--disable-pip-version-check", "-q",
+                     "-r", requirements], cwd=project_dir)
+    assert installed.returncode == 0, installed.stdout
+    return vpython
+
+
+@dataclass
+class SuiteResult:
+    passed: int
+    failed: int
+    errors: int
+    skipped: int
+    returncode: int
+    output: str
+
+    def assert_passed(self, at_least: int = 1) -> None:
+        assert self.returncode == 0 and self.failed == 0 and self.errors == 0, self.output[-20000:]
+        assert self.passed >= at_least, self.output[-20000:]
+
+
+_SUMMARY = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected)")
+
+
+def parse_pytest_summary(output: str) -> dict:
+    """Counts from pytest's closing "=== 3 passed, 1 skipped in 2.0s ===" line."""
+    counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
+    lines = [line for line in output.splitlines() if re.search(r"\d+ \w+.* in [\d.]+s", line)]
+    if not lines:
+        return counts
+    for number, word in _SUMMARY.findall(lines[-1]):
+        key = "errors" if word.startswith("error") else word
+        counts[key] = counts.get(key, 0) + int(number)
+    return counts
+
+
+def run_baked_suite(project_dir: Path, python: str | None = None, env: dict | None = None,
+                    args: tuple = (), timeout: float = 900) -> SuiteResult:
+    """Install the baked project's requirements-dev.txt into a fresh .venv made with
+    ``python`` and run its own pytest with ``env`` added to a clean environment.
+
+    Returns the parsed counts; call ``.assert_passed()`` on the result.
+    """
+    project_dir = Path(project_dir)
+    vpython = make_venv(project_dir, python or main_python())
+    completed = run([vpython, "-m", "pytest", "-p", "no:cacheprovider", *args],
+                    cwd=project_dir, env=clean_env(**(env or {})), timeout=timeout)
+    counts = parse_pytest_summary(completed.stdout)
+    return SuiteResult(counts["passed"], counts["failed"], counts["errors"], counts["skipped"],
+                       completed.returncode, completed.stdout)
+
+
+def read_env_file(path: Path) -> dict:
+    values = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values

@@ -1,0 +1,138 @@
+"""Every supported combination of answers bakes a clean, lint-free project."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import IS_WINDOWS, ROOT, read_env_file
+
+CHOICES = json.loads((ROOT / "cookiecutter.json").read_text(encoding="utf-8"))
+DATABASES = CHOICES["database"]
+CACHES = CHOICES["cache"]
+LICENSES = CHOICES["open_source_license"]
+TEMPLATE_DIR = ROOT / "{{cookiecutter.project_slug}}"
+
+# Every secret key seen in this run: each bake must get its own.
+SEEN_KEYS: set[str] = set()
+
+COMBINATIONS = [None] + [
+    {"database": db, "cache": cache, "open_source_license": lic}
+    for db, cache, lic in itertools.product(DATABASES, CACHES, LICENSES)
+]
+
+
+def combination_id(context):
+    return "default" if context is None else "-".join(context.values())
+
+
+def ruff_command() -> list[str]:
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    return [ruff] if ruff else [sys.executable, "-m", "ruff"]
+
+
+def project_files(project: Path):
+    for path in sorted(project.rglob("*")):
+        if path.is_file() and ".venv" not in path.parts and "__pycache__" not in path.parts:
+            yield path
+
+
+@pytest.mark.parametrize("context", COMBINATIONS, ids=combination_id)
+def test_bake(cookies, context):
+    result = cookies.bake(extra_context=context)
+    assert result.exit_code == 0, result.exception
+    assert result.exception is None
+    project = result.project_path
+    assert project.is_dir()
+    chosen = result.context
+    slug = chosen["project_slug"]
+    assert project.name == slug
+    assert (project / slug / "settings.py").is_file()
+
+    # Nothing left for Jinja: only the Django templates may use {{ }} and {% %}.
+    for path in project_files(project):
+        text = path.read_bytes().decode("utf-8", "replace")
+        relative = path.relative_to(project).as_posix()
+        assert "cookiecutter" not in text, f"unrendered cookiecutter variable in {relative}"
+        assert "{% raw" not in text and "endraw" not in text, f"raw tag left in {relative}"
+        if not (relative.startswith(f"{slug}/templates/") and relative.endswith(".html")):
+            assert "{{" not in text and "{%" not in text, f"unrendered Jinja in {relative}"
+
+    lint = subprocess.run([*ruff_command(), "check", "--no-cache", "."], cwd=project,
+                          capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+    bat = (project / "start_server.bat").read_bytes()
+    lines = bat.split(b"\n")
+    assert lines[-1] == b"", "start_server.bat must end with a line break"
+    bad = [i + 1 for i, line in enumerate(lines[:-1]) if not line.endswith(b"\r")]
+    assert not bad, f"start_server.bat lines without CRLF: {bad}"
+    assert b"\r" not in bat.replace(b"\r\n", b"")
+
+    sh = project / "start_server.sh"
+    assert b"\r" not in sh.read_bytes(), "start_server.sh must have LF line endings"
+    assert sh.read_bytes().startswith(b"#!/bin/sh\n")
+    if not IS_WINDOWS:
+        assert sh.stat().st_mode & stat.S_IXUSR and os.access(sh, os.X_OK)
+
+    env_file = project / ".env"
+    assert env_file.is_file(), ".env was not written by the post-generation hook"
+    key = read_env_file(env_file)["DJANGO_SECRET_KEY"]
+    assert len(key) >= 50 and not key.startswith("django-insecure-"), key
+    assert key != read_env_file(project / ".env.example")["DJANGO_SECRET_KEY"]
+    assert key not in SEEN_KEYS, "two bakes got the same secret key"
+    SEEN_KEYS.add(key)
+    ignored = (project / ".gitignore").read_text(encoding="utf-8").splitlines()
+    assert ".env" in [line.strip() for line in ignored]
+
+    license_file = project / "LICENSE"
+    if chosen["open_source_license"] == "Not open source":
+        assert not license_file.exists()
+    else:
+        assert license_file.is_file()
+        text = license_file.read_text(encoding="utf-8")
+        assert chosen["author_name"] in text or chosen["open_source_license"] == "Apache-2.0"
+
+    for relative, option, value in (("tests/test_postgresql.py", "database", "postgresql"),
+                                    ("tests/test_redis.py", "cache", "redis")):
+        present = (project / relative).exists()
+        if chosen[option] != value:
+            assert not present, f"{relative} kept although {option}={chosen[option]}"
+        elif (TEMPLATE_DIR / relative).exists():
+            assert present, f"{relative} missing although {option}={value}"
+
+    requirements = (project / "requirements.txt").read_text(encoding="utf-8")
+    assert ("psycopg" in requirements) == (chosen["database"] == "postgresql")
+    assert ("redis" in requirements) == (chosen["cache"] == "redis")
+
+
+def test_bake_answers_reach_the_project(cookies):
+    result = cookies.bake(extra_context={
+        "project_name": "Intranet Portal", "port": "8123", "threads": "16",
+        "time_zone": "Europe/Berlin", "author_name": "Ada Example",
+    })
+    assert result.exit_code == 0, result.exception
+    project = result.project_path
+    assert project.name == "intranet_portal"
+    env = read_env_file(project / ".env")
+    assert env["SERVER_PORT"] == "8123"
+    assert env["SERVER_THREADS"] == "16"
+    assert env["DJANGO_TIME_ZONE"] == "Europe/Berlin"
+    assert "Intranet Portal" in (project / "start_server.bat").read_text(encoding="utf-8")
+
+
+def test_each_bake_gets_its_own_secret_key(cookies):
+    keys = set()
+    for _ in range(2):
+        result = cookies.bake()
+        assert result.exit_code == 0, result.exception
+        keys.add(read_env_file(result.project_path / ".env")["DJANGO_SECRET_KEY"])
+    assert len(keys) == 2
