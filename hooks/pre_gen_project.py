@@ -42,6 +42,13 @@ def stdlib_names():
 
 
 def check_slug():
+    # cookiecutter.json falls back to "-" when the name has nothing to make a slug from
+    # (an empty slug would make the output folder itself the project folder).
+    if SLUG == "-":
+        fail(
+            f"project_name {PROJECT_NAME!r} has no letters or digits to make a package "
+            "name from; give a project_slug (e.g. my_site)."
+        )
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", SLUG):
         fail(
             f"project_slug {SLUG!r} is not a valid Python package name: use lowercase "
