@@ -6,7 +6,9 @@ rem   start_server.bat 8080             serve on port 8080
 rem   start_server.bat 8080 --workers 2   any further tornado_server.py options
 rem Set BOOTSTRAP_PYTHON=C:\path\to\python.exe to choose the Python that creates .venv.
 setlocal EnableExtensions
-cd /d "%~dp0" || goto :no_folder
+rem Checked by looking for bootstrap.py: cd does not reliably reset errorlevel on success.
+cd /d "%~dp0"
+if not exist "bootstrap.py" goto :no_folder
 
 rem Find Python 3.10+: the py launcher first, then python on PATH.
 set "PYTHON="
@@ -19,7 +21,8 @@ if not defined PYTHON if not defined BOOTSTRAP_PYTHON call :try_python python
 if not defined PYTHON goto :no_python
 echo ==^> Using %PYTHON%
 
-%PYTHON% bootstrap.py
+rem "call" so that a Python wrapper that is itself a batch file (pyenv-win) returns here.
+call %PYTHON% bootstrap.py
 if errorlevel 1 goto :setup_failed
 
 rem A first argument that is not an option is the port.
@@ -32,7 +35,7 @@ if errorlevel 1 goto :server_failed
 exit /b 0
 
 :try_python
-%* -c "import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)" >nul 2>&1
+call %* -c "import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)" >nul 2>&1
 if not errorlevel 1 set "PYTHON=%*"
 exit /b 0
 
