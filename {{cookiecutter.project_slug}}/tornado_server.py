@@ -728,7 +728,9 @@ class _Request(httputil.HTTPMessageDelegate):
         self.container.loop.add_callback(self.write_part, start_line, head, data, done)
         self.unsent.append((done, len(data)))
         self.unsent_bytes += len(data)
-        while self.unsent_bytes > _STREAM_HIGH_WATER:
+        # Also collect finished writes: a trickling stream (server-sent events) never
+        # reaches the high-water mark, yet must stop soon once its client is gone.
+        while self.unsent and (self.unsent_bytes > _STREAM_HIGH_WATER or self.unsent[0][0].done()):
             future, size = self.unsent.popleft()
             future.result()  # raises StreamClosedError if the client went away
             self.unsent_bytes -= size

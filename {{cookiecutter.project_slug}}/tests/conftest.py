@@ -125,3 +125,22 @@ def start_server(server_env):
 def client():
     with httpx.Client(timeout=30) as http:
         yield http
+
+
+@pytest.fixture(scope="module")
+def start_module_server(server_env):
+    """start_server for a server that several tests of one module share."""
+    servers: list[RunningServer] = []
+
+    def start(*args: str, env: dict | None = None, scheme: str = "http") -> RunningServer:
+        port = free_port()
+        server = RunningServer(
+            ["--settings", "tests.settings", "--port", str(port), *args],
+            {**server_env, **(env or {})}, port, scheme,
+        )
+        servers.append(server)
+        return server.wait_ready()
+
+    yield start
+    for server in servers:
+        server.close()
