@@ -40,7 +40,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _version_of(python: str) -> str | None:
+def python_version(python: str) -> str | None:
     try:
         out = subprocess.run(
             [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
@@ -75,7 +75,7 @@ def find_python(version: str) -> str | None:
         if out.returncode == 0:
             candidates.append(out.stdout.strip())
     for candidate in candidates:
-        if Path(candidate).exists() and _version_of(candidate) == version:
+        if Path(candidate).exists() and python_version(candidate) == version:
             return candidate
     return None
 
