@@ -47,8 +47,12 @@ def big_file(request):
 
 @csrf_exempt
 def echo(request):
-    body = request.body
-    return JsonResponse({"length": len(body), "sha256": hashlib.sha256(body).hexdigest()})
+    # Read in blocks: request.body refuses bodies past DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB).
+    digest, length = hashlib.sha256(), 0
+    while block := request.read(65536):
+        digest.update(block)
+        length += len(block)
+    return JsonResponse({"length": length, "sha256": digest.hexdigest()})
 
 
 def whoami(request):

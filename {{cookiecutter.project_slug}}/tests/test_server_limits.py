@@ -1,0 +1,161 @@
+"""Oversized and malformed requests are refused cleanly, and the server keeps serving."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+MAX_BODY = 2 * 1024 * 1024
+MAX_HEADER = 8 * 1024
+
+
+@pytest.fixture(scope="module")
+def server(start_module_server):
+    return start_module_server("--max-body-size", "2M", "--max-header-size", "8K")
+
+
+def exchange(server, request: bytes, timeout: float = 10) -> bytes:
+    """Send raw bytes, return everything the server sends until it closes."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
+        try:
+            sock.sendall(request)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        data = b""
+        while True:
+            try:
+                part = sock.recv(65536)
+            except ConnectionResetError:
+                return data
+            if not part:
+                return data
+            data += part
+
+
+def assert_still_serving(server) -> None:
+    assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
+
+
+def test_body_over_limit_with_content_length_gets_413(server):
+    body = b"x" * (MAX_BODY + 1)
+    response = httpx.post(f"{server.url}/__test__/echo", content=body, timeout=30)
+    assert response.status_code == 413
+    assert response.headers["connection"] == "close"
+    assert_still_serving(server)
+
+
+def test_declared_huge_body_gets_413_before_it_is_sent(server):
+    data = exchange(server, b"POST /__test__/echo HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                            b"Content-Length: 10000000000\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 413 ")
+    assert_still_serving(server)
+
+
+def test_chunked_body_over_limit_gets_413(server):
+    def chunks():
+        for _ in range(MAX_BODY // 65536 + 2):
+            yield b"y" * 65536
+
+    response = httpx.post(f"{server.url}/__test__/echo", content=chunks(), timeout=30)
+    assert response.status_code == 413
+    assert_still_serving(server)
+
+
+def test_chunked_body_within_limit_is_accepted(server):
+    payload = os.urandom(300_000)
+
+    def chunks():
+        for start in range(0, len(payload), 7000):
+            yield payload[start:start + 7000]
+
+    response = httpx.post(f"{server.url}/__test__/echo", content=chunks(), timeout=30)
+    assert response.status_code == 200
+    assert response.json() == {"length": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
+
+
+def test_headers_over_limit_get_431(server):
+    response = httpx.get(f"{server.url}/healthz", headers={"X-Big": "h" * (MAX_HEADER + 100)}, timeout=10)
+    assert response.status_code == 431
+    assert_still_serving(server)
+
+
+def test_long_request_line_gets_431(server):
+    response = httpx.get(f"{server.url}/healthz?q={'a' * (MAX_HEADER + 100)}", timeout=10)
+    assert response.status_code == 431
+
+
+def test_enormous_headers_close_the_connection(server):
+    """Past the hard cap the server stops reading instead of buffering without end."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-Flood: " + b"f" * 400_000 + b"\r\n\r\n"
+    data = exchange(server, request)
+    assert not data.startswith(b"HTTP/1.1 200")
+    assert_still_serving(server)
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET /healthz HTTP/9.9\r\nHost: 127.0.0.1\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nBroken header line\r\n\r\n",
+        b"POST /__test__/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: abc\r\n\r\n",
+        b"POST /__test__/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -5\r\n\r\n",
+        b"POST /__test__/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3, 4\r\n\r\nabcd",
+        b"POST /__test__/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        b"POST /__test__/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"POST /__test__/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+    ids=["request-line", "version", "header-line", "length-text", "length-negative",
+         "length-conflict", "length-and-chunked", "unknown-encoding", "bad-chunk"],
+)
+def test_malformed_request_gets_400(server, request_bytes):
+    data = exchange(server, request_bytes)
+    assert data.startswith(b"HTTP/1.1 400 "), data[:200]
+    assert_still_serving(server)
+
+
+def test_5mb_upload_is_received_intact(start_server):
+    """Bodies past 1 MB wait in a temporary file; they must reach Django unchanged."""
+    server = start_server()
+    payload = os.urandom(5 * 1024 * 1024)
+    response = httpx.post(f"{server.url}/__test__/echo", content=payload, timeout=60)
+    assert response.status_code == 200
+    assert response.json() == {"length": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
+
+
+def test_slow_header_sender_does_not_block_others(start_server):
+    server = start_server("--idle-timeout", "1")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow:
+        slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finishes
+        assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
+        started = time.monotonic()
+        assert slow.recv(100) == b""  # closed by --idle-timeout
+        assert time.monotonic() - started < 5
+
+
+def test_overload_gets_503_with_retry_after(start_server):
+    server = start_server("--threads", "1", "--max-queue", "1")
+
+    def one(_):
+        started = time.monotonic()
+        with httpx.Client(timeout=30) as http:
+            response = http.get(f"{server.url}/__test__/block?seconds=2")
+        return response, time.monotonic() - started
+
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(one, range(6)))
+    statuses = sorted(response.status_code for response, _ in results)
+    # One request runs, one waits for the thread; the rest are turned away.
+    assert statuses == [200, 200, 503, 503, 503, 503]
+    for response, elapsed in results:
+        if response.status_code == 503:
+            assert elapsed < 1, f"a 503 took {elapsed:.2f}s"
+            assert int(response.headers["retry-after"]) > 0
+    assert_still_serving(server)
