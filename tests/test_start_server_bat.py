@@ -1,0 +1,110 @@
+"""start_server.bat's control flow, run by Wine's cmd.exe.
+
+Wine cannot run a Windows Python here, so these tests drive the paths that need none: no
+Python found, and a stand-in Python (a .cmd file) whose bootstrap or server step fails.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import clean_env, need
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="runs cmd.exe through Wine on Linux")
+
+# Answers "-c ..." version probes with success; anything else is the bootstrap (or server)
+# step, which reports where it ran and fails with code 3 unless FAKE_BOOTSTRAP_OK is set.
+FAKE_PYTHON = "\r\n".join([
+    "@echo off",
+    'if "%~1"=="-c" exit /b 0',
+    "echo FAKE-PYTHON ran %* in %CD%",
+    "if defined FAKE_BOOTSTRAP_OK exit /b 0",
+    "exit /b 3",
+    "",
+])
+
+
+def windows_path(path: Path) -> str:
+    """Wine maps the Unix root to drive Z:."""
+    return "Z:" + str(path).replace("/", "\\")
+
+
+@pytest.fixture(scope="session")
+def wine(tmp_path_factory):
+    """An initialised private Wine prefix (the first start takes a while)."""
+    need(shutil.which("wine") is not None, "Wine not installed (apt-get install wine wine64)")
+    prefix = tmp_path_factory.mktemp("wineprefix")
+    env = clean_env(WINEPREFIX=str(prefix), WINEDEBUG="-all", CI="1",
+                    # No Mono/Gecko installers: cmd.exe needs neither.
+                    WINEDLLOVERRIDES="mscoree,mshtml=")
+    env.pop("DISPLAY", None)
+    ready = subprocess.run(["wine", "cmd", "/c", "echo", "wine-ready"], env=env, capture_output=True,
+                           text=True, timeout=600, stdin=subprocess.DEVNULL)
+    need("wine-ready" in ready.stdout, f"Wine's cmd.exe does not run: {ready.stdout}{ready.stderr}")
+    return env
+
+
+def run_bat(wine_env: dict, bat: Path, *args: str, cwd: Path, **extra: str) -> tuple[int, str]:
+    env = dict(wine_env, **extra)
+    # Called by its full path: Wine's cmd.exe mistakes a bare "start_server.bat" for START.
+    completed = subprocess.run(["wine", "cmd", "/c", windows_path(bat), *args], cwd=cwd, env=env,
+                               stdin=subprocess.DEVNULL, capture_output=True, timeout=300)
+    output = (completed.stdout + completed.stderr).decode("utf-8", "replace").replace("\r\n", "\n")
+    return completed.returncode, output
+
+
+@pytest.fixture
+def spaced_project(cookies, tmp_path):
+    """A baked project moved under a folder whose name has spaces."""
+    result = cookies.bake()
+    assert result.exit_code == 0, result.exception
+    target = tmp_path / "My Projects" / "site folder"
+    target.parent.mkdir()
+    shutil.move(str(result.project_path), str(target))
+    return target
+
+
+def test_missing_python_is_reported(wine, cookies, tmp_path):
+    result = cookies.bake()
+    assert result.exit_code == 0, result.exception
+    project = result.project_path
+    code, output = run_bat(wine, project / "start_server.bat", cwd=project)
+    assert "ERROR: Python 3.10 or newer was not found" in output, output
+    assert "python.org" in output
+    assert code != 0, output
+    assert not (project / ".venv").exists()
+
+
+def test_failed_setup_stops_with_error(wine, spaced_project, tmp_path):
+    fake = tmp_path / "fake python.cmd"
+    fake.write_bytes(FAKE_PYTHON.encode())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    code, output = run_bat(wine, spaced_project / "start_server.bat", "8123", cwd=elsewhere,
+                           BOOTSTRAP_PYTHON=windows_path(fake))
+    assert code != 0, output
+    assert "==> Using" in output and "fake python.cmd" in output, output
+    # The bootstrap ran in the script's own folder, not the caller's.
+    ran = [line for line in output.splitlines() if line.startswith("FAKE-PYTHON ran")]
+    assert ran == [f"FAKE-PYTHON ran bootstrap.py in {windows_path(spaced_project)}"], output
+    assert "ERROR: setup did not finish" in output, output
+    assert "Starting the server" not in output
+
+
+def test_failed_server_stops_with_error(wine, spaced_project, tmp_path):
+    fake = tmp_path / "fake python.cmd"
+    fake.write_bytes(FAKE_PYTHON.encode())
+    code, output = run_bat(wine, spaced_project / "start_server.bat", "8123", "--workers", "2",
+                           cwd=tmp_path, BOOTSTRAP_PYTHON=windows_path(fake), FAKE_BOOTSTRAP_OK="1")
+    assert code != 0, output
+    assert "FAKE-PYTHON ran bootstrap.py" in output, output
+    assert "ERROR: setup did not finish" not in output, output
+    # .venv does not exist, so starting the server fails and the script says so.
+    assert "==> Starting the server" in output, output
+    assert "ERROR: the server stopped with an error" in output, output
+
