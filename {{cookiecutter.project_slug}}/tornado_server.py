@@ -360,7 +360,8 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
         self.loop = IOLoop.current()
         self.in_flight = 0  # read completely, not yet answered; touched on the loop only
         self.capacity = options.threads + options.max_queue
-        self.idle: dict = {}  # keep-alive connections waiting for a request, oldest first
+        # Streams of connections waiting for a request (new or keep-alive), oldest first.
+        self.idle: dict = {}
         self.shutting_down = False
         self.trusted = options.trusted_proxies
         self.multiprocess = options.workers > 1
@@ -372,20 +373,20 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
         if self.shutting_down:
             server_conn.stream.close()
         else:
-            self.idle.pop(server_conn, None)
-            self.idle[server_conn] = None
+            self.idle.pop(server_conn.stream, None)
+            self.idle[server_conn.stream] = None
         return _Request(self, server_conn, request_conn)
 
     def on_close(self, server_conn) -> None:
-        self.idle.pop(server_conn, None)
+        self.idle.pop(server_conn.stream, None)
 
     def close_idle(self, count: int | None = None) -> int:
         """Close up to ``count`` idle keep-alive connections (all by default), oldest first."""
         closed = 0
         while self.idle and (count is None or closed < count):
-            server_conn = next(iter(self.idle))
-            del self.idle[server_conn]
-            server_conn.stream.close()
+            stream = next(iter(self.idle))
+            del self.idle[stream]
+            stream.close()
             closed += 1
         return closed
 
@@ -549,7 +550,7 @@ class _Request(httputil.HTTPMessageDelegate):
 
     def headers_received(self, start_line, headers):
         container = self.container
-        container.idle.pop(self.server_conn, None)
+        container.idle.pop(self.server_conn.stream, None)
         self.started = time.perf_counter()
         self.start_line, self.headers = start_line, headers
         if container.tornado_paths is not None and container.tornado_paths.match(
@@ -850,6 +851,9 @@ class TornadoServer(HTTPServer):
             stream.close()
             return
         super().handle_stream(stream, address)
+        # Its first start_request() only runs on the next loop turn; until then a burst
+        # of new connections would find nothing idle to evict and be refused.
+        self.container.idle[stream] = None
 
     def on_close(self, server_conn) -> None:
         super().on_close(server_conn)

@@ -1,0 +1,91 @@
+"""Many idle keep-alive connections neither exhaust the server nor lock out new clients."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs raised RLIMIT_NOFILE (POSIX)")
+
+
+@pytest.fixture
+def many_files():
+    """Let this process hold a few thousand sockets too."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 8192 if hard == resource.RLIM_INFINITY else min(hard, 8192)
+    if wanted < 4500:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is too low for this test")
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def open_idle(port: int, count: int) -> list[socket.socket]:
+    sockets = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sockets.append(sock)
+    return sockets
+
+
+def get_on(sock: socket.socket, path: str = "/healthz") -> bytes:
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data or not data.endswith(b"ok"):
+        part = sock.recv(4096)
+        if not part:
+            break
+        data += part
+    return data
+
+
+def timed_get(url: str) -> tuple[int, float]:
+    started = time.monotonic()
+    status = httpx.get(f"{url}/healthz", timeout=10).status_code
+    return status, time.monotonic() - started
+
+
+def test_thousands_of_idle_connections(start_server, many_files):
+    server = start_server("--max-connections", "3000")
+    idle = open_idle(server.port, 2000)
+    try:
+        # Half of them have already made a request and now wait on keep-alive.
+        for sock in idle[::2]:
+            assert get_on(sock).startswith(b"HTTP/1.1 200 OK")
+        status, elapsed = timed_get(server.url)
+        assert status == 200
+        assert elapsed < 2, f"request beside 2000 idle connections took {elapsed:.2f}s"
+        # Under the limit nothing was dropped: the oldest connections still work.
+        assert get_on(idle[0]).startswith(b"HTTP/1.1 200 OK")
+        assert get_on(idle[1]).startswith(b"HTTP/1.1 200 OK")
+    finally:
+        for sock in idle:
+            sock.close()
+    assert server.process.poll() is None
+
+
+def test_connection_limit_evicts_idle_connections(start_server, many_files):
+    server = start_server("--max-connections", "100")
+    idle = open_idle(server.port, 300)
+    try:
+        for sock in idle[-50:]:
+            assert get_on(sock).startswith(b"HTTP/1.1 200 OK")
+        status, elapsed = timed_get(server.url)
+        assert status == 200
+        assert elapsed < 2
+        # The oldest idle connections made room; the server closed them.
+        idle[0].settimeout(5)
+        assert idle[0].recv(100) == b""
+        # ...while the most recently active ones are still being served.
+        assert get_on(idle[-1]).startswith(b"HTTP/1.1 200 OK")
+    finally:
+        for sock in idle:
+            sock.close()
+    assert "refusing" not in server.output()
