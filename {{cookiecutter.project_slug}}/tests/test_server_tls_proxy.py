@@ -1,0 +1,107 @@
+"""HTTPS served directly (--certfile/--keyfile), and X-Forwarded-* believed only from trusted proxies."""
+
+from __future__ import annotations
+
+import ssl
+
+import httpx
+import pytest
+import trustme
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    folder = tmp_path_factory.mktemp("tls")
+    certfile, keyfile = folder / "cert.pem", folder / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(certfile)
+    for pem in cert.cert_chain_pems[1:]:
+        pem.write_to_path(certfile, append=True)
+    cert.private_key_pem.write_to_path(keyfile)
+    return ca, str(certfile), str(keyfile)
+
+
+def trusting(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context
+
+
+def test_https_with_certificate(start_server, certificate):
+    ca, certfile, keyfile = certificate
+    server = start_server("--certfile", certfile, "--keyfile", keyfile, scheme="https")
+    assert server.url.startswith("https://")
+    assert f"is running at https://127.0.0.1:{server.port}/" in server.output()
+    with httpx.Client(verify=trusting(ca), timeout=10) as http:
+        info = http.get(f"{server.url}/__test__/whoami").json()
+        assert info["is_secure"] is True
+        assert info["scheme"] == "https"
+        assert http.get(f"{server.url}/healthz").text == "ok"
+    # A client that does not trust the throwaway CA is refused, as it should be.
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{server.url}/healthz", timeout=10)
+    # Plain HTTP to the TLS port gets nowhere and does not hurt the server.
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{server.port}/healthz", timeout=10)
+    with httpx.Client(verify=trusting(ca), timeout=10) as http:
+        assert http.get(f"{server.url}/healthz").status_code == 200
+
+
+def test_missing_certificate_file_is_a_clear_error(start_server, tmp_path):
+    server = start_server("--certfile", str(tmp_path / "nope.pem"), wait=False)
+    assert server.process.wait(30) == 2
+    output = server.output()
+    assert "--certfile" in output and "does not exist" in output
+
+
+def test_invalid_certificate_is_a_clear_error(start_server, tmp_path):
+    bogus = tmp_path / "bogus.pem"
+    bogus.write_text("not a certificate\n")
+    server = start_server("--certfile", str(bogus), wait=False)
+    assert server.process.wait(30) == 1
+    assert f"ERROR: cannot load TLS certificate {str(bogus)!r}" in server.output()
+
+
+def whoami(server, headers: dict) -> dict:
+    return httpx.get(f"{server.url}/__test__/whoami", headers=headers, timeout=10).json()
+
+
+FORWARDED = {"X-Forwarded-For": "1.2.3.4", "X-Forwarded-Proto": "https"}
+
+
+def test_forwarded_headers_ignored_by_default(start_server):
+    server = start_server()
+    info = whoami(server, FORWARDED)
+    assert info["remote_addr"] == "127.0.0.1"
+    assert info["scheme"] == "http"
+    assert info["is_secure"] is False
+
+
+def test_forwarded_headers_from_trusted_proxy(start_server):
+    server = start_server("--trusted-proxies", "127.0.0.1")
+    info = whoami(server, FORWARDED)
+    assert info["remote_addr"] == "1.2.3.4"
+    assert info["scheme"] == "https"
+    assert info["is_secure"] is True
+    # The client may send its own X-Forwarded-For; only the hop the proxy added counts.
+    assert whoami(server, {"X-Forwarded-For": "1.2.3.4, 5.6.7.8"})["remote_addr"] == "5.6.7.8"
+    # Nothing forwarded: the proxy's own address.
+    assert whoami(server, {})["remote_addr"] == "127.0.0.1"
+    # Garbage is not taken for an address.
+    assert whoami(server, {"X-Forwarded-For": "not-an-ip"})["remote_addr"] == "127.0.0.1"
+    assert whoami(server, {"X-Forwarded-Proto": "gopher"})["scheme"] == "http"
+
+
+def test_trusted_proxy_chain(start_server):
+    server = start_server("--trusted-proxies", "127.0.0.1,10.0.0.0/8")
+    # Trusted hops are skipped from the right; the first untrusted one is the client.
+    assert whoami(server, {"X-Forwarded-For": "1.2.3.4, 5.6.7.8, 10.1.1.1"})["remote_addr"] == "5.6.7.8"
+
+
+def test_underscore_header_is_dropped(start_server):
+    """X_Forwarded_For would reach Django as HTTP_X_FORWARDED_FOR, like the real header."""
+    server = start_server("--trusted-proxies", "127.0.0.1")
+    info = whoami(server, {"X_Forwarded_For": "9.9.9.9", "X_Forwarded_Proto": "https"})
+    assert info["remote_addr"] == "127.0.0.1"
+    assert info["scheme"] == "http"
