@@ -108,3 +108,12 @@ def test_failed_server_stops_with_error(wine, spaced_project, tmp_path):
     assert "==> Starting the server" in output, output
     assert "ERROR: the server stopped with an error" in output, output
 
+
+
+def test_missing_bootstrap_python_is_named(wine, spaced_project, tmp_path):
+    missing = windows_path(tmp_path / "no such python.exe")
+    code, output = run_bat(wine, spaced_project / "start_server.bat", cwd=tmp_path,
+                           BOOTSTRAP_PYTHON=missing)
+    assert code != 0, output
+    assert f"ERROR: Python 3.10 or newer was not found at {missing}" in output, output
+    assert "Starting the server" not in output

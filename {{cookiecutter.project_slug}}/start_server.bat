@@ -44,7 +44,12 @@ echo ERROR: cannot change to the folder of this script (%~dp0).
 goto :fail
 
 :no_python
-echo ERROR: Python 3.10 or newer was not found (tried: %BOOTSTRAP_PYTHON% py -3, python).
+if defined BOOTSTRAP_PYTHON goto :no_bootstrap_python
+echo ERROR: Python 3.10 or newer was not found (tried: py -3, python).
+goto :python_help
+:no_bootstrap_python
+echo ERROR: Python 3.10 or newer was not found at %BOOTSTRAP_PYTHON% (from BOOTSTRAP_PYTHON).
+:python_help
 echo        Install it from https://www.python.org/downloads/ and tick "Add python.exe to PATH",
 echo        then run start_server.bat again.
 goto :fail
