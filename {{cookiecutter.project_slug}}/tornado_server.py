@@ -761,9 +761,13 @@ class _Request(httputil.HTTPMessageDelegate):
     def write_part(self, start_line, head, data: bytes, done: concurrent.futures.Future) -> None:
         try:
             if start_line is not None:
-                written = self.request_conn.write_headers(start_line, head, data)
+                self.request_conn.write_headers(start_line, head, data)
             else:
-                written = self.request_conn.write(data)
+                self.request_conn.write(data)
+            # HTTP1Connection resolves only the future of its latest write, so with
+            # several writes queued on a slow client the earlier ones never complete.
+            # The stream's own futures resolve in order, once all before them is sent.
+            written = self.request_conn.stream.write(b"")
             self.sent_bytes += len(data)
         except Exception as exc:
             done.set_exception(exc)
