@@ -1,0 +1,127 @@
+"""Options from the command line and environment, the access log, the rotating log file."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+ACCESS_LINE = re.compile(r'127\.0\.0\.1 "GET /healthz\?n=1 HTTP/1\.1" 200 2 \d+\.\dms')
+
+
+def run_server_cli(*args: str, env: dict, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "tornado_server.py", *args], cwd=PROJECT_DIR,
+                          env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_help_lists_every_option_with_its_variable(server_env):
+    import tornado_server
+
+    result = run_server_cli("--help", env={**server_env, "COLUMNS": "200"})
+    assert result.returncode == 0
+    for option in tornado_server.OPTIONS:
+        assert option.cli_name in result.stdout, option.name
+        assert option.env_name in result.stdout, option.name
+    assert "--no-access-log" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (["--port", "abc"], {}, "--port='abc'"),
+        (["--threads", "0"], {}, "--threads='0'"),
+        (["--max-body-size", "lots"], {}, "--max-body-size='lots'"),
+        (["--trusted-proxies", "10.0.0.0/33"], {}, "--trusted-proxies"),
+        ([], {"SERVER_THREADS": "0"}, "SERVER_THREADS='0'"),
+        ([], {"SERVER_IDLE_TIMEOUT": "-1"}, "SERVER_IDLE_TIMEOUT='-1'"),
+        ([], {"SERVER_ACCESS_LOG": "maybe"}, "SERVER_ACCESS_LOG='maybe'"),
+        (["--no-such-option"], {}, "unrecognized arguments: --no-such-option"),
+    ],
+)
+def test_bad_value_exits_2_naming_it(server_env, args, env, named):
+    result = run_server_cli("--settings", "tests.settings", *args, env={**server_env, **env})
+    assert result.returncode == 2, result.stderr
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_environment_variables_apply(start_server):
+    server = start_server(env={"SERVER_THREADS": "3", "SERVER_MAX_BODY_SIZE": "1K"})
+    assert "3 threads x 1 process" in server.output()
+    response = httpx.post(f"{server.url}/__test__/echo", content=b"z" * 2048, timeout=10)
+    assert response.status_code == 413
+    small = httpx.post(f"{server.url}/__test__/echo", content=b"z" * 100, timeout=10)
+    assert small.json()["length"] == 100
+
+
+def test_command_line_beats_environment(start_server):
+    server = start_server("--threads", "5", env={"SERVER_THREADS": "3"})
+    assert "5 threads x 1 process" in server.output()
+
+
+def test_port_in_use_exits_1_with_clear_message(start_server):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = start_server(port=port, wait=False)
+        assert server.process.wait(60) == 1
+    output = server.output()
+    assert f"ERROR: cannot listen on 127.0.0.1:{port}" in output
+    assert "--port" in output
+    assert "Traceback" not in output
+
+
+def wait_for(predicate, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_access_log_line_per_request(start_server):
+    server = start_server()
+    assert httpx.get(f"{server.url}/healthz?n=1", timeout=10).status_code == 200
+    httpx.post(f"{server.url}/__test__/echo", content=b"12345", timeout=10)
+    httpx.get(f"{server.url}/no/such/page", timeout=10)
+    assert wait_for(lambda: '"GET /no/such/page' in server.output())
+    output = server.output()
+    assert ACCESS_LINE.search(output), output
+    assert re.search(r'"POST /__test__/echo HTTP/1\.1" 200 \d+ ', output)
+    assert re.search(r'"GET /no/such/page HTTP/1\.1" 404 \d+ ', output)
+    assert len(re.findall(r'" \d{3} \d+ [\d.]+ms', output)) == 3
+
+
+def test_no_access_log(start_server):
+    server = start_server("--no-access-log")
+    assert httpx.get(f"{server.url}/healthz?n=1", timeout=10).status_code == 200
+    assert httpx.get(f"{server.url}/__fault__/raise-before", timeout=10).status_code == 500
+    # Errors are still logged; only the per-request lines are gone.
+    assert wait_for(lambda: "failed before start_response" in server.output())
+    assert "/healthz" not in server.output()
+
+
+def test_log_file_rotates(start_server, tmp_path):
+    log_file = tmp_path / "logs" / "server.log"
+    server = start_server("--log-file", str(log_file), "--log-max-bytes", "2K", "--log-backups", "2")
+    with httpx.Client(timeout=10) as http:
+        for number in range(60):
+            assert http.get(f"{server.url}/healthz?n={number}").status_code == 200
+        assert wait_for(lambda: Path(f"{log_file}.2").exists())
+        assert http.get(f"{server.url}/healthz?after-rotation").status_code == 200
+    assert wait_for(lambda: "after-rotation" in log_file.read_text(encoding="utf-8"))
+    # Each file stays near the limit and only two backups are kept.
+    assert not Path(f"{log_file}.3").exists()
+    for path in (log_file, Path(f"{log_file}.1"), Path(f"{log_file}.2")):
+        assert path.stat().st_size <= 2048 + 512, path
+    assert "is running at" in server.output()  # the console keeps its log as well
+    assert "after-rotation" in server.output()
