@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -17,6 +19,97 @@ import pytest
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 IS_WINDOWS = sys.platform == "win32"
 READY_LINE = "is running at"
+SLUG = "{{ cookiecutter.project_slug }}"
+# Where the project's settings look when neither the environment nor .env names a database.
+DEFAULT_DATABASE_URL = {% if cookiecutter.database == "postgresql" %}f"postgres://postgres@127.0.0.1:5432/{SLUG}"{% else %}""{% endif %}
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def services_required() -> bool:
+    return os.environ.get("REQUIRE_SERVICES") == "1"
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip when an outside service or program is missing; fail with REQUIRE_SERVICES=1."""
+    if condition:
+        return
+    if services_required():
+        pytest.fail(f"{reason} (REQUIRE_SERVICES=1)")
+    pytest.skip(reason)
+
+
+def database_url() -> str:
+    """The DATABASE_URL the project would use (environment, then .env, then its default)."""
+    return os.environ.get("DATABASE_URL") or read_env_file().get("DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+def redis_url() -> str:
+    return os.environ.get("REDIS_URL") or read_env_file().get("REDIS_URL") or DEFAULT_REDIS_URL
+
+
+def read_env_file() -> dict:
+    path = PROJECT_DIR / ".env"
+    values = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            key, sep, value = line.strip().partition("=")
+            if sep and not key.startswith("#"):
+                values[key.strip()] = value.strip()
+    return values
+
+
+def is_postgresql(url: str) -> bool:
+    return urlsplit(url).scheme in ("postgres", "postgresql", "pgsql", "postgis")
+
+
+def with_database_name(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+def postgresql_connect(url: str, dbname: str = "postgres"):
+    """A psycopg connection (autocommit) to ``dbname`` on the server ``url`` names."""
+    import psycopg
+
+    parts = urlsplit(with_database_name(url, dbname))
+    return psycopg.connect(urlunsplit(parts._replace(scheme="postgresql")), autocommit=True,
+                           connect_timeout=5)
+
+
+def postgresql_problem(url: str) -> str | None:
+    """None when PostgreSQL answers at ``url``, else why not."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        return "psycopg is not installed (pip install -r requirements-dev.txt)"
+    try:
+        postgresql_connect(url).close()
+    except Exception as exc:  # any failure to connect means "not usable here"
+        location = urlsplit(url).hostname or "localhost"
+        port = urlsplit(url).port or 5432
+        return f"PostgreSQL not reachable at {location}:{port}: {str(exc).strip().splitlines()[0]}"
+    return None
+
+
+def redis_problem(url: str) -> str | None:
+    try:
+        import redis
+    except ImportError:
+        return "the redis package is not installed (pip install -r requirements-dev.txt)"
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=3)
+        client.ping()
+        client.close()
+    except Exception as exc:  # any failure to connect means "not usable here"
+        parts = urlsplit(url)
+        return f"Redis not reachable at {parts.hostname}:{parts.port or 6379}: {exc}"
+    return None
+
+
+def uses_redis_cache() -> bool:
+    from django.conf import settings
+
+    return "redis" in settings.CACHES["default"]["BACKEND"].lower()
 
 
 def free_port() -> int:
@@ -85,8 +178,48 @@ class RunningServer:
 
 
 @pytest.fixture(scope="session")
-def server_env(tmp_path_factory) -> dict:
-    """Environment for test servers: throwaway database and static files, migrated."""
+def postgresql_url() -> str:
+    """DATABASE_URL of the project's PostgreSQL (skips, or fails with REQUIRE_SERVICES=1,
+    when it does not answer)."""
+    url = database_url()
+    need(is_postgresql(url), "the project's DATABASE_URL is not PostgreSQL")
+    problem = postgresql_problem(url)
+    need(problem is None, problem or "")
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_cache_url() -> str:
+    """REDIS_URL of the project's Redis cache (skips, or fails with REQUIRE_SERVICES=1,
+    when it does not answer)."""
+    url = redis_url()
+    problem = redis_problem(url)
+    need(problem is None, problem or "")
+    return url
+
+
+@pytest.fixture(scope="session")
+def database_reachable() -> None:
+    url = database_url()
+    if is_postgresql(url):
+        problem = postgresql_problem(url)
+        need(problem is None, problem or "")
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(database_reachable, django_db_setup):
+    # pytest-django makes its test database on the project's server: say so when it is down.
+    return django_db_setup
+
+
+@pytest.fixture(scope="session")
+def server_env(request, tmp_path_factory) -> dict:
+    """Environment for test servers: throwaway database and static files, migrated.
+
+    SQLite: a new file. PostgreSQL: a new database ``<slug>_srv_<random>`` on the server
+    DATABASE_URL names, dropped at the end, so servers the tests start never touch the
+    real one. Redis: the project's Redis with a key prefix of its own.
+    """
     tmp = tmp_path_factory.mktemp("server")
     env = dict(os.environ)
     env.update({
@@ -95,10 +228,31 @@ def server_env(tmp_path_factory) -> dict:
         "DJANGO_STATIC_ROOT": str(tmp / "staticfiles"),
         "PYTHONUNBUFFERED": "1",
     })
-    env.setdefault("DATABASE_URL", f"sqlite:///{(tmp / 'db.sqlite3').as_posix()}")
+    url = database_url()
+    if is_postgresql(url):
+        url = request.getfixturevalue("postgresql_url")
+        name = f"{SLUG}_srv_{secrets.token_hex(4)}"
+        with postgresql_connect(url) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        request.addfinalizer(lambda: drop_postgresql_database(url, name))
+        env["DATABASE_URL"] = with_database_name(url, name)
+    elif not url or url.startswith("sqlite"):
+        env["DATABASE_URL"] = f"sqlite:///{(tmp / 'db.sqlite3').as_posix()}"
+    if uses_redis_cache():
+        request.getfixturevalue("redis_cache_url")
+        env["TEST_CACHE_KEY_PREFIX"] = f"{SLUG}_test_{secrets.token_hex(4)}"
     manage("migrate", "--noinput", "--verbosity", "0", env=env)
     manage("collectstatic", "--noinput", "--verbosity", "0", env=env)
     return env
+
+
+def drop_postgresql_database(url: str, name: str) -> None:
+    with postgresql_connect(url) as admin:
+        # FORCE (PostgreSQL 13+) ends connections a killed server may have left behind.
+        try:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except Exception:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
 @pytest.fixture

@@ -12,3 +12,7 @@ from {{ cookiecutter.project_slug }}.settings import *  # noqa: E402,F403
 
 ROOT_URLCONF = "tests.urls"
 WSGI_APPLICATION = "tests.wsgi.application"
+
+# Test servers may share Redis with a running site: their keys get a prefix of their own.
+if os.environ.get("TEST_CACHE_KEY_PREFIX"):
+    CACHES["default"]["KEY_PREFIX"] = os.environ["TEST_CACHE_KEY_PREFIX"]  # noqa: F405

@@ -11,5 +11,8 @@ urlpatterns = [
     path("__test__/whoami", views.whoami),
     path("__test__/cookie", views.cookie),
     path("__test__/db-write", views.db_write),
+    path("__test__/cache", views.cache_value),
+    path("__test__/group", views.group),
+    path("__test__/db-connection", views.db_connection),
     path("", include("{{ cookiecutter.project_slug }}.urls")),
 ]

@@ -6,7 +6,8 @@ import threading
 import time
 
 from django.contrib.auth.models import Group
-from django.db import transaction
+from django.core.cache import cache
+from django.db import connection, transaction
 from django.http import FileResponse, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -79,3 +80,41 @@ def db_write(request):
         group, _ = Group.objects.get_or_create(name="counter")
         Group.objects.filter(pk=group.pk).update(name="counter")
     return HttpResponse("written\n")
+
+
+@csrf_exempt
+def cache_value(request):
+    """POST stores ?value= under ?key=, GET reads it: is the cache shared between servers?"""
+    key = request.GET["key"]
+    if request.method == "POST":
+        cache.set(key, request.GET.get("value", ""), 300)
+    return JsonResponse({"key": key, "value": cache.get(key), "pid": os.getpid()})
+
+
+@csrf_exempt
+def group(request):
+    """POST creates the Group ?name=, GET says whether it exists: is the database shared?"""
+    name = request.GET["name"]
+    if request.method == "POST":
+        Group.objects.get_or_create(name=name)
+    return JsonResponse({"name": name, "exists": Group.objects.filter(name=name).exists(),
+                         "pid": os.getpid()})
+
+
+def db_connection(request):
+    """Which database connection served this request (persistent connections, health checks)."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT pg_backend_pid(), current_database()")
+            backend_pid, database = cursor.fetchone()
+        else:
+            cursor.execute("SELECT 1")
+            backend_pid, database = None, str(connection.settings_dict["NAME"])
+    return JsonResponse({
+        "vendor": connection.vendor,
+        "backend_pid": backend_pid,
+        "database": database,
+        "connection_id": id(connection.connection),
+        "thread": threading.current_thread().name,
+        "pid": os.getpid(),
+    })

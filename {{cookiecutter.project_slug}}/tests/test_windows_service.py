@@ -1,0 +1,201 @@
+"""windows_service.py: everything but the pywin32 shell, run the way the service runs it
+(the server on a thread of a Python process, stopped through ServiceRunner.stop())."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .conftest import IS_WINDOWS, PROJECT_DIR, READY_LINE, free_port
+
+sys.path.insert(0, str(PROJECT_DIR))
+
+import windows_service  # noqa: E402
+
+# Runs in a fresh Python process: the runner serves on a thread; a line on stdin asks for
+# the stop the service manager would ask for.
+DRIVER = """
+import sys
+sys.path.insert(0, {project!r})
+import windows_service
+options = windows_service.build_options(sys.argv[1:])
+runner = windows_service.ServiceRunner(options).start()
+runner.ready.wait(60)
+print("ready:", runner.is_running(), flush=True)
+sys.stdin.readline()
+runner.stop("service stop")
+code = runner.wait(90)
+print("exit code:", code, "error:", runner.error, flush=True)
+sys.exit(99 if code is None else code)
+"""
+
+
+def test_service_name_comes_from_the_project():
+    name, display = windows_service.service_names()
+    assert name == "{{ cookiecutter.project_slug }}"
+    assert "{{ cookiecutter.project_name }}" in display
+
+
+def test_options_come_from_env_file_whatever_the_current_directory(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / ".env").write_text("SERVER_THREADS=3\nSERVER_DRAIN_TIMEOUT=7\n", encoding="utf-8")
+    elsewhere = tmp_path / "System32"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    for name in ("SERVER_THREADS", "SERVER_DRAIN_TIMEOUT", "SERVER_LOG_FILE", "SERVER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    options = windows_service.build_options(["--port", "8123"], project_dir=project)
+    assert (options.threads, options.drain_timeout, options.port) == (3, 7.0, 8123)
+    # A service has no console: it always logs to a file, by default in the project.
+    assert Path(options.log_file) == project / "logs" / "server.log"
+
+
+def test_relative_log_file_is_taken_from_the_project(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SERVER_LOG_FILE", raising=False)
+    options = windows_service.build_options(["--log-file", "logs/site.log"], project_dir=PROJECT_DIR)
+    assert Path(options.log_file) == PROJECT_DIR / "logs" / "site.log"
+
+
+def test_bad_option_is_a_clear_error_not_an_exit():
+    with pytest.raises(windows_service.ServiceError, match="--threads"):
+        windows_service.build_options(["--threads", "none"])
+
+
+def test_worker_python_prefers_the_stored_interpreter(tmp_path):
+    python = tmp_path / "python.exe"
+    python.write_bytes(b"")
+    assert windows_service.worker_python(str(python)) == str(python)
+    assert Path(windows_service.worker_python(str(tmp_path / "missing.exe"))).is_file()
+
+
+def test_pywin32_command_parsing():
+    commands = windows_service._commands
+    assert commands(["ws.py", "--startup", "manual", "install"]) == ["install"]
+    assert commands(["ws.py", "--wait", "10", "stop"]) == ["stop"]
+    assert commands(["ws.py", "start", "--port", "1"]) == ["start", "--port", "1"]
+
+
+def test_install_outside_windows_says_what_to_do_instead():
+    if IS_WINDOWS:  # installing needs an Administrator; the CI job installs for real
+        assert windows_service.DjangoTornadoService._svc_name_ == windows_service.SERVICE_NAME
+        return
+    assert not hasattr(windows_service, "DjangoTornadoService")  # pywin32 is not imported here
+    completed = subprocess.run([sys.executable, "windows_service.py", "install"], cwd=PROJECT_DIR,
+                               capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 2
+    assert "windows_service.py run" in completed.stderr
+
+
+def start_service_like(server_env, tmp_path, *args):
+    port = free_port()
+    log_file = tmp_path / "logs" / "server.log"
+    process = subprocess.Popen(
+        [sys.executable, "-c", DRIVER.format(project=str(PROJECT_DIR)), "--settings", "tests.settings",
+         "--port", str(port), "--log-file", str(log_file), *args],
+        cwd=tmp_path,  # like a service: not the project folder
+        env={**server_env, "SERVER_ACCESS_LOG": "true"},
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    seen = []
+    while not seen or not seen[-1].startswith("ready:"):
+        line = process.stdout.readline()  # the driver prints "ready: ..." within 60 s
+        if not line:
+            break
+        seen.append(line)
+    if not seen or seen[-1].strip() != "ready: True":
+        process.kill()
+        pytest.fail("the server did not start:\n" + "".join(seen) + process.stdout.read())
+    return process, f"http://127.0.0.1:{port}", log_file
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_service_stop_lets_in_flight_requests_finish(server_env, tmp_path, workers):
+    process, url, log_file = start_service_like(server_env, tmp_path, "--workers", workers)
+    try:
+        assert httpx.get(f"{url}/healthz", timeout=30).status_code == 200
+        with ThreadPoolExecutor(1) as pool:
+            slow = pool.submit(httpx.get, f"{url}/__test__/block?seconds=2", timeout=60)
+            time.sleep(0.7)  # the request is on a worker thread now
+            stop_asked = time.monotonic()
+            process.stdin.write("stop\n")
+            process.stdin.flush()
+            response = slow.result()
+        assert response.status_code == 200
+        assert response.text.startswith("slept 2")
+        output, _ = process.communicate(timeout=90)
+        assert process.returncode == 0, output
+        assert "exit code: 0 error: None" in output
+        assert time.monotonic() - stop_asked < 60
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{url}/healthz", timeout=5)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    text = log_file.read_text(encoding="utf-8")
+    assert "GET /__test__/block" in text  # the access log reached the file
+    assert "Stopped." in text
+
+
+@pytest.mark.slow
+def test_log_file_rotates_while_the_service_holds_it(server_env, tmp_path):
+    process, url, log_file = start_service_like(server_env, tmp_path, "--log-max-bytes", "4K",
+                                                "--log-backups", "2")
+    try:
+        with httpx.Client(timeout=30) as client:
+            for _ in range(150):
+                assert client.get(f"{url}/healthz").status_code == 200
+        process.stdin.write("stop\n")
+        process.stdin.flush()
+        output, _ = process.communicate(timeout=90)
+        assert process.returncode == 0, output
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    rotated = sorted(p.name for p in log_file.parent.glob("server.log*") if not p.name.endswith(".lock"))
+    assert {"server.log", "server.log.1", "server.log.2"} <= set(rotated), rotated
+    assert log_file.stat().st_size <= 4096 + 1024
+    assert "Stopped." in log_file.read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_run_command_stops_gracefully_on_ctrl_c(server_env, tmp_path):
+    """`windows_service.py run`: the service's code path in a console."""
+    port = free_port()
+    flags = subprocess.CREATE_NEW_PROCESS_GROUP if IS_WINDOWS else 0
+    process = subprocess.Popen(
+        [sys.executable, "windows_service.py", "run", "--settings", "tests.settings", "--port", str(port),
+         "--log-file", str(tmp_path / "run.log")],
+        cwd=PROJECT_DIR, env=server_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        creationflags=flags,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        seen = ""
+        while READY_LINE not in seen and time.monotonic() < deadline:
+            seen += process.stdout.readline()
+            assert process.poll() is None, seen + process.stdout.read()
+        url = f"http://127.0.0.1:{port}"
+        with ThreadPoolExecutor(1) as pool:
+            slow = pool.submit(httpx.get, f"{url}/__test__/block?seconds=1.5", timeout=60)
+            time.sleep(0.5)
+            process.send_signal(signal.CTRL_BREAK_EVENT if IS_WINDOWS else signal.SIGINT)
+            assert slow.result().status_code == 200
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    assert "Stopped." in (tmp_path / "run.log").read_text(encoding="utf-8")
+

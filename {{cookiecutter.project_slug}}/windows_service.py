@@ -1,0 +1,330 @@
+"""Run {{ cookiecutter.project_name }} as a Windows service (pywin32), started with Windows.
+
+From the project folder, in a console opened "as Administrator":
+
+    .venv\\Scripts\\python windows_service.py install     # starts with Windows from now on
+    .venv\\Scripts\\python windows_service.py start
+    .venv\\Scripts\\python windows_service.py stop        # graceful: requests in flight finish
+    .venv\\Scripts\\python windows_service.py remove
+
+``service.bat install|start|stop|remove|status`` does the same without typing the path.
+Server options come from ``.env`` (SERVER_PORT, SERVER_WORKERS...); options given after
+``--`` at install time are stored with the service and win over ``.env``:
+
+    .venv\\Scripts\\python windows_service.py install -- --port 8080 --workers 4
+
+pywin32's own options go before the command, e.g. ``--startup manual install`` (started
+by hand only) or ``--username .\\web --password ... install`` (another account).
+
+The service writes its log to ``logs/server.log`` (rotated; SERVER_LOG_FILE changes it)
+and start/stop problems to the Windows event log (source: the service name).
+
+``python windows_service.py run [server options]`` runs the server in this console exactly
+as the service does (also on Linux and macOS); Ctrl+C stops it the way the service stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import multiprocessing
+import os
+import shlex
+import sys
+import threading
+import time
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+if str(BASE_DIR) not in sys.path:
+    # pythonservice.exe starts in C:\Windows\System32, not here.
+    sys.path.insert(0, str(BASE_DIR))
+
+import tornado_server  # noqa: E402
+
+SERVICE_NAME = "{{ cookiecutter.project_slug }}"
+SERVICE_DISPLAY_NAME = {{ (cookiecutter.project_name ~ " (Django on Tornado)") | jsonify }}
+SERVICE_DESCRIPTION = {{ ("Serves " ~ cookiecutter.project_name ~ " with tornado_server.py from " ) | jsonify }} + str(BASE_DIR)
+DEFAULT_LOG_FILE = Path("logs") / "server.log"
+# Registry values (HKLM\SYSTEM\CurrentControlSet\Services\<name>\Parameters).
+SERVER_ARGS_OPTION = "ServerArgs"
+PYTHON_OPTION = "Python"
+
+log = logging.getLogger("windows_service")
+
+
+class ServiceError(Exception):
+    """The service cannot start; the message says why."""
+
+
+# ======================================================================================
+# Plain functions and the runner: no Windows needed, tested on every OS.
+# ======================================================================================
+
+
+def service_names(slug: str = SERVICE_NAME) -> tuple[str, str]:
+    """(service name, display name); the name is what `sc` and `net stop` take."""
+    return slug, SERVICE_DISPLAY_NAME
+
+
+def build_options(server_args: list[str] | tuple = (), project_dir: Path = BASE_DIR,
+                  environ: dict | None = None) -> tornado_server.ServerOptions:
+    """Server options the service runs with: ``server_args``, then the environment and
+    ``project_dir/.env``, then the defaults; a service always logs to a file.
+
+    Works whatever the current directory is; relative paths are taken from the project.
+    """
+    project_dir = Path(project_dir)
+    tornado_server.read_dotenv(project_dir / ".env")
+    errors = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(errors):
+            options = tornado_server.load_options(list(server_args), environ)
+    except SystemExit as exc:
+        message = errors.getvalue().strip().splitlines()
+        raise ServiceError(message[-1] if message else f"bad server options (exit {exc.code})") from None
+    log_file = Path(options.log_file) if options.log_file else DEFAULT_LOG_FILE
+    if not log_file.is_absolute():
+        log_file = project_dir / log_file
+    options.log_file = str(log_file)
+    return options
+
+
+def worker_python(stored: str | None = None) -> str:
+    """The python.exe that runs --workers processes when the host is pythonservice.exe.
+
+    multiprocessing would start children with pythonservice.exe, or look for python.exe
+    in the virtual environment's root where there is none.
+    """
+    candidates = [stored] if stored else []
+    prefix = Path(sys.exec_prefix)
+    candidates += [prefix / "Scripts" / "python.exe", prefix / "python.exe",
+                   Path(sys.base_exec_prefix) / "python.exe"]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return str(candidate)
+    return sys.executable
+
+
+class ServiceRunner:
+    """Runs the server on a background thread; ``stop()`` is the graceful shutdown.
+
+    One process (``Server``) or, with ``--workers`` above 1, a ``Supervisor`` of worker
+    processes. ``stop()`` may be called from any thread, before or after the start.
+    """
+
+    def __init__(self, options: tornado_server.ServerOptions) -> None:
+        self.options = options
+        self.exit_code: int | None = None
+        self.error: BaseException | None = None
+        self.ready = threading.Event()
+        self._stopping = threading.Event()
+        self._server: tornado_server.Server | None = None
+        self._supervisor: tornado_server.Supervisor | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> ServiceRunner:
+        tornado_server.raise_open_file_limit()
+        if self.options.workers > 1:
+            tornado_server.setup_logging(self.options)
+            self._supervisor = tornado_server.Supervisor(self.options)
+            target = self._run_supervisor
+        else:
+            application = tornado_server.setup_django(self.options)
+            sockets = tornado_server.bind(self.options)
+            self._server = tornado_server.Server(self.options, sockets, on_ready=self._on_ready)
+            target = lambda: self._server.run(application)  # noqa: E731
+        if self._stopping.is_set():
+            self.stop()
+        self._thread = threading.Thread(target=self._run, args=(target,), name="server", daemon=True)
+        self._thread.start()
+        return self
+
+    def _on_ready(self) -> None:
+        tornado_server.announce(self.options)
+        self.ready.set()
+
+    def _run_supervisor(self) -> int:
+        supervisor = self._supervisor
+        watcher = threading.Thread(target=self._watch_workers, daemon=True)
+        watcher.start()
+        return supervisor.run()
+
+    def _watch_workers(self) -> None:
+        supervisor = self._supervisor
+        while not supervisor.stopping.is_set():
+            workers = list(supervisor.workers.values())
+            if len(workers) == self.options.workers and all(w.ready for w in workers):
+                self.ready.set()
+                return
+            time.sleep(0.05)
+
+    def _run(self, target) -> None:
+        try:
+            self.exit_code = target()
+        except BaseException as exc:  # reported through .error and the log
+            self.error = exc
+            self.exit_code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 1
+            log.exception("The server stopped with an error")
+        finally:
+            self.ready.set()
+
+    def stop(self, reason: str = "service stop") -> None:
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.stop(reason)
+        elif self._server is not None:
+            self._server.stop(reason)
+
+    def is_running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """The exit code once the server has stopped, or None if it still runs."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                return None
+        return self.exit_code
+
+
+def run_in_console(server_args: list[str]) -> int:
+    """``windows_service.py run``: the service's code path, stopped by Ctrl+C / SIGTERM."""
+    try:
+        options = build_options(server_args)
+    except ServiceError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 2
+    runner = ServiceRunner(options)
+    tornado_server.install_stop_signals(runner.stop, tornado_server.force_exit)
+    runner.start()
+    while True:
+        code = runner.wait(0.2)  # short waits so signals reach the main thread
+        if code is not None:
+            return code
+
+
+# ======================================================================================
+# The Windows service (pywin32): a thin shell around ServiceRunner.
+# ======================================================================================
+
+if sys.platform == "win32":
+    import servicemanager
+    import win32service
+    import win32serviceutil
+
+    class DjangoTornadoService(win32serviceutil.ServiceFramework):
+        _svc_name_, _svc_display_name_ = service_names()
+        _svc_description_ = SERVICE_DESCRIPTION
+
+        def __init__(self, args):
+            super().__init__(args)
+            self.start_args = list(args[1:])  # `windows_service.py start -- --port 1` passes these
+            self.runner: ServiceRunner | None = None
+            self.stop_requested = threading.Event()
+
+        def SvcDoRun(self):
+            os.chdir(BASE_DIR)
+            # A service has no console; output that would go there is dropped (the log
+            # file and the event log get everything that matters).
+            sys.stdout = sys.stderr = open(os.devnull, "w", encoding="utf-8")
+            try:
+                stored = win32serviceutil.GetServiceCustomOption(self, SERVER_ARGS_OPTION, "")
+                options = build_options(shlex.split(stored) + self.start_args)
+                if options.workers > 1:
+                    multiprocessing.set_executable(
+                        worker_python(win32serviceutil.GetServiceCustomOption(self, PYTHON_OPTION)))
+                self.runner = ServiceRunner(options)
+                if self.stop_requested.is_set():
+                    self.runner.stop()
+                self.runner.start()
+            except BaseException as exc:
+                servicemanager.LogErrorMsg(f"{self._svc_name_} could not start: {exc}")
+                raise
+            servicemanager.LogInfoMsg(
+                f"{self._svc_name_} serves {tornado_server.listening_url(options)} "
+                f"(log: {options.log_file})")
+            while True:
+                code = self.runner.wait(2)
+                if code is not None:
+                    break
+                if self.stop_requested.is_set():
+                    # Tell the service manager the drain is still progressing.
+                    self.ReportServiceStatus(win32service.SERVICE_STOP_PENDING, waitHint=10000)
+            if self.runner.error is not None or (code and not self.stop_requested.is_set()):
+                servicemanager.LogErrorMsg(
+                    f"{self._svc_name_} stopped unexpectedly (exit code {code}): {self.runner.error}")
+                raise RuntimeError(f"server exit code {code}")
+
+        def SvcStop(self):
+            self.ReportServiceStatus(win32service.SERVICE_STOP_PENDING, waitHint=10000)
+            self.stop_requested.set()
+            if self.runner is not None:
+                self.runner.stop("service stop")
+
+        SvcShutdown = SvcStop  # Windows is shutting down: drain the same way
+
+
+def handle_command_line(argv: list[str]) -> int:
+    """install / update / start / stop / restart / remove / debug (pywin32), plus status."""
+    if sys.platform != "win32":
+        print("ERROR: Windows services exist only on Windows; `python windows_service.py run` "
+              "runs the server as the service would.", file=sys.stderr)
+        return 2
+    server_args: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, server_args = argv[:cut], argv[cut + 1:]
+    commands = _commands(argv)
+    if commands[:1] == ["status"]:
+        return print_status()
+    if commands[:1] == ["install"] and not any(arg.startswith("--startup") for arg in argv):
+        argv = [argv[0], "--startup", "auto", *argv[1:]]
+    if commands[:1] in (["install"], ["update"]):
+        build_options(server_args)  # refuse to install options the server would reject
+
+    def remember(_opts) -> None:
+        win32serviceutil.SetServiceCustomOption(SERVICE_NAME, SERVER_ARGS_OPTION, shlex.join(server_args))
+        win32serviceutil.SetServiceCustomOption(SERVICE_NAME, PYTHON_OPTION, worker_python(sys.executable))
+
+    if commands[:1] in (["start"], ["restart"]) and server_args:
+        argv = argv + server_args
+    return win32serviceutil.HandleCommandLine(DjangoTornadoService, argv=argv,
+                                              customOptionHandler=remember) or 0
+
+
+# pywin32's options that take a value as the next argument.
+_VALUE_OPTIONS = {"--password", "--username", "--startup", "--perfmonini", "--perfmondll", "--wait"}
+
+
+def _commands(argv: list[str]) -> list[str]:
+    """The command and what follows it, pywin32 (getopt) style: options come first."""
+    index = 1
+    while index < len(argv) and argv[index].startswith("-"):
+        index += 2 if argv[index] in _VALUE_OPTIONS else 1
+    return argv[index:]
+
+
+def print_status() -> int:
+    names = {
+        win32service.SERVICE_STOPPED: "stopped", win32service.SERVICE_START_PENDING: "starting",
+        win32service.SERVICE_STOP_PENDING: "stopping", win32service.SERVICE_RUNNING: "running",
+    }
+    try:
+        state = win32serviceutil.QueryServiceStatus(SERVICE_NAME)[1]
+    except win32service.error as exc:
+        print(f"{SERVICE_NAME}: {exc.strerror}")
+        return 1
+    print(f"{SERVICE_NAME}: {names.get(state, state)}")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1 and argv[1] == "run":
+        return run_in_console(argv[2:])
+    return handle_command_line(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
