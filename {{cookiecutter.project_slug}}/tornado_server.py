@@ -302,6 +302,11 @@ _NO_BODY_STATUS = frozenset({204, 304})
 _SPOOL_SIZE = 1024 * 1024  # request bodies beyond this wait on disk, not in memory
 _STREAM_HIGH_WATER = 1024 * 1024  # a streaming worker waits while this much is unsent
 _FILE_BLOCK = 256 * 1024
+# A refused body is still read (and dropped) up to this much past --max-body-size and
+# for this long: closing with unread data sends a reset, and a client still uploading
+# (on Windows above all) then loses the 413/503 before it can read it.
+_DRAIN_EXTRA = 16 * 1024 * 1024
+_DRAIN_SECONDS = 10.0
 
 
 class FileWrapper:
@@ -593,6 +598,11 @@ class _Request(httputil.HTTPMessageDelegate):
             self.tornado_delegate.finish()
             return
         if self.rejected:
+            # A refused body has been read to its end: close once the answer is out.
+            stream = self.server_conn.stream
+            self.request_conn.finish()
+            if not stream.closed():
+                stream.write(b"").add_done_callback(lambda _: stream.close())
             return
         self.container.in_flight += 1
         self.unsent = collections.deque()
@@ -618,9 +628,26 @@ class _Request(httputil.HTTPMessageDelegate):
         if self.start_line.method == "HEAD":
             body = b""
         self.request_conn.write_headers(httputil.ResponseStartLine("HTTP/1.1", code, reason), head, body)
-        self.request_conn.finish()
         self.log_access(code, len(body))
+        if not self.drain_body():
+            self.request_conn.finish()
         return None
+
+    def drain_body(self) -> bool:
+        """Let the rest of a refused body be read and dropped; finish() then closes."""
+        headers = self.headers
+        if self.body_size == 0 and headers.get("Expect", "").lower() == "100-continue":
+            return False  # the client waits for a go-ahead and sends nothing now
+        limit = self.container.options.max_body_size + _DRAIN_EXTRA
+        length = headers.get("Content-Length")
+        if length is None:
+            if "Transfer-Encoding" not in headers:
+                return False  # no body
+        elif not length.isdigit() or int(length) == 0 or int(length) > limit:
+            return False
+        self.request_conn.set_max_body_size(limit)
+        self.request_conn.set_body_timeout(min(self.container.options.body_timeout, _DRAIN_SECONDS))
+        return True
 
     # --- Worker thread: running the application ----------------------------------------
 
