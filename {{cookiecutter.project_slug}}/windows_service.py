@@ -287,11 +287,33 @@ def handle_command_line(argv: list[str]) -> int:
     def remember(_opts) -> None:
         win32serviceutil.SetServiceCustomOption(SERVICE_NAME, SERVER_ARGS_OPTION, shlex.join(server_args))
         win32serviceutil.SetServiceCustomOption(SERVICE_NAME, PYTHON_OPTION, worker_python(sys.executable))
+        set_service_path()
 
     if commands[:1] in (["start"], ["restart"]) and server_args:
         argv = argv + server_args
     return win32serviceutil.HandleCommandLine(DjangoTornadoService, argv=argv,
                                               customOptionHandler=remember) or 0
+
+
+def set_service_path() -> None:
+    """Give the service a PATH with the DLLs pythonservice.exe needs.
+
+    The service runs as LocalSystem, whose PATH has neither the Python installation
+    (pythonXY.dll) nor pywin32's DLLs when Python was installed for one user.
+    """
+    import pywintypes
+    import win32api
+    import win32con
+
+    system_root = os.environ.get("SystemRoot", r"C:\Windows")
+    folders = [sys.base_exec_prefix, os.path.dirname(pywintypes.__file__),
+               os.path.join(system_root, "System32"), system_root]
+    key = win32api.RegOpenKey(win32con.HKEY_LOCAL_MACHINE,
+                              rf"SYSTEM\CurrentControlSet\Services\{SERVICE_NAME}", 0, win32con.KEY_SET_VALUE)
+    try:
+        win32api.RegSetValueEx(key, "Environment", 0, win32con.REG_MULTI_SZ, ["PATH=" + ";".join(folders)])
+    finally:
+        win32api.RegCloseKey(key)
 
 
 # pywin32's options that take a value as the next argument.
