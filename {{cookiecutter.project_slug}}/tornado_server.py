@@ -371,6 +371,8 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
         self.trusted = options.trusted_proxies
         self.multiprocess = options.workers > 1
         self._date = (0, "")
+        self._from_workers: collections.deque = collections.deque()
+        self._wakeup_pending = False
 
     # --- Tornado's side ---------------------------------------------------------------
 
@@ -394,6 +396,29 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
             stream.close()
             closed += 1
         return closed
+
+    def call_on_loop(self, callback: Callable, *args) -> None:
+        """Run ``callback(*args)`` on the event loop; called from worker threads.
+
+        Under load many workers finish while the loop is still busy; they share one
+        wake-up instead of each writing to the loop's self-pipe (a system call that also
+        hands the GIL around). The flag is cleared before the queue is drained, so an
+        entry added after the drain always schedules a new wake-up.
+        """
+        self._from_workers.append((callback, args))
+        if not self._wakeup_pending:
+            self._wakeup_pending = True
+            self.loop.add_callback(self._run_from_workers)
+
+    def _run_from_workers(self) -> None:
+        self._wakeup_pending = False
+        ready = self._from_workers
+        while ready:
+            callback, args = ready.popleft()
+            try:
+                callback(*args)
+            except Exception:
+                log.exception("Error in %s", getattr(callback, "__qualname__", callback))
 
     def http_date(self) -> str:
         now = int(time.time())
@@ -683,24 +708,24 @@ class _Request(httputil.HTTPMessageDelegate):
                     body = b""
                 self._close_result(result)
                 result = None
-                container.loop.add_callback(self.send_whole, start_line, head, body)
+                container.call_on_loop(self.send_whole, start_line, head, body)
             else:
                 self.stream(result, response, written, method)
         except Exception as exc:
             self._close_result(result)
             if isinstance(exc, iostream.StreamClosedError) or self.closed:
-                container.loop.add_callback(self.abort, 499)
+                container.call_on_loop(self.abort, 499)
             elif self.headers_sent:
                 log.error("Error while streaming %s %s; connection closed",
                           method, self.start_line.path, exc_info=True)
-                container.loop.add_callback(self.abort, self.status)
+                container.call_on_loop(self.abort, self.status)
             else:
                 if isinstance(exc, _BadResponse):
                     log.error("Bad response from the application for %s %s: %s",
                               method, self.start_line.path, exc)
                 else:
                     log.error("Error handling %s %s", method, self.start_line.path, exc_info=True)
-                container.loop.add_callback(self.send_error)
+                container.call_on_loop(self.send_error)
         finally:
             if self.body is not None:
                 self.body.close()
@@ -732,11 +757,11 @@ class _Request(httputil.HTTPMessageDelegate):
         self.status = start_line.code
         if no_body or method == "HEAD":
             self._close_result(result)
-            self.container.loop.add_callback(self.send_whole, start_line, head, b"")
+            self.container.call_on_loop(self.send_whole, start_line, head, b"")
             return
         if whole:
             self._close_result(result)
-            self.container.loop.add_callback(self.send_whole, start_line, head, first)
+            self.container.call_on_loop(self.send_whole, start_line, head, first)
             return
         self.headers_sent = True
         self.push(start_line, head, first)
@@ -749,11 +774,11 @@ class _Request(httputil.HTTPMessageDelegate):
         # Wait for the tail, so a failed write is seen here rather than lost.
         while self.unsent:
             self.unsent.popleft()[0].result()
-        self.container.loop.add_callback(self.finish_stream)
+        self.container.call_on_loop(self.finish_stream)
 
     def push(self, start_line, head, data: bytes) -> None:
         done = concurrent.futures.Future()
-        self.container.loop.add_callback(self.write_part, start_line, head, data, done)
+        self.container.call_on_loop(self.write_part, start_line, head, data, done)
         self.unsent.append((done, len(data)))
         self.unsent_bytes += len(data)
         # Also collect finished writes: a trickling stream (server-sent events) never
