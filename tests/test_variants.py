@@ -1,0 +1,40 @@
+"""A PostgreSQL + Redis project, baked and installed like a user would, passes its own suite.
+
+With REQUIRE_SERVICES=1 (CI) nothing may skip: PostgreSQL, Redis and nginx must be there
+and every test of the baked project must run.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from helpers import main_python, run_baked_suite, services_required
+
+
+@pytest.mark.slow
+def test_postgresql_redis_project_passes_its_own_suite(cookies):
+    result = cookies.bake(extra_context={"database": "postgresql", "cache": "redis",
+                                         "project_name": "Variant Site"})
+    assert result.exit_code == 0, result.exception
+    project = result.project_path
+    for name in ("tests/test_postgresql.py", "tests/test_redis.py", "tests/test_scaling.py",
+                 "tests/test_windows_service.py", "windows_service.py", "deploy/nginx.conf"):
+        assert (project / name).is_file(), name
+    env = {"REQUIRE_SERVICES": os.environ.get("REQUIRE_SERVICES", "")}
+    suite = run_baked_suite(project, main_python(), env=env, timeout=600)
+    suite.assert_passed(at_least=40)
+    if services_required():
+        assert suite.skipped == 0, suite.output[-20000:]
+
+
+def test_sqlite_locmem_project_has_no_postgresql_or_redis_tests(cookies):
+    result = cookies.bake()
+    assert result.exit_code == 0, result.exception
+    tests = result.project_path / "tests"
+    assert not (tests / "test_postgresql.py").exists()
+    assert not (tests / "test_redis.py").exists()
+    assert (tests / "test_scaling.py").is_file()
+    ci = (result.project_path / ".github" / "workflows" / "ci.yml").read_text(encoding="utf-8")
+    assert "postgres:" not in ci and "redis:" not in ci
+    assert "${{ matrix.python-version }}" in ci
