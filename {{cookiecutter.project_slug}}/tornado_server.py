@@ -915,6 +915,41 @@ class TornadoServer(HTTPServer):
         super().on_close(server_conn)
         self.container.on_close(server_conn)
 
+    def add_sockets(self, sockets) -> None:
+        if not self.container.multiprocess:
+            super().add_sockets(sockets)
+            return
+        # Worker processes share one listening socket and all wake up for a new
+        # connection. Tornado accepts up to 128 per wake-up, so the first process awake
+        # takes a whole burst of connections and its siblings idle. Taking one per loop
+        # turn lets a busy process fall behind and the others take the rest.
+        for sock in sockets:
+            self._sockets[sock.fileno()] = sock
+            self._handlers[sock.fileno()] = _accept_one_per_turn(sock, self._handle_connection)
+
+
+def _accept_one_per_turn(sock, callback: Callable) -> Callable[[], None]:
+    """Like ``tornado.netutil.add_accept_handler``, one connection per readiness event."""
+    loop = IOLoop.current()
+    removed = False
+
+    def accept(fd, events) -> None:
+        if removed:
+            return
+        try:
+            connection, address = sock.accept()
+        except (BlockingIOError, ConnectionAbortedError):
+            return  # a sibling process took it, or the client gave up
+        callback(connection, address)
+
+    def remove() -> None:
+        nonlocal removed
+        loop.remove_handler(sock)
+        removed = True
+
+    loop.add_handler(sock, accept, IOLoop.READ)
+    return remove
+
 
 def ssl_context(options: ServerOptions) -> ssl.SSLContext | None:
     if not options.certfile:
