@@ -38,14 +38,16 @@ def find_chromium() -> str | None:
 
 
 class StartedServer:
-    def __init__(self, project: Path, port: int, env: dict, log: Path) -> None:
+    def __init__(self, project: Path, port: int, env: dict, log: Path, cwd: Path | None = None) -> None:
         self.log = log
         self.url = f"http://127.0.0.1:{port}"
         self.started = time.monotonic()
         self.handle = log.open("wb")
         # A session of its own: stopping it is Ctrl+C in a terminal, sent to the process group.
+        # From another folder the script is named by its full path, as a file manager would.
+        script = "./start_server.sh" if cwd is None else str(project / "start_server.sh")
         self.process = subprocess.Popen(
-            ["./start_server.sh", str(port)], cwd=project, env=env, stdin=subprocess.DEVNULL,
+            [script, str(port)], cwd=cwd or project, env=env, stdin=subprocess.DEVNULL,
             stdout=self.handle, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
@@ -94,11 +96,16 @@ def test_start_server_sh_serves_a_styled_site(cookies, tmp_path):
     need(chromium is not None, "Chromium not installed (apt-get install chromium)")
     result = cookies.bake()
     assert result.exit_code == 0, result.exception
-    project = result.project_path
+    # A folder name with spaces, and started from somewhere else.
+    project = tmp_path / "my sites" / result.project_path.name
+    project.parent.mkdir()
+    shutil.move(result.project_path, project)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
     env = clean_env(BOOTSTRAP_PYTHON=main_python())
 
     port = free_port()
-    server = StartedServer(project, port, env, tmp_path / "first.log")
+    server = StartedServer(project, port, env, tmp_path / "first.log", cwd=elsewhere)
     try:
         server.wait_ready(timeout=420)
         first = server.output()
