@@ -9,6 +9,7 @@ already done, so they take seconds.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import secrets
 import subprocess
@@ -76,20 +77,49 @@ def check_python() -> None:
               f"versions this project is tested on (up to {TESTED_UP_TO[0]}.{TESTED_UP_TO[1]}).")
 
 
+def venv_output(*args: str) -> str | None:
+    """What the virtual environment's Python prints for ``args``; None if it fails."""
+    try:
+        completed = subprocess.run([str(venv_python()), *args], cwd=BASE_DIR, capture_output=True,
+                                   text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return completed.stdout if completed.returncode == 0 else None
+
+
 def requirements_digest() -> str:
     digest = hashlib.sha256(REQUIREMENTS.read_bytes())
-    digest.update(sys.version.encode())
+    # The venv's own Python: a venv made again with another Python must reinstall.
+    digest.update((venv_output("-c", "import sys; print(sys.version)") or "").encode())
     return digest.hexdigest()
 
 
+def venv_usable() -> bool:
+    # A venv made without ensurepip (Debian without python3-venv) or cut short has a
+    # python but no pip, and installing would fail on every run.
+    return venv_python().exists() and venv_output("-m", "pip", "--version") is not None
+
+
+def ensurepip_hint() -> str:
+    if importlib.util.find_spec("ensurepip") is not None:
+        return ""
+    return (f" This Python ({sys.executable}) cannot install pip into a virtual environment"
+            " (its ensurepip module is missing). On Debian/Ubuntu: sudo apt install python3-venv")
+
+
 def ensure_venv() -> None:
-    if venv_python().exists():
+    if venv_usable():
         return
     if VENV_DIR.exists():
-        step(f"The virtual environment in {VENV_DIR} is incomplete; creating it again")
+        step(f"The virtual environment in {VENV_DIR} is incomplete (no working pip); creating it again")
     else:
         step(f"Creating the virtual environment in {VENV_DIR}")
-    run([sys.executable, "-m", "venv", "--clear", VENV_DIR], "Creating the virtual environment")
+    try:
+        run([sys.executable, "-m", "venv", "--clear", VENV_DIR], "Creating the virtual environment")
+    except StepFailed as exc:
+        raise StepFailed(f"{exc}{ensurepip_hint()}") from None
+    if not venv_usable():
+        raise StepFailed(f"the new virtual environment in {VENV_DIR} has no working pip.{ensurepip_hint()}")
 
 
 def ensure_requirements() -> None:

@@ -1,0 +1,49 @@
+"""bootstrap.py, run on a copy of the project with an empty requirements.txt and a
+manage.py that does nothing, so only its own steps are exercised."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import IS_WINDOWS, PROJECT_DIR
+
+
+@pytest.fixture
+def project(tmp_path):
+    shutil.copy(PROJECT_DIR / "bootstrap.py", tmp_path)
+    shutil.copy(PROJECT_DIR / ".env.example", tmp_path)
+    (tmp_path / "requirements.txt").write_text("# nothing to install\n", encoding="utf-8")
+    (tmp_path / "manage.py").write_text("", encoding="utf-8")
+    return tmp_path
+
+
+def bootstrap(project) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "bootstrap.py"], cwd=project, capture_output=True, text=True,
+                          timeout=300)
+
+
+def venv_python(project):
+    return project / ".venv" / ("Scripts/python.exe" if IS_WINDOWS else "bin/python")
+
+
+@pytest.mark.slow
+def test_venv_without_pip_is_made_again(project):
+    # What Debian's python3 without python3-venv, or a creation cut short, leaves behind.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", ".venv"], cwd=project, check=True,
+                   timeout=120)
+    completed = bootstrap(project)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "is incomplete (no working pip); creating it again" in completed.stdout
+    assert "Installing requirements" in completed.stdout
+    pip = subprocess.run([str(venv_python(project)), "-m", "pip", "--version"], capture_output=True,
+                         timeout=120)
+    assert pip.returncode == 0
+
+    again = bootstrap(project)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "creating it again" not in again.stdout
+    assert "Installing requirements" not in again.stdout
