@@ -57,7 +57,13 @@ def ensure_env_file() -> bool:
     """Create .env from .env.example with a new secret key; False if it already exists."""
     if ENV_FILE.exists():
         return False
-    lines = ENV_EXAMPLE.read_text(encoding="utf-8").splitlines()
+    try:
+        lines = ENV_EXAMPLE.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise StepFailed(
+            f"cannot create .env: {ENV_EXAMPLE} could not be read ({exc.strerror or exc}). "
+            "Restore .env.example from the project's repository, or write .env yourself."
+        ) from None
     lines = [
         f"DJANGO_SECRET_KEY={new_secret_key()}" if line.startswith("DJANGO_SECRET_KEY=") else line
         for line in lines

@@ -30,6 +30,16 @@ def venv_python(project):
     return project / ".venv" / ("Scripts/python.exe" if IS_WINDOWS else "bin/python")
 
 
+def test_missing_env_example_is_a_clear_error(project):
+    (project / ".env.example").unlink()
+    completed = bootstrap(project)
+    assert completed.returncode == 1, completed.stdout + completed.stderr
+    assert "ERROR: cannot create .env" in completed.stderr
+    assert ".env.example" in completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert not (project / ".env").exists()
+
+
 @pytest.mark.slow
 def test_venv_without_pip_is_made_again(project):
     # What Debian's python3 without python3-venv, or a creation cut short, leaves behind.
