@@ -109,6 +109,21 @@ def test_failed_server_stops_with_error(wine, spaced_project, tmp_path):
     assert "ERROR: the server stopped with an error" in output, output
 
 
+def test_quoted_bootstrap_python_under_program_files_x86(wine, spaced_project, tmp_path):
+    # Copied from Explorer's "Copy as path": quoted, and the ")" of "(x86)" must not end a
+    # parenthesised block in the script.
+    folder = tmp_path / "Program Files (x86)" / "Python (3.12)"
+    folder.mkdir(parents=True)
+    fake = folder / "python.cmd"
+    fake.write_bytes(FAKE_PYTHON.encode())
+    code, output = run_bat(wine, spaced_project / "start_server.bat", cwd=tmp_path,
+                           BOOTSTRAP_PYTHON=f'"{windows_path(fake)}"')
+    assert code != 0, output
+    assert f'==> Using "{windows_path(fake)}"' in output, output
+    ran = [line for line in output.splitlines() if line.startswith("FAKE-PYTHON ran")]
+    assert ran == [f"FAKE-PYTHON ran bootstrap.py in {windows_path(spaced_project)}"], output
+    assert "ERROR: setup did not finish" in output, output
+
 
 def test_missing_bootstrap_python_is_named(wine, spaced_project, tmp_path):
     missing = windows_path(tmp_path / "no such python.exe")

@@ -10,13 +10,13 @@ rem Checked by looking for bootstrap.py: cd does not reliably reset errorlevel o
 cd /d "%~dp0"
 if not exist "bootstrap.py" goto :no_folder
 
-rem Find Python 3.10+: the py launcher first, then python on PATH.
+rem Find Python 3.10+: BOOTSTRAP_PYTHON if set, else the py launcher, then python on PATH.
+rem No parenthesised blocks here: a ")" in the path, as in "Program Files (x86)", would end one.
 set "PYTHON="
-if defined BOOTSTRAP_PYTHON (
-    call :try_python "%BOOTSTRAP_PYTHON%"
-) else (
-    call :try_python py -3
-)
+rem Quotes around the value are dropped; the path is quoted again where it is used.
+if defined BOOTSTRAP_PYTHON set "BOOTSTRAP_PYTHON=%BOOTSTRAP_PYTHON:"=%"
+if defined BOOTSTRAP_PYTHON call :try_python "%BOOTSTRAP_PYTHON%"
+if not defined BOOTSTRAP_PYTHON call :try_python py -3
 if not defined PYTHON if not defined BOOTSTRAP_PYTHON call :try_python python
 if not defined PYTHON goto :no_python
 echo ==^> Using %PYTHON%
