@@ -132,3 +132,10 @@ def test_missing_bootstrap_python_is_named(wine, spaced_project, tmp_path):
     assert code != 0, output
     assert f"ERROR: Python 3.10 or newer was not found at {missing}" in output, output
     assert "Starting the server" not in output
+
+
+def test_service_bat_needs_the_venv_of_start_server_bat(wine, spaced_project, tmp_path):
+    code, output = run_bat(wine, spaced_project / "service.bat", "status", cwd=tmp_path)
+    assert code == 1, output
+    assert "ERROR:" in output and "Run start_server.bat once first" in output, output
+    assert not (spaced_project / ".venv").exists()

@@ -8,14 +8,14 @@ if "%~1"=="" (
     echo Usage: service.bat install^|start^|stop^|restart^|remove^|status
     exit /b 2
 )
-if exist ".venv\Scripts\python.exe" goto run
-rem First use: make .venv, .env, the database and static files, as start_server.bat does.
-py -3 bootstrap.py
-if errorlevel 9009 python bootstrap.py
-if errorlevel 1 (
-    echo ERROR: preparing the project failed; see the messages above.
-    exit /b 1
-)
-:run
+rem The service runs with the project's .venv, which start_server.bat creates and keeps
+rem up to date (requirements, migrations, static files).
+if not exist ".venv\Scripts\python.exe" goto :no_venv
 ".venv\Scripts\python.exe" windows_service.py %*
 exit /b %errorlevel%
+
+:no_venv
+echo ERROR: %CD%\.venv does not exist yet. Run start_server.bat once first (it prepares
+echo        .venv, .env, the database and static files), stop it with Ctrl+C, then run
+echo        service.bat again.
+exit /b 1
