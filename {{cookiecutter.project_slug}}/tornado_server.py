@@ -19,6 +19,7 @@ import collections
 import concurrent.futures
 import email.utils
 import ipaddress
+import itertools
 import logging
 import multiprocessing
 import os
@@ -182,7 +183,8 @@ OPTIONS = (
            "Largest request body (413 beyond it); bodies over 1 MB wait in a temporary file.",
            metavar="SIZE"),
     Option("max_header_size", _size, "64K",
-           "Largest request head, request line and headers (431 beyond it).", metavar="SIZE"),
+           "Largest request line plus headers: 431 beyond it; past twice this the connection "
+           "is closed unanswered.", metavar="SIZE"),
     Option("idle_timeout", _seconds, "60",
            "Seconds a connection may sit idle, or take to send its headers, before it is closed.",
            metavar="SECONDS"),
@@ -275,6 +277,10 @@ def load_options(argv: list[str] | None = None, environ: dict | None = None) -> 
     options = ServerOptions(**values)
     if options.keyfile and not options.certfile:
         parser.error("--keyfile needs --certfile (SERVER_CERTFILE) as well")
+    if IS_WINDOWS and sys.version_info < (3, 13) and options.workers > 31:
+        # The supervisor waits on two handles per worker; Windows' wait takes 63 at most
+        # before Python 3.13.
+        parser.error(f"--workers={options.workers}: at most 31 on Windows with Python before 3.13")
     if IS_WINDOWS and options.max_connections > WINDOWS_MAX_CONNECTIONS:
         parser.error(
             f"--max-connections={options.max_connections}: Windows serves at most "
@@ -296,7 +302,8 @@ def read_dotenv(path: Path = BASE_DIR / ".env") -> None:
 # ======================================================================================
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_BAD_VALUE_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Control characters, and anything HTTP/1.1 cannot carry (headers are Latin-1).
+_BAD_VALUE_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]|[^\x00-\xff]")
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "upgrade"})
 _NO_BODY_STATUS = frozenset({204, 304})
 _SPOOL_SIZE = 1024 * 1024  # request bodies beyond this wait on disk, not in memory
@@ -371,6 +378,7 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
         self.trusted = options.trusted_proxies
         self.multiprocess = options.workers > 1
         self._date = (0, "")
+        self.server_port = str(options.port)
         self._from_workers: collections.deque = collections.deque()
         self._wakeup_pending = False
 
@@ -470,7 +478,7 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
             environ["SERVER_NAME"], environ["SERVER_PORT"] = name, port
         else:
             environ["SERVER_NAME"] = host or self.options.host
-            environ["SERVER_PORT"] = "443" if scheme == "https" else "80"
+            environ["SERVER_PORT"] = self.server_port
         body = request.body
         if body is None:
             environ["wsgi.input"] = BytesIO()
@@ -525,6 +533,7 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
             raise _BadResponse(f"headers must be a list of (name, value), not {type(headers).__name__}")
         head = httputil.HTTPHeaders()
         has_length = False
+        no_body = code in _NO_BODY_STATUS or code < 200
         for item in headers:
             try:
                 name, value = item
@@ -542,14 +551,15 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
             if lower == "content-length":
                 if not value.isdigit():
                     raise _BadResponse(f"invalid Content-Length {value!r}")
-                if body_length is not None:
-                    value = str(body_length)
+                if code < 200 or code == 204:
+                    continue  # these may not carry one at all
+                if body_length is not None and code != 304:
+                    value = str(body_length)  # a 304 keeps the length of what it stands for
                 has_length = True
             if name in head:
                 head.add(name, value)
             else:
                 head[name] = value
-        no_body = code in _NO_BODY_STATUS or code < 200
         if body_length is not None and not has_length and not no_body:
             head["Content-Length"] = str(body_length)
         if "Date" not in head:
@@ -575,6 +585,7 @@ class _Request(httputil.HTTPMessageDelegate):
         self.client = request_conn.context.remote_ip
         self.status = 0
         self.sent_bytes = 0
+        self.close_when_done = False
 
     # --- Event loop: reading the request -----------------------------------------------
 
@@ -611,7 +622,9 @@ class _Request(httputil.HTTPMessageDelegate):
             return None
         self.body_size += len(chunk)
         if self.body_size > self.container.options.max_body_size:
-            self.body = None
+            if self.body is not None:
+                self.body.close()
+                self.body = None
             return self.reject(413, "Content Too Large", "Request body too large.\n")
         if self.body is None:
             self.body = tempfile.SpooledTemporaryFile(max_size=_SPOOL_SIZE)
@@ -750,7 +763,15 @@ class _Request(httputil.HTTPMessageDelegate):
                     break
         if not response:
             raise _BadResponse("the application did not call start_response")
-        whole = isinstance(result, FileWrapper) and len(first) < result.block_size
+        later = []
+        whole = False
+        if isinstance(result, FileWrapper) and len(first) < result.block_size:
+            # A short read is the end of a regular file, but not of a pipe or socket.
+            rest = next(iterator, b"")
+            if rest:
+                later.append(rest)
+            else:
+                whole = True
         start_line, head, no_body = self.container.response_head(
             *response, body_length=len(first) if whole else None, method=method
         )
@@ -764,8 +785,13 @@ class _Request(httputil.HTTPMessageDelegate):
             self.container.call_on_loop(self.send_whole, start_line, head, first)
             return
         self.headers_sent = True
+        # HTTP/1.0 has no chunked encoding: a body of unknown length ends when the
+        # connection does, even if the client asked for keep-alive.
+        self.close_when_done = (
+            self.start_line.version == "HTTP/1.0" and "Content-Length" not in head
+        )
         self.push(start_line, head, first)
-        for chunk in iterator:
+        for chunk in itertools.chain(later, iterator):
             if self.closed:
                 break
             if chunk:
@@ -840,6 +866,11 @@ class _Request(httputil.HTTPMessageDelegate):
         except Exception:
             log.exception("Response for %s did not match its Content-Length", self.start_line.path)
             self.request_conn.close()
+        else:
+            if self.close_when_done:
+                stream = self.server_conn.stream
+                if not stream.closed():
+                    stream.write(b"").add_done_callback(lambda _: stream.close())
         self.done(self.status, self.sent_bytes)
 
     def abort(self, status: int) -> None:
@@ -900,9 +931,24 @@ class TornadoServer(HTTPServer):
         super().initialize(container, **kwargs)
         self.container = container
         self.max_connections = max_connections
+        # Streams a WebSocket took over: Tornado forgets them, but they hold a socket
+        # (and on Windows a place in select()'s 512).
+        self.detached: set = set()
+
+    def open_connections(self) -> int:
+        count = len(self._connections) + len(self.detached)
+        if count >= self.max_connections and self.detached:
+            self.detached = {stream for stream in self.detached if not stream.closed()}
+            count = len(self._connections) + len(self.detached)
+        return count
+
+    def close_detached(self) -> None:
+        for stream in self.detached:
+            stream.close()
+        self.detached.clear()
 
     def handle_stream(self, stream, address) -> None:
-        if len(self._connections) >= self.max_connections and not self.container.close_idle(1):
+        if self.open_connections() >= self.max_connections and not self.container.close_idle(1):
             log.warning("Connection limit (%d) reached; refusing %s", self.max_connections, address[0] if address else "")
             stream.close()
             return
@@ -914,6 +960,8 @@ class TornadoServer(HTTPServer):
     def on_close(self, server_conn) -> None:
         super().on_close(server_conn)
         self.container.on_close(server_conn)
+        if not server_conn.stream.closed():  # detached: a WebSocket owns it now
+            self.detached.add(server_conn.stream)
 
     def add_sockets(self, sockets) -> None:
         if not self.container.multiprocess:
@@ -1012,10 +1060,16 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 class Server:
     """One serving process: ``run()`` blocks until ``stop()`` (thread-safe) or a signal."""
 
-    def __init__(self, options: ServerOptions, sockets=None, on_ready: Callable | None = None) -> None:
+    def __init__(self, options: ServerOptions, sockets=None, on_ready: Callable | None = None,
+                 hard_exit: bool = True) -> None:
         self.options = options
         self.sockets = sockets
         self.on_ready = on_ready
+        # After the drain timeout, end the process (True) or return with ``unfinished``
+        # set and leave the stuck threads to the caller (a Windows service must report
+        # "stopped" before the process ends).
+        self.hard_exit = hard_exit
+        self.unfinished = 0
         self.loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested: asyncio.Event | None = None
         self._pending_stop = False
@@ -1082,6 +1136,7 @@ class Server:
         if container.in_flight:
             log.warning("%d request(s) still running after %gs; closing them",
                         container.in_flight, options.drain_timeout)
+        server.close_detached()
         try:
             await asyncio.wait_for(server.close_all_connections(), timeout=5)
         except asyncio.TimeoutError:
@@ -1090,7 +1145,8 @@ class Server:
         if waker:
             waker.stop()
         log.info("Stopped.")
-        if container.in_flight:
+        self.unfinished = container.in_flight
+        if self.unfinished and self.hard_exit:
             # A view that never returns must not keep the process alive.
             logging.shutdown()
             os._exit(self.exit_code)
@@ -1262,6 +1318,7 @@ class Supervisor:
                     worker = sentinels[ready]
                     if self.stopping.is_set():
                         break
+                    worker.process.join(1)
                     code = worker.process.exitcode
                     worker.conn.close()
                     if not worker.ready:
@@ -1304,7 +1361,7 @@ class Supervisor:
 
 
 def serve_workers(options: ServerOptions) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
+    setup_logging(options)
     supervisor = Supervisor(options)
     install_stop_signals(supervisor.stop, force_exit)
     return supervisor.run()

@@ -14,5 +14,7 @@ urlpatterns = [
     path("__test__/cache", views.cache_value),
     path("__test__/group", views.group),
     path("__test__/db-connection", views.db_connection),
+    path("__test__/no-content", views.no_content),
+    path("__test__/pipe", views.pipe_file),
     path("", include("{{ cookiecutter.project_slug }}.urls")),
 ]

@@ -63,6 +63,7 @@ def whoami(request):
         "scheme": request.scheme,
         "is_secure": request.is_secure(),
         "host": request.get_host(),
+        "port": request.get_port(),
     })
 
 
@@ -118,3 +119,22 @@ def db_connection(request):
         "thread": threading.current_thread().name,
         "pid": os.getpid(),
     })
+
+
+def no_content(request):
+    """A 204: Django's CommonMiddleware gives it a Content-Length, which must not go out."""
+    return HttpResponse(status=204)
+
+
+def pipe_file(request):
+    """A FileResponse over a pipe: reads come back short long before the end."""
+    read_end, write_end = os.pipe()
+
+    def produce():
+        with os.fdopen(write_end, "wb", buffering=0) as pipe:
+            for _ in range(5):
+                pipe.write(b"p" * 1000)
+                time.sleep(0.05)
+
+    threading.Thread(target=produce, daemon=True).start()
+    return FileResponse(os.fdopen(read_end, "rb", buffering=0), content_type="application/octet-stream")

@@ -23,6 +23,9 @@ def application(environ, start_response):
     if fault == "bad-header":
         start_response("200 OK", [("X-Injected", "a\r\nSet-Cookie: evil=1")])
         return [b"bad header"]
+    if fault == "non-latin1-header":
+        start_response("200 OK", [("X-Price", "5 \u20ac")])
+        return [b"a header HTTP/1.1 cannot carry"]
     if fault == "no-start-response":
         return [b"forgot start_response"]
     start_response("404 Not Found", [("Content-Type", "text/plain")])

@@ -1,0 +1,109 @@
+"""Message framing at the edges of HTTP/1.x: where a response ends, and what it may carry."""
+
+import json
+import socket
+import time
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def server(start_module_server):
+    return start_module_server("--threads", "4")
+
+
+def raw_exchange(server, request: bytes, timeout: float = 10) -> tuple[bytes, bool]:
+    """Send raw bytes; return what came back and whether the server closed the connection."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
+        sock.sendall(request)
+        received = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                return received, False
+            if not data:
+                return received, True
+            received += data
+        return received, False
+
+
+def test_http10_keepalive_stream_ends_by_closing(server):
+    """HTTP/1.0 has no chunked encoding: an unknown-length body ends when the connection does."""
+    reply, closed = raw_exchange(
+        server,
+        b"GET /__test__/stream?chunks=3&size=4 HTTP/1.0\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n",
+        timeout=5,
+    )
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), reply[:200]
+    assert b"transfer-encoding" not in head.lower()
+    assert body == b"000011112222"
+    assert closed, "the server kept an HTTP/1.0 connection open after a body of unknown length"
+
+
+def test_http10_keepalive_with_length_stays_open(server):
+    reply, closed = raw_exchange(
+        server, b"GET /healthz HTTP/1.0\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n", timeout=1.5
+    )
+    assert reply.startswith(b"HTTP/1.1 200") and reply.endswith(b"ok")
+    assert not closed
+
+
+def test_204_carries_no_content_length_and_keeps_the_connection(server):
+    """A 204 with Content-Length is forbidden; sent anyway, it broke the next pipelined reply."""
+    reply, _ = raw_exchange(
+        server,
+        b"GET /__test__/no-content HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    first, _, rest = reply.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 204")
+    assert b"content-length" not in first.lower()
+    assert rest.startswith(b"HTTP/1.1 200"), reply
+    assert rest.endswith(b"ok")
+
+
+def test_short_reads_from_a_pipe_are_not_the_end(server, client):
+    response = client.get(f"{server.url}/__test__/pipe")
+    assert response.status_code == 200
+    assert response.content == b"p" * 5000
+
+
+def test_header_value_outside_latin1_gets_500(server, client):
+    response = client.get(f"{server.url}/__fault__/non-latin1-header")
+    assert response.status_code == 500
+    assert client.get(f"{server.url}/healthz").status_code == 200
+    assert "X-Price" in server.output()
+
+
+def test_server_port_without_port_in_host(server):
+    """Without a port in Host, SERVER_PORT is the port the server listens on, not 80."""
+    reply, _ = raw_exchange(
+        server, b"GET /__test__/whoami HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    assert reply.startswith(b"HTTP/1.1 200"), reply[:300]
+    assert json.loads(reply.partition(b"\r\n\r\n")[2])["port"] == str(server.port)
+
+
+def test_websockets_count_against_the_connection_limit(start_server):
+    """A WebSocket leaves Tornado's connection list but still holds a socket."""
+    from tornado.ioloop import IOLoop
+    from tornado.websocket import websocket_connect
+
+    server = start_server("--max-connections", "3")
+    url = f"ws://127.0.0.1:{server.port}/ws/echo"
+
+    async def open_sockets(count):
+        return [await websocket_connect(url) for _ in range(count)]
+
+    sockets = IOLoop.current().run_sync(lambda: open_sockets(3))
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as extra:
+            extra.settimeout(5)
+            assert extra.recv(1) == b"", "a fourth connection was served past --max-connections 3"
+        assert "Connection limit (3) reached" in server.output()
+    finally:
+        for ws in sockets:
+            ws.close()
