@@ -96,6 +96,13 @@ def worker_python(stored: str | None = None) -> str:
 
     multiprocessing would start children with pythonservice.exe, or look for python.exe
     in the virtual environment's root where there is none.
+
+    This is the venv's python.exe, a small launcher that starts the base interpreter as
+    its child, so a worker's Process.pid is the launcher's. That is kept on purpose: the
+    launcher is what sets the venv up for the child (sys.prefix, site-packages and their
+    .pth files, which make pywin32 importable), exits with the worker's exit code, and
+    multiprocessing hands pipes and sockets to the real child (it takes them by its own
+    pid). A worker whose launcher is killed still stops: its pipe to the supervisor closes.
     """
     candidates = [stored] if stored else []
     prefix = Path(sys.exec_prefix)
@@ -133,7 +140,10 @@ class ServiceRunner:
         else:
             application = tornado_server.setup_django(self.options)
             sockets = tornado_server.bind(self.options)
-            self._server = tornado_server.Server(self.options, sockets, on_ready=self._on_ready)
+            # No os._exit() inside the server after the drain timeout: a service must
+            # first report that it stopped (see exit_if_unfinished()).
+            self._server = tornado_server.Server(self.options, sockets, on_ready=self._on_ready,
+                                                 hard_exit=False)
             target = lambda: self._server.run(application)  # noqa: E731
         if self._stopping.is_set():
             self.stop()
@@ -177,6 +187,20 @@ class ServiceRunner:
         elif self._server is not None:
             self._server.stop(reason)
 
+    @property
+    def unfinished(self) -> int:
+        """Requests still running when the server gave up waiting for them."""
+        return self._server.unfinished if self._server is not None else 0
+
+    def exit_if_unfinished(self, code: int) -> None:
+        """End the process if requests are still running: their threads never return, and
+        would keep the process (and the service) alive."""
+        if not self.unfinished:
+            return
+        log.warning("Ending the process: %d request(s) did not finish", self.unfinished)
+        logging.shutdown()
+        os._exit(code)
+
     def is_running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
@@ -202,6 +226,7 @@ def run_in_console(server_args: list[str]) -> int:
     while True:
         code = runner.wait(0.2)  # short waits so signals reach the main thread
         if code is not None:
+            runner.exit_if_unfinished(code)
             return code
 
 
@@ -252,9 +277,20 @@ if sys.platform == "win32":
                 if self.stop_requested.is_set():
                     # Tell the service manager the drain is still progressing.
                     self.ReportServiceStatus(win32service.SERVICE_STOP_PENDING, waitHint=10000)
-            if self.runner.error is not None or (code and not self.stop_requested.is_set()):
+            failed = self.runner.error is not None or (code and not self.stop_requested.is_set())
+            if failed:
                 servicemanager.LogErrorMsg(
                     f"{self._svc_name_} stopped unexpectedly (exit code {code}): {self.runner.error}")
+            if self.runner.unfinished:
+                # Threads stuck in views would keep this process alive: report "stopped"
+                # first, so that this is a clean stop and not a crash (which recovery
+                # options such as `sc failure` would restart), then end the process.
+                servicemanager.LogWarningMsg(
+                    f"{self._svc_name_}: {self.runner.unfinished} request(s) did not finish "
+                    f"within the drain timeout; they were cut off")
+                self.ReportServiceStatus(win32service.SERVICE_STOPPED, win32ExitCode=1 if failed else 0)
+                self.runner.exit_if_unfinished(0)
+            if failed:
                 raise RuntimeError(f"server exit code {code}")
 
         def SvcStop(self):

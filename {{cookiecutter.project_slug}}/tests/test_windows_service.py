@@ -32,7 +32,8 @@ print("ready:", runner.is_running(), flush=True)
 sys.stdin.readline()
 runner.stop("service stop")
 code = runner.wait(90)
-print("exit code:", code, "error:", runner.error, flush=True)
+print("exit code:", code, "error:", runner.error, "unfinished:", runner.unfinished, flush=True)
+runner.exit_if_unfinished(99 if code is None else code)
 sys.exit(99 if code is None else code)
 """
 
@@ -145,6 +146,33 @@ def test_service_stop_lets_in_flight_requests_finish(server_env, tmp_path, worke
     text = log_file.read_text(encoding="utf-8")
     assert "GET /__test__/block" in text  # the access log reached the file
     assert "Stopped." in text
+
+
+@pytest.mark.slow
+def test_service_stop_returns_when_a_request_outlives_the_drain_timeout(server_env, tmp_path):
+    # The runner must come back (so the service can report "stopped") instead of the
+    # server ending the process; ending it is left to the caller.
+    process, url, log_file = start_service_like(server_env, tmp_path, "--drain-timeout", "1")
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            stuck = pool.submit(httpx.get, f"{url}/__test__/block?seconds=60", timeout=90)
+            time.sleep(0.7)
+            stop_asked = time.monotonic()
+            process.stdin.write("stop\n")
+            process.stdin.flush()
+            output, _ = process.communicate(timeout=45)
+            with pytest.raises(httpx.HTTPError):
+                stuck.result()  # cut off, not answered
+        assert "exit code: 0 error: None unfinished: 1" in output, output
+        assert process.returncode == 0, output
+        assert time.monotonic() - stop_asked < 30
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    text = log_file.read_text(encoding="utf-8")
+    assert "Stopped." in text
+    assert "Ending the process: 1 request(s) did not finish" in text
 
 
 @pytest.mark.slow
