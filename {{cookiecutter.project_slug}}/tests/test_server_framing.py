@@ -1,5 +1,6 @@
 """Message framing at the edges of HTTP/1.x: where a response ends, and what it may carry."""
 
+import asyncio
 import json
 import socket
 import time
@@ -89,21 +90,25 @@ def test_server_port_without_port_in_host(server):
 
 def test_websockets_count_against_the_connection_limit(start_server):
     """A WebSocket leaves Tornado's connection list but still holds a socket."""
-    from tornado.ioloop import IOLoop
     from tornado.websocket import websocket_connect
 
     server = start_server("--max-connections", "3")
     url = f"ws://127.0.0.1:{server.port}/ws/echo"
 
-    async def open_sockets(count):
-        return [await websocket_connect(url) for _ in range(count)]
-
-    sockets = IOLoop.current().run_sync(lambda: open_sockets(3))
-    try:
+    def fourth_connection() -> bytes:
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as extra:
             extra.settimeout(5)
-            assert extra.recv(1) == b"", "a fourth connection was served past --max-connections 3"
-        assert "Connection limit (3) reached" in server.output()
-    finally:
-        for ws in sockets:
-            ws.close()
+            return extra.recv(1)
+
+    async def with_three_websockets() -> bytes:
+        sockets = [await websocket_connect(url) for _ in range(3)]
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, fourth_connection)
+        finally:
+            for ws in sockets:
+                ws.close()
+
+    assert asyncio.run(with_three_websockets()) == b"", (
+        "a fourth connection was served past --max-connections 3"
+    )
+    assert "Connection limit (3) reached" in server.output()
