@@ -24,8 +24,8 @@ TAKEN_NAMES = {
     "concurrent_log_handler", "portalocker", "dotenv", "pytest", "pytest_django",
     "httpx", "win32serviceutil", "win32service", "win32event", "servicemanager",
     "pywin32", "tzdata",
-    "test", "tests", "site", "manage", "tornado_server", "bootstrap",
-    "windows_service", "config", "static", "staticfiles", "templates", "media",
+    "test", "tests", "site", "manage", "tornado_server", "tornado_wsgi_server",
+    "bootstrap", "config", "static", "staticfiles", "templates", "media",
     "benchmarks",
 }
 

@@ -132,6 +132,21 @@ def test_bake_answers_reach_the_project(cookies):
     assert "Intranet Portal" in (project / "start_server.bat").read_text(encoding="utf-8")
 
 
+def test_server_package_is_the_same_in_every_project(cookies):
+    """Upgrading the server means copying its folder from a newer bake: it holds nothing
+    of the answers a project was made with."""
+    packages = []
+    for context in ({}, {"project_name": "Other Place", "port": "9001", "threads": "3",
+                         "database": "postgresql", "cache": "redis"}):
+        result = cookies.bake(extra_context=context)
+        assert result.exit_code == 0, result.exception
+        package = result.project_path / "tornado_wsgi_server"
+        packages.append({path.relative_to(package).as_posix(): path.read_bytes()
+                         for path in project_files(package)})
+    assert "cli.py" in packages[0] and "__init__.py" in packages[0]
+    assert packages[0] == packages[1]
+
+
 def test_each_bake_gets_its_own_secret_key(cookies):
     keys = set()
     for _ in range(2):

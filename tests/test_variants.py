@@ -19,7 +19,8 @@ def test_postgresql_redis_project_passes_its_own_suite(cookies):
     assert result.exit_code == 0, result.exception
     project = result.project_path
     for name in ("tests/test_postgresql.py", "tests/test_redis.py", "tests/test_scaling.py",
-                 "tests/test_windows_service.py", "windows_service.py", "deploy/nginx.conf"):
+                 "tests/server/test_windows_service.py", "tornado_wsgi_server/windows_service.py",
+                 "deploy/nginx.conf"):
         assert (project / name).is_file(), name
     env = {"REQUIRE_SERVICES": os.environ.get("REQUIRE_SERVICES", "")}
     suite = run_baked_suite(project, main_python(), env=env, timeout=600)

@@ -12,6 +12,8 @@ from {{ cookiecutter.project_slug }}.settings import *  # noqa: E402,F403
 
 ROOT_URLCONF = "tests.urls"
 WSGI_APPLICATION = "tests.wsgi.application"
+# The example WebSocket, which production settings leave unrouted.
+TORNADO_ROUTES = "tests.realtime.TORNADO_ROUTES"
 
 # Test servers may share Redis with a running site: their keys get a prefix of their own.
 if os.environ.get("TEST_CACHE_KEY_PREFIX"):

@@ -48,6 +48,8 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "{{ cookiecutter.project_slug }}.urls"
 WSGI_APPLICATION = "{{ cookiecutter.project_slug }}.wsgi.application"
+# Your own Tornado handlers (WebSockets...) served beside Django: see realtime.py.
+TORNADO_ROUTES = "{{ cookiecutter.project_slug }}.realtime.TORNADO_ROUTES"
 
 TEMPLATES = [
     {
@@ -162,8 +164,7 @@ SESSION_COOKIE_HTTPONLY = True
 # (SERVER_TRUSTED_PROXIES), so Django needs no SECURE_PROXY_SSL_HEADER.
 
 # --- Logging --------------------------------------------------------------------------
-# Everything goes to the console; tornado_server.py adds a rotating file with
-# --log-file.
+# Everything goes to the console; the server adds a rotating file with --log-file.
 
 LOGGING = {
     "version": 1,

@@ -51,3 +51,25 @@ def test_websocket_open_during_shutdown_does_not_block_exit(start_server):
 
     asyncio.run(hold_open())
     assert server.process.returncode == 0
+
+
+def test_example_websocket_is_not_routed_by_default(start_server):
+    """The project's own settings route no Tornado handler: /ws/echo is Django's 404."""
+    server = start_server("--settings", "{{ cookiecutter.project_slug }}.settings")
+    upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+               "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    response = httpx.get(f"{server.url}/ws/echo", headers=upgrade, timeout=10)
+    assert response.status_code == 404
+    assert "Sec-WebSocket-Accept" not in response.headers
+
+
+def test_routes_setting_that_does_not_import_stops_with_one_error_line(start_server, tmp_path):
+    (tmp_path / "bad_routes_settings.py").write_text(
+        "from tests.settings import *  # noqa: F403\nTORNADO_ROUTES = 'tests.no_such_module.ROUTES'\n",
+        encoding="utf-8")
+    server = start_server("--settings", "bad_routes_settings", wait=False,
+                          env={"PYTHONPATH": str(tmp_path)})
+    assert server.process.wait(60) == 1
+    output = server.output()
+    assert "ERROR: settings.TORNADO_ROUTES = 'tests.no_such_module.ROUTES'" in output
+    assert "Traceback" not in output

@@ -1,8 +1,10 @@
-"""windows_service.py: everything but the pywin32 shell, run the way the service runs it
-(the server on a thread of a Python process, stopped through ServiceRunner.stop())."""
+"""The Windows service module: everything but the pywin32 shell, run the way the service
+runs it (the server on a thread of a Python process, stopped through ServiceRunner.stop())."""
 
 from __future__ import annotations
 
+import importlib
+import os
 import signal
 import subprocess
 import sys
@@ -13,20 +15,23 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import IS_WINDOWS, PROJECT_DIR, READY_LINE, free_port
+from tornado_wsgi_server import windows_service
+from tornado_wsgi_server.project import Project, load_project
 
-sys.path.insert(0, str(PROJECT_DIR))
+from ..conftest import IS_WINDOWS, PROJECT_DIR, READY_LINE, free_port
 
-import windows_service  # noqa: E402
+PROJECT = load_project(PROJECT_DIR)
 
 # Runs in a fresh Python process: the runner serves on a thread; a line on stdin asks for
 # the stop the service manager would ask for.
 DRIVER = """
 import sys
 sys.path.insert(0, {project!r})
-import windows_service
-options = windows_service.build_options(sys.argv[1:])
-runner = windows_service.ServiceRunner(options).start()
+from tornado_wsgi_server import windows_service
+from tornado_wsgi_server.project import load_project
+project = load_project({project!r})
+options = windows_service.build_options(project, sys.argv[1:])
+runner = windows_service.ServiceRunner(project, options).start()
 runner.ready.wait(60)
 print("ready:", runner.is_running(), flush=True)
 sys.stdin.readline()
@@ -38,10 +43,20 @@ sys.exit(99 if code is None else code)
 """
 
 
+@pytest.fixture(autouse=True)
+def restore_environment():
+    """build_options() loads .env into os.environ, as the service does: undo it after each test."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 def test_service_name_comes_from_the_project():
-    name, display = windows_service.service_names()
+    name, display, description = windows_service.service_names(PROJECT)
     assert name == "{{ cookiecutter.project_slug }}"
     assert "{{ cookiecutter.project_name }}" in display
+    assert str(PROJECT_DIR) in description
 
 
 def test_options_come_from_env_file_whatever_the_current_directory(tmp_path, monkeypatch):
@@ -53,7 +68,9 @@ def test_options_come_from_env_file_whatever_the_current_directory(tmp_path, mon
     monkeypatch.chdir(elsewhere)
     for name in ("SERVER_THREADS", "SERVER_DRAIN_TIMEOUT", "SERVER_LOG_FILE", "SERVER_PORT"):
         monkeypatch.delenv(name, raising=False)
-    options = windows_service.build_options(["--port", "8123"], project_dir=project)
+    elsewhere_project = Project(name="Elsewhere", slug="elsewhere", directory=project,
+                                settings="tests.settings")
+    options = windows_service.build_options(elsewhere_project, ["--port", "8123"])
     assert (options.threads, options.drain_timeout, options.port) == (3, 7.0, 8123)
     # A service has no console: it always logs to a file, by default in the project.
     assert Path(options.log_file) == project / "logs" / "server.log"
@@ -62,13 +79,13 @@ def test_options_come_from_env_file_whatever_the_current_directory(tmp_path, mon
 def test_relative_log_file_is_taken_from_the_project(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SERVER_LOG_FILE", raising=False)
-    options = windows_service.build_options(["--log-file", "logs/site.log"], project_dir=PROJECT_DIR)
+    options = windows_service.build_options(PROJECT, ["--log-file", "logs/site.log"])
     assert Path(options.log_file) == PROJECT_DIR / "logs" / "site.log"
 
 
 def test_bad_option_is_a_clear_error_not_an_exit():
     with pytest.raises(windows_service.ServiceError, match="--threads"):
-        windows_service.build_options(["--threads", "none"])
+        windows_service.build_options(PROJECT, ["--threads", "none"])
 
 
 def test_worker_python_prefers_the_stored_interpreter(tmp_path):
@@ -85,15 +102,31 @@ def test_pywin32_command_parsing():
     assert commands(["ws.py", "start", "--port", "1"]) == ["start", "--port", "1"]
 
 
-def test_install_outside_windows_says_what_to_do_instead():
-    if IS_WINDOWS:  # installing needs an Administrator; the CI job installs for real
-        assert windows_service.DjangoTornadoService._svc_name_ == windows_service.SERVICE_NAME
-        return
-    assert not hasattr(windows_service, "DjangoTornadoService")  # pywin32 is not imported here
-    completed = subprocess.run([sys.executable, "windows_service.py", "install"], cwd=PROJECT_DIR,
+def test_service_command_without_arguments_shows_usage():
+    completed = subprocess.run([sys.executable, "tornado_server.py", "service"], cwd=PROJECT_DIR,
                                capture_output=True, text=True, timeout=60)
     assert completed.returncode == 2
-    assert "windows_service.py run" in completed.stderr
+    assert "install|start|stop|restart|remove|status|run" in completed.stderr
+
+
+def test_service_host_finds_the_class_in_the_package():
+    folder, _, dotted = windows_service.service_class_string(PROJECT).rpartition("\\")
+    module_name, _, class_name = dotted.rpartition(".")
+    assert Path(folder) == PROJECT_DIR
+    module = importlib.import_module(module_name)
+    assert module is windows_service
+    # pywin32 exists only on Windows; there the class the service host will load is real.
+    assert hasattr(module, class_name) == IS_WINDOWS
+
+
+def test_install_outside_windows_says_what_to_do_instead():
+    if IS_WINDOWS:  # installing needs an Administrator: the CI job installs the service for real
+        return
+    assert not hasattr(windows_service, "DjangoTornadoService")  # pywin32 is not imported here
+    completed = subprocess.run([sys.executable, "tornado_server.py", "service", "install"], cwd=PROJECT_DIR,
+                               capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 2
+    assert "tornado_server.py service run" in completed.stderr
 
 
 def start_service_like(server_env, tmp_path, *args):
@@ -199,11 +232,11 @@ def test_log_file_rotates_while_the_service_holds_it(server_env, tmp_path):
 
 @pytest.mark.slow
 def test_run_command_stops_gracefully_on_ctrl_c(server_env, tmp_path):
-    """`windows_service.py run`: the service's code path in a console."""
+    """`tornado_server.py service run`: the service's code path in a console."""
     port = free_port()
     flags = subprocess.CREATE_NEW_PROCESS_GROUP if IS_WINDOWS else 0
     process = subprocess.Popen(
-        [sys.executable, "windows_service.py", "run", "--settings", "tests.settings", "--port", str(port),
+        [sys.executable, "tornado_server.py", "service", "run", "--settings", "tests.settings", "--port", str(port),
          "--log-file", str(tmp_path / "run.log")],
         cwd=PROJECT_DIR, env=server_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         creationflags=flags,

@@ -1,26 +1,8 @@
-"""Run {{ cookiecutter.project_name }} as a Windows service (pywin32), started with Windows.
+"""The Windows service (pywin32): the server started with Windows, stopped gracefully.
 
-From the project folder, in a console opened "as Administrator":
-
-    .venv\\Scripts\\python windows_service.py install     # starts with Windows from now on
-    .venv\\Scripts\\python windows_service.py start
-    .venv\\Scripts\\python windows_service.py stop        # graceful: requests in flight finish
-    .venv\\Scripts\\python windows_service.py remove
-
-``service.bat install|start|stop|remove|status`` does the same without typing the path.
-Server options come from ``.env`` (SERVER_PORT, SERVER_WORKERS...); options given after
-``--`` at install time are stored with the service and win over ``.env``:
-
-    .venv\\Scripts\\python windows_service.py install -- --port 8080 --workers 4
-
-pywin32's own options go before the command, e.g. ``--startup manual install`` (started
-by hand only) or ``--username .\\web --password ... install`` (another account).
-
-The service writes its log to ``logs/server.log`` (rotated; SERVER_LOG_FILE changes it)
-and start/stop problems to the Windows event log (source: the service name).
-
-``python windows_service.py run [server options]`` runs the server in this console exactly
-as the service does (also on Linux and macOS); Ctrl+C stops it the way the service stops.
+``python tornado_server.py service install|start|stop|remove|status`` (``service.bat``
+does the same) manages it; ``service run`` runs the service's code path in a console on
+any OS. Everything but the pywin32 shell at the bottom is plain Python, tested everywhere.
 """
 
 from __future__ import annotations
@@ -36,20 +18,19 @@ import threading
 import time
 from pathlib import Path
 
-BASE_DIR = Path(__file__).resolve().parent
-if str(BASE_DIR) not in sys.path:
-    # pythonservice.exe starts in C:\Windows\System32, not here.
-    sys.path.insert(0, str(BASE_DIR))
+from .application import setup_django
+from .connections import bind, raise_open_file_limit
+from .logs import setup_logging
+from .options import ServerOptions, load_options, read_dotenv
+from .process import Server, announce, force_exit, install_stop_signals, listening_url
+from .project import Project, load_project
+from .supervisor import Supervisor
 
-import tornado_server  # noqa: E402
-
-SERVICE_NAME = "{{ cookiecutter.project_slug }}"
-SERVICE_DISPLAY_NAME = {{ (cookiecutter.project_name ~ " (Django on Tornado)") | jsonify }}
-SERVICE_DESCRIPTION = {{ ("Serves " ~ cookiecutter.project_name ~ " with tornado_server.py from " ) | jsonify }} + str(BASE_DIR)
 DEFAULT_LOG_FILE = Path("logs") / "server.log"
 # Registry values (HKLM\SYSTEM\CurrentControlSet\Services\<name>\Parameters).
 SERVER_ARGS_OPTION = "ServerArgs"
 PYTHON_OPTION = "Python"
+SERVICE_CLASS = "DjangoTornadoService"
 
 log = logging.getLogger("windows_service")
 
@@ -63,24 +44,25 @@ class ServiceError(Exception):
 # ======================================================================================
 
 
-def service_names(slug: str = SERVICE_NAME) -> tuple[str, str]:
-    """(service name, display name); the name is what `sc` and `net stop` take."""
-    return slug, SERVICE_DISPLAY_NAME
+def service_names(project: Project) -> tuple[str, str, str]:
+    """(name, display name, description); the name is what `sc` and `net stop` take."""
+    return (project.slug, f"{project.name} (Django on Tornado)",
+            f"Serves {project.name} with tornado_server.py from {project.directory}")
 
 
-def build_options(server_args: list[str] | tuple = (), project_dir: Path = BASE_DIR,
-                  environ: dict | None = None) -> tornado_server.ServerOptions:
+def build_options(project: Project, server_args: list[str] | tuple = (),
+                  environ: dict | None = None) -> ServerOptions:
     """Server options the service runs with: ``server_args``, then the environment and
     ``project_dir/.env``, then the defaults; a service always logs to a file.
 
     Works whatever the current directory is; relative paths are taken from the project.
     """
-    project_dir = Path(project_dir)
-    tornado_server.read_dotenv(project_dir / ".env")
+    project_dir = Path(project.directory)
+    read_dotenv(project_dir / ".env")
     errors = io.StringIO()
     try:
         with contextlib.redirect_stderr(errors):
-            options = tornado_server.load_options(list(server_args), environ)
+            options = load_options(project, list(server_args), environ)
     except SystemExit as exc:
         message = errors.getvalue().strip().splitlines()
         raise ServiceError(message[-1] if message else f"bad server options (exit {exc.code})") from None
@@ -121,29 +103,29 @@ class ServiceRunner:
     processes. ``stop()`` may be called from any thread, before or after the start.
     """
 
-    def __init__(self, options: tornado_server.ServerOptions) -> None:
+    def __init__(self, project: Project, options: ServerOptions) -> None:
+        self.project = project
         self.options = options
         self.exit_code: int | None = None
         self.error: BaseException | None = None
         self.ready = threading.Event()
         self._stopping = threading.Event()
-        self._server: tornado_server.Server | None = None
-        self._supervisor: tornado_server.Supervisor | None = None
+        self._server: Server | None = None
+        self._supervisor: Supervisor | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> ServiceRunner:
-        tornado_server.raise_open_file_limit()
+        raise_open_file_limit()
         if self.options.workers > 1:
-            tornado_server.setup_logging(self.options)
-            self._supervisor = tornado_server.Supervisor(self.options)
+            setup_logging(self.options)
+            self._supervisor = Supervisor(self.project, self.options)
             target = self._run_supervisor
         else:
-            application = tornado_server.setup_django(self.options)
-            sockets = tornado_server.bind(self.options)
+            application = setup_django(self.options)
+            sockets = bind(self.options)
             # No os._exit() inside the server after the drain timeout: a service must
             # first report that it stopped (see exit_if_unfinished()).
-            self._server = tornado_server.Server(self.options, sockets, on_ready=self._on_ready,
-                                                 hard_exit=False)
+            self._server = Server(self.options, sockets, on_ready=self._on_ready, hard_exit=False)
             target = lambda: self._server.run(application)  # noqa: E731
         if self._stopping.is_set():
             self.stop()
@@ -152,7 +134,7 @@ class ServiceRunner:
         return self
 
     def _on_ready(self) -> None:
-        tornado_server.announce(self.options)
+        announce(self.project, self.options)
         self.ready.set()
 
     def _run_supervisor(self) -> int:
@@ -213,15 +195,15 @@ class ServiceRunner:
         return self.exit_code
 
 
-def run_in_console(server_args: list[str]) -> int:
-    """``windows_service.py run``: the service's code path, stopped by Ctrl+C / SIGTERM."""
+def run_in_console(project: Project, server_args: list[str]) -> int:
+    """``service run``: the service's code path, stopped by Ctrl+C / SIGTERM."""
     try:
-        options = build_options(server_args)
+        options = build_options(project, server_args)
     except ServiceError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 2
-    runner = ServiceRunner(options)
-    tornado_server.install_stop_signals(runner.stop, tornado_server.force_exit)
+    runner = ServiceRunner(project, options)
+    install_stop_signals(runner.stop, force_exit)
     runner.start()
     while True:
         code = runner.wait(0.2)  # short waits so signals reach the main thread
@@ -240,27 +222,30 @@ if sys.platform == "win32":
     import win32serviceutil
 
     class DjangoTornadoService(win32serviceutil.ServiceFramework):
-        _svc_name_, _svc_display_name_ = service_names()
-        _svc_description_ = SERVICE_DESCRIPTION
+        """pythonservice.exe imports this class by the PythonClass value ``install`` stored
+        (``<project>\\tornado_wsgi_server.windows_service.DjangoTornadoService``); the
+        project is the folder above this package."""
 
         def __init__(self, args):
+            self._svc_name_ = args[0]  # the service manager's name for us (the slug)
             super().__init__(args)
-            self.start_args = list(args[1:])  # `windows_service.py start -- --port 1` passes these
+            self.project = load_project(Path(__file__).resolve().parent.parent)
+            self.start_args = list(args[1:])  # `service start -- --port 1` passes these
             self.runner: ServiceRunner | None = None
             self.stop_requested = threading.Event()
 
         def SvcDoRun(self):
-            os.chdir(BASE_DIR)
+            os.chdir(self.project.directory)
             # A service has no console; output that would go there is dropped (the log
             # file and the event log get everything that matters).
             sys.stdout = sys.stderr = open(os.devnull, "w", encoding="utf-8")
             try:
                 stored = win32serviceutil.GetServiceCustomOption(self, SERVER_ARGS_OPTION, "")
-                options = build_options(shlex.split(stored) + self.start_args)
+                options = build_options(self.project, shlex.split(stored) + self.start_args)
                 if options.workers > 1:
                     multiprocessing.set_executable(
                         worker_python(win32serviceutil.GetServiceCustomOption(self, PYTHON_OPTION)))
-                self.runner = ServiceRunner(options)
+                self.runner = ServiceRunner(self.project, options)
                 if self.stop_requested.is_set():
                     self.runner.stop()
                 self.runner.start()
@@ -268,7 +253,7 @@ if sys.platform == "win32":
                 servicemanager.LogErrorMsg(f"{self._svc_name_} could not start: {exc}")
                 raise
             servicemanager.LogInfoMsg(
-                f"{self._svc_name_} serves {tornado_server.listening_url(options)} "
+                f"{self._svc_name_} serves {listening_url(options)} "
                 f"(log: {options.log_file})")
             while True:
                 code = self.runner.wait(2)
@@ -302,10 +287,13 @@ if sys.platform == "win32":
         SvcShutdown = SvcStop  # Windows is shutting down: drain the same way
 
 
-def handle_command_line(argv: list[str]) -> int:
-    """install / update / start / stop / restart / remove / debug (pywin32), plus status."""
+def handle_command_line(project: Project, argv: list[str]) -> int:
+    """install / update / start / stop / restart / remove / debug (pywin32), plus status.
+
+    ``argv[0]`` is the program name pywin32 prints in its usage text.
+    """
     if sys.platform != "win32":
-        print("ERROR: Windows services exist only on Windows; `python windows_service.py run` "
+        print("ERROR: Windows services exist only on Windows; `python tornado_server.py service run` "
               "runs the server as the service would.", file=sys.stderr)
         return 2
     server_args: list[str] = []
@@ -313,25 +301,38 @@ def handle_command_line(argv: list[str]) -> int:
         cut = argv.index("--")
         argv, server_args = argv[:cut], argv[cut + 1:]
     commands = _commands(argv)
+    name = project.slug
     if commands[:1] == ["status"]:
-        return print_status()
+        return print_status(name)
     if commands[:1] == ["install"] and not any(arg.startswith("--startup") for arg in argv):
         argv = [argv[0], "--startup", "auto", *argv[1:]]
     if commands[:1] in (["install"], ["update"]):
-        build_options(server_args)  # refuse to install options the server would reject
+        build_options(project, server_args)  # refuse to install options the server would reject
 
     def remember(_opts) -> None:
-        win32serviceutil.SetServiceCustomOption(SERVICE_NAME, SERVER_ARGS_OPTION, shlex.join(server_args))
-        win32serviceutil.SetServiceCustomOption(SERVICE_NAME, PYTHON_OPTION, worker_python(sys.executable))
-        set_service_path()
+        win32serviceutil.SetServiceCustomOption(name, SERVER_ARGS_OPTION, shlex.join(server_args))
+        win32serviceutil.SetServiceCustomOption(name, PYTHON_OPTION, worker_python(sys.executable))
+        set_service_path(name)
 
     if commands[:1] in (["start"], ["restart"]) and server_args:
         argv = argv + server_args
-    return win32serviceutil.HandleCommandLine(DjangoTornadoService, argv=argv,
-                                              customOptionHandler=remember) or 0
+    service_class = DjangoTornadoService
+    (service_class._svc_name_, service_class._svc_display_name_,
+     service_class._svc_description_) = service_names(project)
+    return win32serviceutil.HandleCommandLine(service_class, serviceClassString=service_class_string(project),
+                                              argv=argv, customOptionHandler=remember) or 0
 
 
-def set_service_path() -> None:
+def service_class_string(project: Project) -> str:
+    """The PythonClass value pythonservice.exe loads the service by.
+
+    The service host splits it at the last backslash: the folder goes on sys.path and the
+    rest is imported as a dotted module, so this package's relative imports work.
+    """
+    return f"{project.directory}\\{__name__}.{SERVICE_CLASS}"
+
+
+def set_service_path(name: str) -> None:
     """Give the service a PATH with the DLLs pythonservice.exe needs.
 
     The service runs as LocalSystem, whose PATH has neither the Python installation
@@ -345,7 +346,7 @@ def set_service_path() -> None:
     folders = [sys.base_exec_prefix, os.path.dirname(pywintypes.__file__),
                os.path.join(system_root, "System32"), system_root]
     key = win32api.RegOpenKey(win32con.HKEY_LOCAL_MACHINE,
-                              rf"SYSTEM\CurrentControlSet\Services\{SERVICE_NAME}", 0, win32con.KEY_SET_VALUE)
+                              rf"SYSTEM\CurrentControlSet\Services\{name}", 0, win32con.KEY_SET_VALUE)
     try:
         win32api.RegSetValueEx(key, "Environment", 0, win32con.REG_MULTI_SZ, ["PATH=" + ";".join(folders)])
     finally:
@@ -364,25 +365,26 @@ def _commands(argv: list[str]) -> list[str]:
     return argv[index:]
 
 
-def print_status() -> int:
+def print_status(name: str) -> int:
     names = {
         win32service.SERVICE_STOPPED: "stopped", win32service.SERVICE_START_PENDING: "starting",
         win32service.SERVICE_STOP_PENDING: "stopping", win32service.SERVICE_RUNNING: "running",
     }
     try:
-        state = win32serviceutil.QueryServiceStatus(SERVICE_NAME)[1]
+        state = win32serviceutil.QueryServiceStatus(name)[1]
     except win32service.error as exc:
-        print(f"{SERVICE_NAME}: {exc.strerror}")
+        print(f"{name}: {exc.strerror}")
         return 1
-    print(f"{SERVICE_NAME}: {names.get(state, state)}")
+    print(f"{name}: {names.get(state, state)}")
     return 0
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) > 1 and argv[1] == "run":
-        return run_in_console(argv[2:])
-    return handle_command_line(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+def main(project: Project, argv: list[str]) -> int:
+    """``tornado_server.py service ARGS``: ``run`` on any OS, the rest on Windows."""
+    if argv[:1] == ["run"]:
+        return run_in_console(project, argv[1:])
+    if not argv:
+        print("Usage: tornado_server.py service install|start|stop|restart|remove|status|run "
+              "[-- server options]", file=sys.stderr)
+        return 2
+    return handle_command_line(project, ["tornado_server.py service", *argv])

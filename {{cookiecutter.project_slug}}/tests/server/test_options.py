@@ -12,7 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+from tornado_wsgi_server.options import options_for
+from tornado_wsgi_server.project import load_project
+
+from ..conftest import PROJECT_DIR
+
 ACCESS_LINE = re.compile(r'127\.0\.0\.1 "GET /healthz\?n=1 HTTP/1\.1" 200 2 \d+\.\dms')
 
 
@@ -22,11 +26,9 @@ def run_server_cli(*args: str, env: dict, timeout: float = 60) -> subprocess.Com
 
 
 def test_help_lists_every_option_with_its_variable(server_env):
-    import tornado_server
-
     result = run_server_cli("--help", env={**server_env, "COLUMNS": "200"})
     assert result.returncode == 0
-    for option in tornado_server.OPTIONS:
+    for option in options_for(load_project(PROJECT_DIR)):
         assert option.cli_name in result.stdout, option.name
         assert option.env_name in result.stdout, option.name
     assert "--no-access-log" in result.stdout

@@ -1,0 +1,29 @@
+"""``python tornado_server.py``: serve the project, or manage its Windows service.
+
+    tornado_server.py [options]             serve (one process, or --workers N)
+    tornado_server.py service COMMAND ...   install/start/stop/remove/status/run the service
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .options import load_options, read_dotenv
+from .process import serve_single
+from .project import Project
+from .supervisor import serve_workers
+
+
+def main(project: Project, argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if str(project.directory) not in sys.path:
+        sys.path.insert(0, str(project.directory))
+    if argv[:1] == ["service"]:
+        from .windows_service import main as service_main
+
+        return service_main(project, argv[1:])
+    read_dotenv(project.dotenv)
+    options = load_options(project, argv)
+    if options.workers > 1:
+        return serve_workers(project, options)
+    return serve_single(project, options)

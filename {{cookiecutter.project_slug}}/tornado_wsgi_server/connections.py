@@ -1,0 +1,130 @@
+"""Connections and their limits: Tornado's HTTP server with a connection cap that
+evicts idle keep-alive first, one-accept-per-turn for worker processes, and the listening
+sockets (bind, TLS context, the open-file limit).
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+
+from tornado import netutil
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import IOLoop
+
+from .container import ThreadedWSGIContainer
+from .logs import log
+from .options import ServerOptions
+
+
+class TornadoServer(HTTPServer):
+    """Tornado's HTTPServer with a connection limit that evicts idle keep-alive first."""
+
+    def initialize(self, container: ThreadedWSGIContainer, max_connections: int, **kwargs) -> None:
+        super().initialize(container, **kwargs)
+        self.container = container
+        self.max_connections = max_connections
+        # Streams a WebSocket took over: Tornado forgets them, but they hold a socket
+        # (and on Windows a place in select()'s 512).
+        self.detached: set = set()
+
+    def open_connections(self) -> int:
+        count = len(self._connections) + len(self.detached)
+        if count >= self.max_connections and self.detached:
+            self.detached = {stream for stream in self.detached if not stream.closed()}
+            count = len(self._connections) + len(self.detached)
+        return count
+
+    def close_detached(self) -> None:
+        for stream in self.detached:
+            stream.close()
+        self.detached.clear()
+
+    def handle_stream(self, stream, address) -> None:
+        if self.open_connections() >= self.max_connections and not self.container.close_idle(1):
+            log.warning("Connection limit (%d) reached; refusing %s", self.max_connections, address[0] if address else "")
+            stream.close()
+            return
+        super().handle_stream(stream, address)
+        # Its first start_request() only runs on the next loop turn; until then a burst
+        # of new connections would find nothing idle to evict and be refused.
+        self.container.idle[stream] = None
+
+    def on_close(self, server_conn) -> None:
+        super().on_close(server_conn)
+        self.container.on_close(server_conn)
+        if not server_conn.stream.closed():  # detached: a WebSocket owns it now
+            self.detached.add(server_conn.stream)
+
+    def add_sockets(self, sockets) -> None:
+        if not self.container.multiprocess:
+            super().add_sockets(sockets)
+            return
+        # Worker processes share one listening socket and all wake up for a new
+        # connection. Tornado accepts up to 128 per wake-up, so the first process awake
+        # takes a whole burst of connections and its siblings idle. Taking one per loop
+        # turn lets a busy process fall behind and the others take the rest.
+        for sock in sockets:
+            self._sockets[sock.fileno()] = sock
+            self._handlers[sock.fileno()] = _accept_one_per_turn(sock, self._handle_connection)
+
+
+def _accept_one_per_turn(sock, callback: Callable) -> Callable[[], None]:
+    """Like ``tornado.netutil.add_accept_handler``, one connection per readiness event."""
+    loop = IOLoop.current()
+    removed = False
+
+    def accept(fd, events) -> None:
+        if removed:
+            return
+        try:
+            connection, address = sock.accept()
+        except (BlockingIOError, ConnectionAbortedError):
+            return  # a sibling process took it, or the client gave up
+        callback(connection, address)
+
+    def remove() -> None:
+        nonlocal removed
+        loop.remove_handler(sock)
+        removed = True
+
+    loop.add_handler(sock, accept, IOLoop.READ)
+    return remove
+
+
+def ssl_context(options: ServerOptions) -> ssl.SSLContext | None:
+    if not options.certfile:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(options.certfile, options.keyfile or None)
+    except (ssl.SSLError, OSError) as exc:
+        raise SystemExit(f"ERROR: cannot load TLS certificate {options.certfile!r}: {exc}") from None
+    return context
+
+
+def bind(options: ServerOptions) -> list:
+    try:
+        return netutil.bind_sockets(options.port, options.host, backlog=1024)
+    except OSError as exc:
+        raise SystemExit(
+            f"ERROR: cannot listen on {options.host}:{options.port}: {exc.strerror or exc}. "
+            "Is another server already using this port? Choose another with --port."
+        ) from None
+    except ValueError as exc:
+        raise SystemExit(f"ERROR: cannot listen on {options.host}:{options.port}: {exc}") from None
+
+
+def raise_open_file_limit() -> None:
+    """Let one process hold thousands of sockets (Unix soft limits are often 1024)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError):
+            pass

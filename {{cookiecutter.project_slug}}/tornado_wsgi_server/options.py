@@ -1,0 +1,269 @@
+"""Every server option, defined once: its parser, default, help and environment variable.
+
+``load_options()`` reads the command line, then the environment (and ``.env``), then the
+defaults, and exits with status 2 and a message naming the flag or variable on a bad value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .project import Project
+
+IS_WINDOWS = sys.platform == "win32"
+# Windows' select() takes at most 512 sockets per call: stay under it per process.
+WINDOWS_MAX_CONNECTIONS = 500
+
+
+class OptionError(ValueError):
+    """A bad option value; the message says what is allowed."""
+
+
+def _int_range(low: int, high: int | None = None) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            upper = f" to {high}" if high is not None else " or more"
+            raise OptionError(f"must be a whole number from {low}{upper}")
+        return value
+
+    return parse
+
+
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value != value or value == float("inf"):
+        raise OptionError("must be a number of seconds greater than 0")
+    return value
+
+
+_SIZE_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "M": 1024**2, "MB": 1024**2, "G": 1024**3, "GB": 1024**3}
+
+
+def _size(raw: str) -> int:
+    match = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", raw)
+    unit = match.group(2).upper() if match else None
+    if not match or unit not in _SIZE_UNITS or int(match.group(1)) == 0:
+        raise OptionError("must be a size greater than 0 such as 65536, 64K, 10M or 1G")
+    return int(match.group(1)) * _SIZE_UNITS[unit]
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise OptionError("must be true or false (also 1/0, yes/no, on/off)")
+
+
+def _host(raw: str) -> str:
+    value = raw.strip()
+    if not value or any(ch.isspace() for ch in value) or "/" in value:
+        raise OptionError("must be an IP address or host name, e.g. 127.0.0.1 or 0.0.0.0")
+    return value.strip("[]")
+
+
+def _module(raw: str) -> str:
+    value = raw.strip()
+    if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", value):
+        raise OptionError("must be a dotted Python module path, e.g. mysite.settings")
+    return value
+
+
+def _networks(raw: str) -> tuple:
+    networks = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise OptionError(
+                f"{item!r} is not an IP address or network; give a comma-separated "
+                "list such as 127.0.0.1,10.0.0.0/8"
+            ) from None
+    return tuple(networks)
+
+
+def _existing_file(raw: str) -> str:
+    path = Path(raw.strip()).expanduser()
+    if not path.is_file():
+        raise OptionError(f"file {str(path)!r} does not exist")
+    return str(path)
+
+
+def _path(raw: str) -> str:
+    return str(Path(raw.strip()).expanduser()) if raw.strip() else ""
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    parse: Callable[[str], Any]
+    default: str | None
+    help: str
+    env: str = ""
+    metavar: str | None = None
+    flag: bool = False  # a true/false switch: --name / --no-name
+
+    @property
+    def env_name(self) -> str:
+        return self.env or "SERVER_" + self.name.upper()
+
+    @property
+    def cli_name(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+def options_for(project: Project) -> tuple[Option, ...]:
+    """The options, with the defaults this project was made with."""
+    return (
+        Option("host", _host, "127.0.0.1", "Address to listen on; 0.0.0.0 serves the whole network."),
+        Option("port", _int_range(1, 65535), str(project.port), "TCP port to listen on."),
+        Option("threads", _int_range(1, 1024), str(project.threads),
+               "Threads per process running Django views; a blocked view holds one thread."),
+        Option("workers", _int_range(1, 64), "1",
+               "Processes sharing the port (multiprocessing spawn, works on Windows); "
+               "one per CPU core is a good start."),
+        Option("settings", _module, project.settings, "Django settings module.",
+               env="DJANGO_SETTINGS_MODULE", metavar="MODULE"),
+        Option("max_queue", _int_range(0), "100",
+               "Requests that may wait for a free thread; beyond that new ones get "
+               "503 with Retry-After at once instead of queueing without bound."),
+        Option("max_connections", _int_range(1),
+               str(WINDOWS_MAX_CONNECTIONS) if IS_WINDOWS else "1000",
+               "Open connections per process; at the limit the longest-idle keep-alive "
+               f"connection is closed to make room (at most {WINDOWS_MAX_CONNECTIONS} on Windows)."),
+        Option("max_body_size", _size, "100M",
+               "Largest request body (413 beyond it); bodies over 1 MB wait in a temporary file.",
+               metavar="SIZE"),
+        Option("max_header_size", _size, "64K",
+               "Largest request line plus headers: 431 beyond it; past twice this the connection "
+               "is closed unanswered.", metavar="SIZE"),
+        Option("idle_timeout", _seconds, "60",
+               "Seconds a connection may sit idle, or take to send its headers, before it is closed.",
+               metavar="SECONDS"),
+        Option("body_timeout", _seconds, "300",
+               "Seconds a client may take to send a request body.", metavar="SECONDS"),
+        Option("drain_timeout", _seconds, "30",
+               "On shutdown, seconds in-flight requests get to finish.", metavar="SECONDS"),
+        Option("trusted_proxies", _networks, "",
+               "Comma-separated proxy addresses or networks (e.g. 127.0.0.1,10.0.0.0/8) whose "
+               "X-Forwarded-For and X-Forwarded-Proto are believed. Empty: believe nobody.",
+               metavar="LIST"),
+        Option("certfile", _existing_file, None,
+               "TLS certificate chain (PEM): serve HTTPS directly.", metavar="PATH"),
+        Option("keyfile", _existing_file, None,
+               "TLS private key (PEM), if it is not inside --certfile.", metavar="PATH"),
+        Option("access_log", _bool, "true", "Log one line per request.", flag=True),
+        Option("log_file", _path, "",
+               "Also write the log to this file, rotated by size (safe with several processes "
+               "and on Windows).", metavar="PATH"),
+        Option("log_max_bytes", _size, "10M", "Rotate the log file at this size.", metavar="SIZE"),
+        Option("log_backups", _int_range(0, 1000), "5", "Rotated log files to keep."),
+    )
+
+
+@dataclass
+class ServerOptions:
+    """The parsed options; ``load_options()`` fills every field from ``options_for()``."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    threads: int = 8
+    workers: int = 1
+    settings: str = ""
+    max_queue: int = 100
+    max_connections: int = WINDOWS_MAX_CONNECTIONS if IS_WINDOWS else 1000
+    max_body_size: int = 100 * 1024**2
+    max_header_size: int = 64 * 1024
+    idle_timeout: float = 60.0
+    body_timeout: float = 300.0
+    drain_timeout: float = 30.0
+    trusted_proxies: tuple = field(default_factory=tuple)
+    certfile: str | None = None
+    keyfile: str | None = None
+    access_log: bool = True
+    log_file: str = ""
+    log_max_bytes: int = 10 * 1024**2
+    log_backups: int = 5
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.certfile else "http"
+
+
+def build_arg_parser(project: Project) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tornado_server.py",
+        description=f"Serve {project.name} (Django) with Tornado. Each option "
+        "can also be set by the environment variable shown, or in .env.",
+    )
+    for option in options_for(project):
+        default = "(none)" if option.default in (None, "") else option.default
+        help_text = f"{option.help} [env {option.env_name}; default {default}]"
+        if option.flag:
+            parser.add_argument(option.cli_name, action=argparse.BooleanOptionalAction,
+                                default=None, help=help_text)
+        else:
+            parser.add_argument(option.cli_name, metavar=option.metavar or option.name.upper(),
+                                default=None, help=help_text)
+    return parser
+
+
+def load_options(project: Project, argv: list[str] | None = None,
+                 environ: dict | None = None) -> ServerOptions:
+    """Command line, then environment (with .env), then defaults. Exits 2 on a bad value."""
+    parser = build_arg_parser(project)
+    args = parser.parse_args(argv)
+    environ = os.environ if environ is None else environ
+    values = {}
+    for option in options_for(project):
+        cli_value = getattr(args, option.name)
+        if cli_value is not None:
+            raw, source = (str(cli_value).lower() if option.flag else cli_value), option.cli_name
+        elif environ.get(option.env_name, "").strip():
+            raw, source = environ[option.env_name], option.env_name
+        else:
+            raw, source = option.default, "default"
+        if raw is None:
+            continue
+        try:
+            values[option.name] = option.parse(raw)
+        except OptionError as exc:
+            parser.error(f"{source}={raw!r}: {exc}")
+    options = ServerOptions(**values)
+    if options.keyfile and not options.certfile:
+        parser.error("--keyfile needs --certfile (SERVER_CERTFILE) as well")
+    if IS_WINDOWS and sys.version_info < (3, 13) and options.workers > 31:
+        # The supervisor waits on two handles per worker; Windows' wait takes 63 at most
+        # before Python 3.13.
+        parser.error(f"--workers={options.workers}: at most 31 on Windows with Python before 3.13")
+    if IS_WINDOWS and options.max_connections > WINDOWS_MAX_CONNECTIONS:
+        parser.error(
+            f"--max-connections={options.max_connections}: Windows serves at most "
+            f"{WINDOWS_MAX_CONNECTIONS} connections per process; add --workers instead"
+        )
+    return options
+
+
+def read_dotenv(path: Path) -> None:
+    """Load .env into os.environ without overriding real environment variables."""
+    if path.is_file():
+        import environ as django_environ
+
+        django_environ.Env.read_env(path)
+

@@ -1,0 +1,174 @@
+"""One serving process: its event loop, its stop signals and the graceful drain.
+
+``Server.run()`` serves until ``stop()`` (thread-safe) or a signal, then closes the port,
+lets requests in flight finish for ``--drain-timeout`` seconds, and returns an exit code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+
+from tornado.ioloop import PeriodicCallback
+
+from .application import setup_django, tornado_routes
+from .connections import TornadoServer, bind, raise_open_file_limit, ssl_context
+from .container import ThreadedWSGIContainer
+from .logs import log
+from .options import IS_WINDOWS, ServerOptions
+from .project import Project
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    # On Windows the selector loop is faster for Tornado than the proactor loop,
+    # which Tornado can only use through an extra selector thread.
+    return asyncio.SelectorEventLoop() if IS_WINDOWS else asyncio.new_event_loop()
+
+
+class Server:
+    """One serving process: ``run()`` blocks until ``stop()`` (thread-safe) or a signal."""
+
+    def __init__(self, options: ServerOptions, sockets=None, on_ready: Callable | None = None,
+                 hard_exit: bool = True) -> None:
+        self.options = options
+        self.sockets = sockets
+        self.on_ready = on_ready
+        # After the drain timeout, end the process (True) or return with ``unfinished``
+        # set and leave the stuck threads to the caller (a Windows service must report
+        # "stopped" before the process ends).
+        self.hard_exit = hard_exit
+        self.unfinished = 0
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._stop_requested: asyncio.Event | None = None
+        self._pending_stop = False
+        self.exit_code = 0
+
+    def stop(self, reason: str = "stop requested") -> None:
+        """Begin a graceful shutdown; safe to call from any thread or a signal handler."""
+        loop = self.loop
+        if loop is None or self._stop_requested is None:
+            self._pending_stop = True
+            return
+        loop.call_soon_threadsafe(self._begin_stop, reason)
+
+    def _begin_stop(self, reason: str) -> None:
+        if self._stop_requested.is_set():
+            return
+        log.info("Shutting down (%s): finishing requests in flight, up to %gs",
+                 reason, self.options.drain_timeout)
+        self._stop_requested.set()
+
+    def run(self, application) -> int:
+        loop = new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            return loop.run_until_complete(self._serve(application))
+        finally:
+            loop.close()
+            asyncio.set_event_loop(None)
+
+    async def _serve(self, application) -> int:
+        options = self.options
+        self.loop = asyncio.get_running_loop()
+        self._stop_requested = asyncio.Event()
+        if self._pending_stop:
+            self._stop_requested.set()
+        tornado_app, tornado_paths = tornado_routes()
+        container = ThreadedWSGIContainer(application, options, tornado_app, tornado_paths)
+        server = TornadoServer(
+            container,
+            max_connections=options.max_connections,
+            ssl_options=ssl_context(options),
+            # Tornado closes the socket past its own limit; ours (lower) answers 431.
+            max_header_size=options.max_header_size * 2 + 16 * 1024,
+            # Ours answers 413 first; Tornado's (higher) only stops a runaway chunked body.
+            max_body_size=options.max_body_size + 1024 * 1024,
+            idle_connection_timeout=options.idle_timeout,
+            body_timeout=options.body_timeout,
+        )
+        sockets = self.sockets or bind(options)
+        server.add_sockets(sockets)
+        waker = PeriodicCallback(lambda: None, 200) if IS_WINDOWS else None
+        if waker:  # lets Ctrl+C reach Python while select() waits
+            waker.start()
+        if self.on_ready:
+            self.on_ready()
+        await self._stop_requested.wait()
+
+        server.stop()  # no new connections; the port is free again
+        container.shutting_down = True
+        container.close_idle()
+        deadline = time.monotonic() + options.drain_timeout
+        while container.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if container.in_flight:
+            log.warning("%d request(s) still running after %gs; closing them",
+                        container.in_flight, options.drain_timeout)
+        server.close_detached()
+        try:
+            await asyncio.wait_for(server.close_all_connections(), timeout=5)
+        except asyncio.TimeoutError:
+            pass
+        container.executor.shutdown(wait=not container.in_flight, cancel_futures=True)
+        if waker:
+            waker.stop()
+        log.info("Stopped.")
+        self.unfinished = container.in_flight
+        if self.unfinished and self.hard_exit:
+            # A view that never returns must not keep the process alive.
+            logging.shutdown()
+            os._exit(self.exit_code)
+        return self.exit_code
+
+
+def install_stop_signals(stop: Callable[[str], None], second: Callable[[], None]) -> None:
+    """Ctrl+C, SIGTERM and (Windows) Ctrl+Break begin a graceful stop; a second one forces it."""
+    seen = []
+
+    def handler(signum, frame):
+        if seen:
+            second()
+        seen.append(signum)
+        stop(signal.Signals(signum).name)
+
+    for name in ("SIGINT", "SIGTERM", "SIGBREAK"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), handler)
+
+
+def listening_url(options: ServerOptions) -> str:
+    host = options.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{options.scheme}://{host}:{options.port}/"
+
+
+def force_exit() -> None:
+    print("Forced stop.", file=sys.stderr, flush=True)
+    os._exit(1)
+
+
+def serve_single(project: Project, options: ServerOptions) -> int:
+    raise_open_file_limit()
+    application = setup_django(options)
+    sockets = bind(options)
+    server = Server(options, sockets, on_ready=lambda: announce(project, options))
+    install_stop_signals(server.stop, force_exit)
+    return server.run(application)
+
+
+def announce(project: Project, options: ServerOptions) -> None:
+    everywhere = " (all interfaces)" if options.host in ("0.0.0.0", "::") else ""
+    processes = f"{options.workers} processes" if options.workers > 1 else "1 process"
+    print(
+        f"{project.name} is running at {listening_url(options)}{everywhere}"
+        f" - {options.threads} threads x {processes}. Press Ctrl+C to stop.",
+        flush=True,
+    )
