@@ -1,8 +1,6 @@
-"""Load the project: Django's settings and WSGI application, and the project's own
-Tornado handlers (the ``TORNADO_ROUTES`` setting names them).
-
-Errors a user can fix (a missing settings module, a routes list that does not import)
-end the start-up with one ``ERROR:`` line instead of a traceback.
+"""Load the project: Django's settings and WSGI application, and the project's own Tornado
+handlers (named by the ``TORNADO_ROUTES`` setting). Errors a user can fix end the start-up
+with one ``ERROR:`` line instead of a traceback.
 """
 
 from __future__ import annotations

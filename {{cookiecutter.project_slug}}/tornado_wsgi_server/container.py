@@ -1,8 +1,7 @@
 """The WSGI container: Tornado's connection delegate that runs the application on threads.
 
-``ThreadedWSGIContainer`` owns the thread pool, the request queue's capacity, the idle
-keep-alive connections and what is built per request on a worker thread (the environ and
-the response head). Each request itself is a ``RequestTask`` (task.py).
+It owns the thread pool, the queue's capacity, the idle keep-alive connections and what is
+built per request on a worker thread (environ, response head); each request is a RequestTask.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """One request on one connection: read on the event loop, answered from a pool thread.
 
-A ``RequestTask`` enforces the limits while reading (503, 413, 431), calls the application
-on a worker thread, and sends its response whole or streamed with backpressure; every
-write happens on the event loop.
+A RequestTask enforces the limits while reading (503, 413, 431), calls the application on a
+worker thread and sends its response whole or streamed with backpressure, from the loop.
 """
 
 from __future__ import annotations

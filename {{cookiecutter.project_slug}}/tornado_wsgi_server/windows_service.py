@@ -1,8 +1,7 @@
 """The Windows service (pywin32): the server started with Windows, stopped gracefully.
 
-``python tornado_server.py service install|start|stop|remove|status`` (``service.bat``
-does the same) manages it; ``service run`` runs the service's code path in a console on
-any OS. Everything but the pywin32 shell at the bottom is plain Python, tested everywhere.
+``tornado_server.py service install|start|stop|remove|status`` manages it (``service.bat``);
+``service run`` runs its code path in a console on any OS, where everything but pywin32 is tested.
 """
 
 from __future__ import annotations
