@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
+import time
 
 import httpx
 import pytest
 import trustme
+
+from ..conftest import need
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +45,12 @@ def test_https_with_certificate(start_server, certificate):
     # A client that does not trust the throwaway CA is refused, as it should be.
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{server.url}/healthz", timeout=10)
-    # Plain HTTP to the TLS port gets nowhere and does not hurt the server.
-    with pytest.raises(httpx.HTTPError):
+    # Plain HTTP to the TLS port: the handshake fails and the connection is closed at
+    # once, with no HTTP answer (not a hang until the client gives up).
+    started = time.monotonic()
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
         httpx.get(f"http://127.0.0.1:{server.port}/healthz", timeout=10)
+    assert time.monotonic() - started < 5
     with httpx.Client(verify=trusting(ca), timeout=10) as http:
         assert http.get(f"{server.url}/healthz").status_code == 200
 
@@ -63,8 +70,21 @@ def test_invalid_certificate_is_a_clear_error(start_server, tmp_path):
     assert f"ERROR: cannot load TLS certificate {str(bogus)!r}" in server.output()
 
 
-def whoami(server, headers: dict) -> dict:
-    return httpx.get(f"{server.url}/__test__/whoami", headers=headers, timeout=10).json()
+def whoami(server, headers, local_address: str | None = None) -> dict:
+    """What Django sees (REMOTE_ADDR, scheme) for a request from ``local_address``."""
+    transport = httpx.HTTPTransport(local_address=local_address) if local_address else None
+    with httpx.Client(transport=transport, timeout=10) as http:
+        return http.get(f"{server.url}/__test__/whoami", headers=headers).json()
+
+
+def second_loopback_address() -> bool:
+    """127.0.0.2 is a loopback address on Linux and Windows, not on macOS."""
+    try:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.2", 0))
+        return True
+    except OSError:
+        return False
 
 
 FORWARDED = {"X-Forwarded-For": "1.2.3.4", "X-Forwarded-Proto": "https"}
@@ -93,10 +113,43 @@ def test_forwarded_headers_from_trusted_proxy(start_server):
     assert whoami(server, {"X-Forwarded-Proto": "gopher"})["scheme"] == "http"
 
 
+def test_forwarded_headers_from_an_untrusted_peer_are_ignored(start_server):
+    """Only the listed proxies are believed: 127.0.0.1 is not one of them here, so a client
+    there cannot pose as another address or as HTTPS."""
+    server = start_server("--trusted-proxies", "10.0.0.0/8,127.0.0.2")
+    info = whoami(server, FORWARDED)
+    assert (info["remote_addr"], info["scheme"], info["is_secure"]) == ("127.0.0.1", "http", False)
+    chained = whoami(server, {"X-Forwarded-For": "1.2.3.4, 10.0.0.1", "X-Forwarded-Proto": "https"})
+    assert (chained["remote_addr"], chained["scheme"]) == ("127.0.0.1", "http")
+
+
+def test_same_headers_from_the_trusted_address_are_believed(start_server):
+    """The control for the test above: the same server believes the same headers when they
+    come from 127.0.0.2, the address it trusts."""
+    need(second_loopback_address(), "127.0.0.2 is not a loopback address here (macOS)")
+    server = start_server("--trusted-proxies", "10.0.0.0/8,127.0.0.2")
+    info = whoami(server, FORWARDED, local_address="127.0.0.2")
+    assert (info["remote_addr"], info["scheme"], info["is_secure"]) == ("1.2.3.4", "https", True)
+    assert whoami(server, {}, local_address="127.0.0.2")["remote_addr"] == "127.0.0.2"
+    untrusted = whoami(server, FORWARDED)  # from 127.0.0.1 at the same time
+    assert (untrusted["remote_addr"], untrusted["scheme"]) == ("127.0.0.1", "http")
+
+
+def test_forwarded_proto_takes_the_last_value(start_server):
+    """Each proxy appends what it saw; the last value is the one the trusted proxy added."""
+    server = start_server("--trusted-proxies", "127.0.0.1")
+    assert whoami(server, {"X-Forwarded-Proto": "https, http"})["scheme"] == "http"
+    assert whoami(server, {"X-Forwarded-Proto": "http, https"})["scheme"] == "https"
+    # Two header lines are one comma-separated list.
+    assert whoami(server, [("X-Forwarded-Proto", "https"), ("X-Forwarded-Proto", "http")])["scheme"] == "http"
+
+
 def test_trusted_proxy_chain(start_server):
     server = start_server("--trusted-proxies", "127.0.0.1,10.0.0.0/8")
     # Trusted hops are skipped from the right; the first untrusted one is the client.
     assert whoami(server, {"X-Forwarded-For": "1.2.3.4, 5.6.7.8, 10.1.1.1"})["remote_addr"] == "5.6.7.8"
+    # Every hop trusted (traffic from inside the network): the first hop is the client.
+    assert whoami(server, {"X-Forwarded-For": "10.0.0.1, 10.0.0.2, 10.0.0.3"})["remote_addr"] == "10.0.0.1"
 
 
 def test_underscore_header_is_dropped(start_server):
