@@ -1,0 +1,632 @@
+#!/usr/bin/env python
+"""Check that the generated project's tests notice when a README promise is broken.
+
+    .venv/bin/python tools/mutation_check.py                  # every mutation (about 30-60 min)
+    .venv/bin/python tools/mutation_check.py --list           # the mutations; nothing is run
+    .venv/bin/python tools/mutation_check.py --only P3b,P17   # just these
+    .venv/bin/python tools/mutation_check.py --venv ~/sites/my_site/.venv
+
+Contract:
+
+- Bakes the template with its default answers into a temporary directory (cookiecutter must
+  be importable by the interpreter running this script: the template's test venv has it).
+- Uses a virtual environment with the baked project's ``requirements-dev.txt`` installed:
+  ``--venv PATH``, or one cached in ``tools/.cache/venv-<hash>`` and made again when
+  ``requirements*.txt``, the Python version or the platform change.
+- Each mutation in ``MUTATIONS`` is one exact-string replacement in one file of the bake. Its
+  ``old`` text must occur exactly once; otherwise the mutation is "stale" (the code moved on
+  and the list must be updated) and nothing is run.
+- Baseline first: every test file the selected mutations name must pass on the unmutated bake.
+- Then per mutation: apply it, run ``pytest -x`` on its test files (``--timeout`` seconds,
+  a timeout counts as caught), put the original bytes back and check them.
+- Prints a Markdown table and ``caught N of M``, and writes it to
+  ``tools/results/mutation-latest.md`` (``mutation-partial.md`` with ``--only``); pytest's
+  output for each run goes to ``tools/results/logs/``.
+- Exit code: 0 when every mutation is caught, 1 when one survived, 2 for a stale mutation,
+  a failing baseline, a test run that did not work at all, or bad input.
+
+``REQUIRE_SERVICES=1`` in the environment reaches the tests (nginx, PostgreSQL and Redis then
+fail instead of skipping), as does the rest of the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOLS = ROOT / "tools"
+RESULTS = TOOLS / "results"
+LOGS = RESULTS / "logs"
+CACHE = TOOLS / ".cache"
+IS_WINDOWS = sys.platform == "win32"
+PACKAGE = "{package}"  # in a mutation's file: the baked project's Django package
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    promise: str  # the README sentence the change breaks
+    file: str  # relative to the baked project
+    old: str  # must occur exactly once in the file
+    new: str
+    tests: tuple[str, ...]  # test files (or node ids) that should fail
+
+
+SHUTDOWN = "tests/server/test_shutdown.py"
+WORKERS = "tests/server/test_workers.py"
+LIMITS = "tests/server/test_limits.py"
+CONNECTIONS = "tests/server/test_connections.py"
+FRAMING = "tests/server/test_framing.py"
+STREAMING = "tests/server/test_streaming.py"
+ERRORS = "tests/server/test_errors.py"
+PROXY = "tests/server/test_tls_proxy.py"
+DRAIN_PROMISE = "Ctrl+C, Ctrl+Break, SIGTERM ...: requests in flight get up to `--drain-timeout` seconds"
+PROXY_PROMISE = "`--trusted-proxies`: proxies whose `X-Forwarded-For`/`-Proto` are believed"
+
+MUTATIONS: tuple[Mutation, ...] = (
+    Mutation(
+        "P1", "more [than `--max-queue`] get `503` with `Retry-After` at once",
+        "tornado_wsgi_server/task.py",
+        "if container.in_flight >= container.capacity or container.shutting_down:",
+        "if container.shutting_down:",
+        (LIMITS,),
+    ),
+    Mutation(
+        "P2a", "Largest request body (`413` beyond): declared Content-Length",
+        "tornado_wsgi_server/task.py",
+        "if length is not None and length.isdigit() and int(length) > options.max_body_size:",
+        "if False:",
+        (LIMITS,),
+    ),
+    Mutation(
+        "P2b", "Largest request body (`413` beyond): counted while reading",
+        "tornado_wsgi_server/task.py",
+        "if self.body_size > self.container.options.max_body_size:",
+        "if False:",
+        (LIMITS,),
+    ),
+    Mutation(
+        "P3a", "requests in flight get up to `--drain-timeout` seconds",
+        "tornado_wsgi_server/process.py",
+        "while container.in_flight and time.monotonic() < deadline:\n"
+        "            await asyncio.sleep(0.05)\n",
+        "pass\n",
+        (SHUTDOWN,),
+    ),
+    Mutation(
+        "P3b", DRAIN_PROMISE + " (SIGTERM)",
+        "tornado_wsgi_server/process.py",
+        'for name in ("SIGINT", "SIGTERM", "SIGBREAK"):',
+        'for name in ("SIGINT", "SIGBREAK"):',
+        (SHUTDOWN, WORKERS),
+    ),
+    Mutation(
+        "P3c", "on stop the port closes ... then the process exits (idle keep-alive closed at once)",
+        "tornado_wsgi_server/process.py",
+        "        container.close_idle()\n",
+        "",
+        (SHUTDOWN,),
+    ),
+    Mutation(
+        "P4a", "a worker waits while the client is slow to read, so a 1 GB download needs little memory",
+        "tornado_wsgi_server/task.py",
+        "_STREAM_HIGH_WATER = 1024 * 1024",
+        "_STREAM_HIGH_WATER = 1024**4",
+        (STREAMING,),
+    ),
+    Mutation(
+        "P4b", "Responses that are iterators ... are sent as they are produced",
+        "tornado_wsgi_server/task.py",
+        'if isinstance(result, (list, tuple)) or getattr(result, "streaming", None) is False:',
+        "if True:",
+        (STREAMING,),
+    ),
+    Mutation(
+        "P4c", "iterators are sent as they are produced (and stop once the client has gone)",
+        "tornado_wsgi_server/task.py",
+        "while self.unsent and (self.unsent_bytes > _STREAM_HIGH_WATER or self.unsent[0][0].done()):",
+        "while self.unsent and self.unsent_bytes > _STREAM_HIGH_WATER:",
+        (ERRORS, STREAMING),
+    ),
+    Mutation(
+        "P5a", "otherwise the forwarded headers are ignored (on purpose: anyone could send them)",
+        "tornado_wsgi_server/container.py",
+        "        if not self._is_trusted(remote_addr):\n"
+        "            return remote_addr, scheme\n",
+        "",
+        (PROXY,),
+    ),
+    Mutation(
+        # The same change as P5a, aimed at the test that runs deploy/nginx.conf.
+        "P5b", "otherwise the forwarded headers are ignored (nginx sample)",
+        "tornado_wsgi_server/container.py",
+        "        if not self._is_trusted(remote_addr):\n"
+        "            return remote_addr, scheme\n",
+        "",
+        ("tests/test_scaling.py",),
+    ),
+    Mutation(
+        "P5c", PROXY_PROMISE + " (the last hop's proto)",
+        "tornado_wsgi_server/container.py",
+        'proto = environ.get("HTTP_X_FORWARDED_PROTO", "").split(",")[-1]',
+        'proto = environ.get("HTTP_X_FORWARDED_PROTO", "").split(",")[0]',
+        (PROXY,),
+    ),
+    Mutation(
+        "P5d", PROXY_PROMISE + " (every hop trusted: the first address)",
+        "tornado_wsgi_server/container.py",
+        'remote_addr = forwarded_for.split(",")[0].strip() or remote_addr',
+        'remote_addr = forwarded_for.split(",")[-1].strip() or remote_addr',
+        (PROXY,),
+    ),
+    Mutation(
+        "P6", "`--max-header-size`: past twice this the connection is closed unanswered",
+        "tornado_wsgi_server/process.py",
+        "max_header_size=options.max_header_size * 2 + 16 * 1024",
+        "max_header_size=256 * 1024 * 1024",
+        (LIMITS,),
+    ),
+    Mutation(
+        "P7", "Bodies over 1 MB wait in a temporary file",
+        "tornado_wsgi_server/task.py",
+        "_SPOOL_SIZE = 1024 * 1024",
+        "_SPOOL_SIZE = 1024**4",
+        (LIMITS,),
+    ),
+    Mutation(
+        "P8", "`--body-timeout`: Seconds a client may take to send a body",
+        "tornado_wsgi_server/process.py",
+        "            body_timeout=options.body_timeout,\n",
+        "",
+        (LIMITS,),
+    ),
+    Mutation(
+        "P9", "at the limit the longest-idle keep-alive connection is closed",
+        "tornado_wsgi_server/connections.py",
+        "if self.open_connections() >= self.max_connections and not self.container.close_idle(1):",
+        "if self.open_connections() >= self.max_connections:",
+        (CONNECTIONS,),
+    ),
+    Mutation(
+        "P10", "`--max-connections`: Open connections per process (WebSockets count)",
+        "tornado_wsgi_server/connections.py",
+        "count = len(self._connections) + len(self.detached)\n        if count >=",
+        "count = len(self._connections)\n        if count >=",
+        (CONNECTIONS, FRAMING),
+    ),
+    Mutation(
+        "P14", "`--max-header-size`: Largest request line + headers (`431` beyond)",
+        "tornado_wsgi_server/task.py",
+        "if head_size > options.max_header_size:",
+        "if False:",
+        (LIMITS,),
+    ),
+    Mutation(
+        "P15", "`--max-connections` 1000: Open connections per process (the open-file limit is raised)",
+        "tornado_wsgi_server/connections.py",
+        '"""Let one process hold thousands of sockets (Unix soft limits are often 1024)."""\n',
+        '"""Let one process hold thousands of sockets (Unix soft limits are often 1024)."""\n'
+        "    return\n",
+        (CONNECTIONS,),
+    ),
+    Mutation(
+        "P16", "`--workers`: Processes sharing the port (a burst spreads over all of them)",
+        "tornado_wsgi_server/connections.py",
+        "if not self.container.multiprocess:",
+        "if True:",
+        (WORKERS,),
+    ),
+    Mutation(
+        "P17", DRAIN_PROMISE + " (SIGTERM to a worker)",
+        "tornado_wsgi_server/supervisor.py",
+        'signal.signal(signal.SIGTERM, lambda signum, frame: server.stop("SIGTERM"))',
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)",
+        (SHUTDOWN, WORKERS),
+    ),
+    Mutation(
+        "P18", "on stop the port closes",
+        "tornado_wsgi_server/process.py",
+        "        server.stop()  # no new connections; the port is free again\n",
+        "",
+        (SHUTDOWN,),
+    ),
+    Mutation(
+        "P19", "workers exit on their own if the supervisor disappears",
+        "tornado_wsgi_server/supervisor.py",
+        'reason = "supervisor is gone"',
+        "return",
+        (WORKERS,),
+    ),
+    Mutation(
+        "P20", "eight 1-second requests take about one second with 8 threads",
+        "tornado_wsgi_server/container.py",
+        'options.threads, thread_name_prefix="wsgi"',
+        '1, thread_name_prefix="wsgi"',
+        ("tests/test_concurrency.py",),
+    ),
+    Mutation(
+        "S1", "200 concurrent writes through 2 workers all succeed (SQLite: WAL, IMMEDIATE, timeout)",
+        f"{PACKAGE}/settings.py",
+        '    DATABASES["default"].setdefault("OPTIONS", {}).update(\n'
+        "        {\n"
+        '            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",\n'
+        '            "transaction_mode": "IMMEDIATE",\n'
+        '            "timeout": env.int("SQLITE_TIMEOUT", default=20),\n'
+        "        }\n"
+        "    )\n",
+        "    pass\n",
+        ("tests/test_scaling.py",),
+    ),
+    Mutation(
+        "B1", "installs `requirements.txt` into it — again only when that file changes",
+        "bootstrap.py",
+        "if STAMP.exists() and STAMP.read_text().strip() == wanted:",
+        "if STAMP.exists():",
+        ("tests/test_bootstrap.py",),
+    ),
+    Mutation(
+        "H1", "Static files come from WhiteNoise with hashed names, immutable caching",
+        f"{PACKAGE}/templates/base.html",
+        "href=\"{% static 'css/site.css' %}\"",
+        'href="/static/css/site.css"',
+        ("tests/test_site.py",),
+    ),
+)
+
+
+@dataclass
+class Outcome:
+    mutation: Mutation
+    result: str  # caught, survived, timeout, error
+    file: str  # as baked, e.g. my_site/settings.py
+    caught_by: str = ""
+    seconds: float = 0.0
+
+
+class CheckError(Exception):
+    """A problem with the check itself (exit code 2), not with the tests it checks."""
+
+
+def log(message: str) -> None:
+    print(f"[mutation] {message}", flush=True)
+
+
+# ----------------------------------------------------------------------------------------
+# The bake and its virtual environment.
+# ----------------------------------------------------------------------------------------
+
+
+def bake(workdir: Path) -> Path:
+    try:
+        from cookiecutter.main import cookiecutter
+    except ImportError:
+        raise CheckError(
+            f"cookiecutter is not installed for {sys.executable}; run this script with the "
+            "template's test environment (.venv/bin/python tools/mutation_check.py)"
+        ) from None
+    return Path(cookiecutter(str(ROOT), no_input=True, output_dir=str(workdir)))
+
+
+def venv_python(venv: Path) -> Path:
+    return venv / ("Scripts/python.exe" if IS_WINDOWS else "bin/python")
+
+
+def given_venv(venv: Path) -> Path:
+    python = venv_python(venv)
+    if not python.exists():
+        raise CheckError(f"--venv {venv}: no Python at {python}")
+    check = subprocess.run([str(python), "-c", "import pytest, django, tornado, httpx"],
+                           capture_output=True, text=True)
+    if check.returncode != 0:
+        raise CheckError(f"--venv {venv} lacks the test requirements (pip install -r requirements-dev.txt):\n"
+                         f"{check.stderr.strip()}")
+    return python
+
+
+def cached_venv(project: Path, python: str) -> Path:
+    """A venv with the project's requirements-dev.txt, reused while the requirements files,
+    the Python version and the platform stay the same."""
+    found = subprocess.run([python, "-c", "import sys; print(sys.version)"],
+                           capture_output=True, text=True)
+    if found.returncode != 0:
+        raise CheckError(f"--python {python} does not run: {found.stderr.strip()}")
+    version = found.stdout.strip()
+    digest = hashlib.sha256()
+    for name in ("requirements.txt", "requirements-dev.txt"):
+        digest.update((project / name).read_bytes())
+    digest.update(f"{version}|{platform.platform()}".encode())
+    venv = CACHE / f"venv-{digest.hexdigest()[:16]}"
+    if venv_python(venv).exists() and (venv / ".complete").exists():
+        log(f"reusing {venv}")
+        return venv_python(venv)
+    log(f"creating {venv} (requirements-dev.txt)")
+    shutil.rmtree(venv, ignore_errors=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    for step in ([python, "-m", "venv", str(venv)],
+                 [str(venv_python(venv)), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                  "-r", str(project / "requirements-dev.txt")]):
+        if subprocess.run(step).returncode != 0:
+            raise CheckError(f"could not make the virtual environment: {' '.join(step)} failed")
+    (venv / ".complete").write_text(version)
+    return venv_python(venv)
+
+
+# ----------------------------------------------------------------------------------------
+# Applying a mutation and putting the file back.
+# ----------------------------------------------------------------------------------------
+
+
+def target(project: Path, mutation: Mutation) -> Path:
+    return project / mutation.file.replace(PACKAGE, project.name)
+
+
+def mutated_bytes(project: Path, mutation: Mutation) -> tuple[bytes, bytes]:
+    """(original, mutated) bytes of the mutation's file; raises CheckError when stale."""
+    path = target(project, mutation)
+    if not path.is_file():
+        raise CheckError(f"{mutation.name} is stale: {mutation.file} does not exist")
+    original = path.read_bytes()
+    text = original.decode("utf-8")
+    old, new = mutation.old, mutation.new
+    if "\r\n" in text:  # a checkout with Windows line endings
+        old, new = old.replace("\n", "\r\n"), new.replace("\n", "\r\n")
+    count = text.count(old)
+    if count != 1:
+        raise CheckError(f"{mutation.name} is stale: its old text occurs {count} times in "
+                         f"{mutation.file} (must be exactly once):\n{mutation.old}")
+    return original, text.replace(old, new).encode("utf-8")
+
+
+def restore(path: Path, original: bytes) -> None:
+    path.write_bytes(original)
+    if path.read_bytes() != original:
+        raise CheckError(f"could not restore {path}; the bake is no longer the template")
+
+
+# ----------------------------------------------------------------------------------------
+# Running pytest.
+# ----------------------------------------------------------------------------------------
+
+
+FAILURE_LINE = re.compile(r"^(?:FAILED|ERROR) (.+?)(?: - .*)?$", re.MULTILINE)
+
+
+def pytest_environment() -> dict:
+    env = dict(os.environ)
+    # A restored file can have the same size and second as its mutant; without .pyc files
+    # Python always compiles what is on disk.
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def kill_tree(process: subprocess.Popen) -> None:
+    """End pytest and the servers it started."""
+    if IS_WINDOWS:
+        subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True)
+    else:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def run_pytest(python: Path, project: Path, tests: list[str], timeout: float, log_file: Path,
+               stop_at_first: bool = True) -> tuple[int | None, str]:
+    """pytest's exit code (None on timeout) and its output, also written to ``log_file``."""
+    args = [str(python), "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", *tests]
+    if stop_at_first:
+        args.insert(3, "-x")
+    kwargs = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if IS_WINDOWS
+              else {"start_new_session": True})
+    process = subprocess.Popen(args, cwd=project, env=pytest_environment(), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, **kwargs)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+        code: int | None = process.returncode
+    except subprocess.TimeoutExpired:
+        kill_tree(process)
+        output, _ = process.communicate()
+        code = None
+    except BaseException:  # Ctrl+C: leave no test server behind
+        kill_tree(process)
+        process.wait()
+        raise
+    text = output.decode("utf-8", "replace")
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    log_file.write_text(f"$ {' '.join(args)}\n\n{text}", encoding="utf-8")
+    return code, text
+
+
+def first_failure(output: str) -> str:
+    match = FAILURE_LINE.search(output)
+    return match.group(1).strip() if match else ""
+
+
+def selected_tests(mutations: list[Mutation]) -> list[str]:
+    return list(dict.fromkeys(test for mutation in mutations for test in mutation.tests))
+
+
+def baseline(python: Path, project: Path, mutations: list[Mutation], timeout: float) -> None:
+    tests = selected_tests(mutations)
+    log(f"baseline: {len(tests)} test file(s) on the unmutated bake")
+    started = time.monotonic()
+    code, output = run_pytest(python, project, tests, timeout * len(tests), LOGS / "baseline.log",
+                              stop_at_first=False)
+    if code != 0:
+        failures = "\n".join(FAILURE_LINE.findall(output)) or output.strip()[-3000:]
+        why = "timed out" if code is None else f"exited with {code}"
+        raise CheckError(f"the baseline {why}: the tests must pass before mutations mean anything "
+                         f"(full output: {LOGS / 'baseline.log'}):\n{failures}")
+    log(f"baseline passed in {time.monotonic() - started:.0f}s")
+
+
+def check(python: Path, project: Path, mutation: Mutation, timeout: float) -> Outcome:
+    path = target(project, mutation)
+    original, mutated = mutated_bytes(project, mutation)
+    started = time.monotonic()
+    path.write_bytes(mutated)
+    try:
+        code, output = run_pytest(python, project, list(mutation.tests), timeout,
+                                  LOGS / f"{mutation.name}.log")
+    finally:
+        restore(path, original)
+    seconds = time.monotonic() - started
+    file = path.relative_to(project).as_posix()
+    if code is None:
+        return Outcome(mutation, "timeout", file, f"timeout after {timeout:g}s", seconds)
+    if code == 0:
+        return Outcome(mutation, "survived", file, "", seconds)
+    if code in (1, 2):  # tests failed, or collection broke (also a catch)
+        return Outcome(mutation, "caught", file, first_failure(output) or f"pytest exit {code}", seconds)
+    return Outcome(mutation, "error", file, f"pytest exit {code} (see logs/{mutation.name}.log)", seconds)
+
+
+# ----------------------------------------------------------------------------------------
+# Report.
+# ----------------------------------------------------------------------------------------
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+def cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def template_version() -> str:
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        except OSError:
+            return ""
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return "the template (not a git checkout)"
+    dirty = git("status", "--porcelain", "--", "{{cookiecutter.project_slug}}")
+    return f"the template at {commit}" + (" with uncommitted changes" if dirty else "")
+
+
+def report(outcomes: list[Outcome], seconds: float) -> str:
+    caught = sum(outcome.result in ("caught", "timeout") for outcome in outcomes)
+    services = "set" if os.environ.get("REQUIRE_SERVICES") == "1" else "not set"
+    lines = [
+        "# Mutation check",
+        "",
+        f"`tools/mutation_check.py` on {template_version()}, {time.strftime('%Y-%m-%d')}; "
+        f"{platform.system()}, Python {platform.python_version()}; `REQUIRE_SERVICES` {services}; "
+        f"{duration(seconds)}.",
+        "",
+        "| name | promise | file | result | caught by |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for outcome in outcomes:
+        mutation = outcome.mutation
+        result = f"**{outcome.result}**" if outcome.result in ("survived", "error") else outcome.result
+        lines.append(f"| {mutation.name} | {cell(mutation.promise)} | `{outcome.file}` | {result} "
+                     f"| {cell(outcome.caught_by) or '—'} |")
+    lines += ["", f"caught {caught} of {len(outcomes)}"]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------
+
+
+def choose(only: str | None) -> list[Mutation]:
+    if not only:
+        return list(MUTATIONS)
+    by_name = {mutation.name.lower(): mutation for mutation in MUTATIONS}
+    names = [name.strip() for name in only.split(",") if name.strip()]
+    unknown = [name for name in names if name.lower() not in by_name]
+    if unknown or not names:
+        raise CheckError(f"unknown mutation name(s): {', '.join(unknown) or '(none given)'}; "
+                         f"known: {', '.join(m.name for m in MUTATIONS)}")
+    return [by_name[name.lower()] for name in dict.fromkeys(names)]
+
+
+def list_mutations() -> None:
+    for mutation in MUTATIONS:
+        print(f"{mutation.name}: {mutation.promise}")
+        print(f"    {mutation.file}: {mutation.old.strip()!r} -> {mutation.new.strip()!r}")
+        print(f"    tests: {' '.join(mutation.tests)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--list", action="store_true", help="print the mutations and exit")
+    parser.add_argument("--only", metavar="NAME[,NAME]", help="run only these mutations")
+    parser.add_argument("--venv", type=Path, help="an existing venv with requirements-dev.txt installed")
+    parser.add_argument("--python", default=sys.executable,
+                        help="interpreter for a new cached venv (default: this one)")
+    parser.add_argument("--timeout", type=float, default=300, metavar="S",
+                        help="seconds per mutation's test run; a timeout counts as caught (default 300)")
+    parser.add_argument("--keep", action="store_true", help="keep the baked project and print its path")
+    args = parser.parse_args(argv)
+    if args.list:
+        list_mutations()
+        return 0
+    if args.timeout <= 0:
+        parser.error("--timeout must be positive")
+    try:
+        return run(args)
+    except CheckError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    mutations = choose(args.only)
+    if args.venv is not None:
+        python = given_venv(args.venv.expanduser().resolve())
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="mutation-check-"))
+    try:
+        log(f"baking the template into {workdir}")
+        project = bake(workdir)
+        for mutation in mutations:  # stale entries stop the run before anything is tested
+            mutated_bytes(project, mutation)
+        if args.venv is None:
+            python = cached_venv(project, args.python)
+        shutil.rmtree(LOGS, ignore_errors=True)
+        baseline(python, project, mutations, args.timeout)
+        outcomes = []
+        for number, mutation in enumerate(mutations, 1):
+            log(f"[{number}/{len(mutations)}] {mutation.name}: {mutation.file} "
+                f"-> {' '.join(mutation.tests)}")
+            outcome = check(python, project, mutation, args.timeout)
+            log(f"    {outcome.result} in {duration(outcome.seconds)} {outcome.caught_by}")
+            outcomes.append(outcome)
+    finally:
+        if args.keep:
+            log(f"kept the bake in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    text = report(outcomes, time.monotonic() - started)
+    out = RESULTS / ("mutation-partial.md" if args.only else "mutation-latest.md")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    print()
+    print(text, end="")
+    log(f"written to {out.relative_to(ROOT)}")
+    if any(outcome.result == "error" for outcome in outcomes):
+        return 2
+    return 0 if all(outcome.result in ("caught", "timeout") for outcome in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
