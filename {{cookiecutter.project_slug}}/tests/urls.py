@@ -4,6 +4,8 @@ from . import views
 
 urlpatterns = [
     path("__test__/block", views.block),
+    path("__test__/hold", views.hold),
+    path("__test__/upload-memory", views.upload_memory),
     path("__test__/stream", views.stream),
     path("__test__/stream-error", views.stream_error),
     path("__test__/file", views.big_file),

@@ -4,6 +4,7 @@ import hashlib
 import os
 import threading
 import time
+from pathlib import Path
 
 from django.contrib.auth.models import Group
 from django.core.cache import cache
@@ -17,6 +18,36 @@ def block(request):
     seconds = float(request.GET.get("seconds", "1"))
     time.sleep(seconds)
     return HttpResponse(f"slept {seconds}s on {threading.current_thread().name}\n")
+
+
+def hold(request):
+    """Hold a worker thread while the file ?path= exists; ``<path>.started`` says it began."""
+    path = Path(request.GET["path"])
+    Path(f"{path}.started").touch()
+    deadline = time.monotonic() + 60
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return HttpResponse(f"held on {threading.current_thread().name}\n")
+
+
+def resident_kib() -> int:
+    """This process's resident memory (Linux: VmRSS in /proc/self/status)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+@csrf_exempt
+def upload_memory(request):
+    """Resident memory while the request body is held (before reading it), then its digest."""
+    rss = resident_kib()
+    digest, length = hashlib.sha256(), 0
+    while block := request.read(65536):
+        digest.update(block)
+        length += len(block)
+    return JsonResponse({"pid": os.getpid(), "rss_kib": rss, "length": length, "sha256": digest.hexdigest()})
 
 
 def stream(request):

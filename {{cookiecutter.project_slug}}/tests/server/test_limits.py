@@ -5,14 +5,18 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import httpx
 import pytest
 
 MAX_BODY = 2 * 1024 * 1024
 MAX_HEADER = 8 * 1024
+# Past this (process.py: twice --max-header-size plus 16K) Tornado stops reading.
+HARD_HEADER_CAP = 2 * MAX_HEADER + 16 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -20,21 +24,28 @@ def server(start_module_server):
     return start_module_server("--max-body-size", "2M", "--max-header-size", "8K")
 
 
-def exchange(server, request: bytes, timeout: float = 10) -> bytes:
-    """Send raw bytes, return everything the server sends until it closes."""
+class Reply(NamedTuple):
+    data: bytes  # everything the server sent
+    ended: str  # "closed" (by the server), "reset", or "open" (still open after the timeout)
+
+
+def exchange(server, request: bytes, timeout: float = 10) -> Reply:
+    """Send raw bytes; return what the server sent and how the connection ended."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
         try:
             sock.sendall(request)
         except ConnectionError:
-            pass
+            pass  # closed before it read everything: what came back, if anything, still counts
         data = b""
         while True:
             try:
                 part = sock.recv(65536)
             except ConnectionError:
-                return data
+                return Reply(data, "reset")
+            except TimeoutError:
+                return Reply(data, "open")
             if not part:
-                return data
+                return Reply(data, "closed")
             data += part
 
 
@@ -51,9 +62,10 @@ def test_body_over_limit_with_content_length_gets_413(server):
 
 
 def test_declared_huge_body_gets_413_before_it_is_sent(server):
-    data = exchange(server, b"POST /__test__/echo HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                            b"Content-Length: 10000000000\r\n\r\n")
+    data, ended = exchange(server, b"POST /__test__/echo HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                   b"Content-Length: 10000000000\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 413 ")
+    assert ended == "closed"
     assert_still_serving(server)
 
 
@@ -87,9 +99,10 @@ def test_refused_chunked_body_is_read_before_closing(server):
 
 
 def test_expect_continue_over_limit_gets_413_without_continue(server):
-    data = exchange(server, b"POST /__test__/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\n"
-                            + f"Content-Length: {MAX_BODY + 1}\r\n\r\n".encode())
+    data, ended = exchange(server, b"POST /__test__/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\n"
+                                   + f"Content-Length: {MAX_BODY + 1}\r\n\r\n".encode())
     assert data.startswith(b"HTTP/1.1 413 ")
+    assert ended == "closed"
     assert b"100 (Continue)" not in data and b" 100 " not in data
 
 
@@ -140,11 +153,23 @@ def test_long_request_line_gets_431(server):
     assert response.status_code == 431
 
 
-def test_enormous_headers_close_the_connection(server):
-    """Past the hard cap the server stops reading instead of buffering without end."""
-    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-Flood: " + b"f" * 400_000 + b"\r\n\r\n"
-    data = exchange(server, request)
-    assert not data.startswith(b"HTTP/1.1 200")
+def test_headers_under_the_hard_cap_still_get_431(server):
+    """Between --max-header-size and twice it the server reads the headers and answers."""
+    request = (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"h" * (MAX_HEADER * 2 - 500)
+               + b"\r\n\r\n")
+    data, ended = exchange(server, request)
+    assert data.startswith(b"HTTP/1.1 431 "), data[:200]
+    assert ended == "closed"
+
+
+def test_enormous_headers_close_the_connection_unanswered(server):
+    """Past twice --max-header-size the server stops reading and closes the connection
+    without an answer, instead of buffering the headers to answer 431."""
+    request = (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-Flood: " + b"f" * (HARD_HEADER_CAP * 8)
+               + b"\r\n\r\n")
+    data, ended = exchange(server, request)
+    assert data == b"", f"answered instead of closed: {data[:200]!r}"
+    assert ended in ("closed", "reset")
     assert_still_serving(server)
 
 
@@ -166,8 +191,9 @@ def test_enormous_headers_close_the_connection(server):
          "length-conflict", "length-and-chunked", "unknown-encoding", "bad-chunk"],
 )
 def test_malformed_request_gets_400(server, request_bytes):
-    data = exchange(server, request_bytes)
+    data, ended = exchange(server, request_bytes)
     assert data.startswith(b"HTTP/1.1 400 "), data[:200]
+    assert ended == "closed"
     assert_still_serving(server)
 
 
@@ -178,6 +204,52 @@ def test_5mb_upload_is_received_intact(start_server):
     response = httpx.post(f"{server.url}/__test__/echo", content=payload, timeout=60)
     assert response.status_code == 200
     assert response.json() == {"length": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the server's memory from /proc (Linux)")
+def test_large_upload_waits_on_disk_not_in_memory(start_server):
+    """Bodies over 1 MB wait in a temporary file: a 64 MiB upload, held by the server
+    until the view has run, barely moves the server's resident memory."""
+    server = start_server("--threads", "1")
+    url = f"{server.url}/__test__/upload-memory"
+    block, blocks = os.urandom(1024 * 1024), 64
+    digest = hashlib.sha256()
+    for _ in range(blocks):
+        digest.update(block)
+
+    def body():
+        for _ in range(blocks):
+            yield block
+
+    with httpx.Client(timeout=120) as http:
+        for _ in range(3):  # warm up Django, the view and a spooled 2 MB body
+            before = http.post(url, content=b"w" * 2_000_000).json()
+        after = http.post(url, content=body(), headers={"Content-Length": str(blocks * len(block))}).json()
+    assert after["pid"] == before["pid"] == server.process.pid
+    assert (after["length"], after["sha256"]) == (blocks * len(block), digest.hexdigest())
+    grew_mib = (after["rss_kib"] - before["rss_kib"]) / 1024
+    # Held in memory, the body alone would add 64 MiB.
+    assert grew_mib < 16, f"resident memory grew {grew_mib:.1f} MiB while a 64 MiB body was held"
+
+
+def test_stalled_body_is_closed_after_body_timeout(start_server):
+    """--body-timeout: a client that stops sending its body is cut off, long before
+    --idle-timeout would."""
+    server = start_server("--body-timeout", "1", "--idle-timeout", "120")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+        sock.sendall(b"POST /__test__/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n"
+                     + b"b" * 10)
+        started = time.monotonic()
+        try:
+            data = sock.recv(65536)
+        except ConnectionError:
+            data = b""
+        except TimeoutError:
+            pytest.fail("the stalled upload was still open after 20 s")
+        elapsed = time.monotonic() - started
+    assert data == b""
+    assert 0.5 < elapsed < 8, f"closed after {elapsed:.2f}s with --body-timeout 1"
+    assert_still_serving(server)
 
 
 def test_slow_header_sender_does_not_block_others(start_server):
