@@ -1,6 +1,7 @@
 """The site as a user and a load balancer see it, through the real server."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -15,13 +16,20 @@ def test_healthz(start_server, client):
     assert "no-cache" in response.headers["cache-control"]
 
 
-def test_home_page_links_hashed_css(start_server, client):
+def test_home_page_links_hashed_css(start_server, client, server_env):
+    """The page links the stylesheet by its content-hashed name, which browsers may cache
+    for ever; the plain /static/css/site.css would be fetched again and again."""
     server = start_server()
     response = client.get(f"{server.url}/")
     assert response.status_code == 200
     assert "<h1>" in response.text
-    assert "/static/css/site." in response.text and ".css" in response.text
     assert "date" in response.headers
+    links = re.findall(r'href="(/static/css/site\.[^"]*)"', response.text)
+    assert links == [f"/static/{hashed_css_name(server_env['DJANGO_STATIC_ROOT'])}"], links
+    assert re.fullmatch(r"/static/css/site\.[0-9a-f]{12}\.css", links[0]), links
+    css = client.get(f"{server.url}{links[0]}")
+    assert css.status_code == 200
+    assert "immutable" in css.headers["cache-control"]
 
 
 def test_admin_login_page(start_server, client):
