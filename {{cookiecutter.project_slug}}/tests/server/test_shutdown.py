@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import signal
 import socket
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
+
+# A server with one thread and no queue is busy, and says so with a 503, exactly while a
+# request is running on its thread.
+ONE_AT_A_TIME = ("--threads", "1", "--max-queue", "0")
 
 
 def refused(port: int) -> bool:
@@ -17,12 +24,54 @@ def refused(port: int) -> bool:
         return True
 
 
-def test_graceful_stop_finishes_requests_in_flight(start_server):
-    server = start_server()
+def wait_until_busy(server, timeout: float = 30) -> None:
+    """Wait until the request sent before is running on the server's only thread.
+
+    The probe declares a body far over --max-body-size: a free server refuses it with 413,
+    a busy one with 503, and neither takes the thread, so the probe cannot get in the way.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         b"Content-Length: 999999999999\r\n\r\n")
+            status = sock.recv(12)
+        if status == b"HTTP/1.1 503":
+            return
+        assert status == b"HTTP/1.1 413", status
+        time.sleep(0.02)
+    pytest.fail(f"the request did not reach the server in {timeout}s:\n{server.output()}")
+
+
+def wait_for_output(server, text: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in server.output():
+        assert time.monotonic() < deadline, f"{text!r} not printed in {timeout}s:\n{server.output()}"
+        time.sleep(0.02)
+
+
+def send_stop(server, how: str) -> None:
+    if how == "SIGTERM":  # what systemd, Docker and kill send
+        server.process.send_signal(signal.SIGTERM)
+    else:
+        server.signal_stop()
+
+
+STOP_SIGNALS = [
+    pytest.param("Ctrl+C", id="ctrl-c"),
+    # On Windows a process cannot be sent SIGTERM: send_signal() ends it (TerminateProcess).
+    pytest.param("SIGTERM", id="sigterm",
+                 marks=pytest.mark.skipif(sys.platform == "win32", reason="no SIGTERM on Windows")),
+]
+
+
+@pytest.mark.parametrize("how", STOP_SIGNALS)
+def test_graceful_stop_finishes_requests_in_flight(start_server, how):
+    server = start_server(*ONE_AT_A_TIME)
     with ThreadPoolExecutor(1) as pool:
         slow = pool.submit(httpx.get, f"{server.url}/__test__/block?seconds=3", timeout=30)
-        time.sleep(0.5)
-        server.signal_stop()
+        wait_until_busy(server)
+        send_stop(server, how)
         deadline = time.monotonic() + 2
         while not refused(server.port):
             assert time.monotonic() < deadline, "still accepting connections after the stop signal"
@@ -35,22 +84,46 @@ def test_graceful_stop_finishes_requests_in_flight(start_server):
     assert server.process.wait(15) == 0
     output = server.output()
     assert "Shutting down" in output and "Stopped." in output
+    if how == "SIGTERM":
+        assert "Shutting down (SIGTERM)" in output
 
 
-def test_idle_keep_alive_connections_do_not_delay_stop(start_server):
-    server = start_server()
-    with httpx.Client(timeout=10) as http:  # keeps its connection open
-        assert http.get(f"{server.url}/healthz").status_code == 200
-        started = time.monotonic()
-        assert server.stop() == 0
-        assert time.monotonic() - started < 5
+def test_idle_keep_alive_connection_is_closed_while_a_request_drains(start_server):
+    server = start_server(*ONE_AT_A_TIME)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as idle, \
+            ThreadPoolExecutor(1) as pool:
+        idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b"\r\n\r\nok"):
+            part = idle.recv(4096)
+            assert part, answer
+            answer += part
+        assert answer.startswith(b"HTTP/1.1 200 OK")  # and the connection stays open: keep-alive
+        slow = pool.submit(httpx.get, f"{server.url}/__test__/block?seconds=6", timeout=30)
+        wait_until_busy(server)
+        stop_sent = time.monotonic()
+        server.signal_stop()
+        idle.settimeout(20)
+        try:
+            closed = idle.recv(100) == b""
+        except ConnectionResetError:
+            closed = True
+        waited = time.monotonic() - stop_sent
+        # Closed at the stop itself, not when the drain ends about 5 s later.
+        assert closed
+        assert not slow.done(), "the idle connection stayed open until the drain ended"
+        assert waited < 2.5, f"the idle keep-alive connection was closed {waited:.1f}s after the stop"
+        response = slow.result()
+    assert response.status_code == 200
+    assert response.text.startswith("slept 6.0s")
+    assert server.process.wait(15) == 0
 
 
 def test_drain_timeout_bounds_shutdown(start_server):
-    server = start_server("--drain-timeout", "1")
+    server = start_server("--drain-timeout", "1", *ONE_AT_A_TIME)
     with ThreadPoolExecutor(1) as pool:
         stuck = pool.submit(httpx.get, f"{server.url}/__test__/block?seconds=10", timeout=30)
-        time.sleep(0.5)
+        wait_until_busy(server)
         started = time.monotonic()
         server.signal_stop()
         returncode = server.process.wait(15)
@@ -62,12 +135,12 @@ def test_drain_timeout_bounds_shutdown(start_server):
 
 
 def test_second_signal_forces_exit(start_server):
-    server = start_server()
+    server = start_server(*ONE_AT_A_TIME)
     with ThreadPoolExecutor(1) as pool:
         pool.submit(httpx.get, f"{server.url}/__test__/block?seconds=10", timeout=30)
-        time.sleep(0.5)
+        wait_until_busy(server)
         server.signal_stop()
-        time.sleep(0.3)
+        wait_for_output(server, "Shutting down")  # the first signal has been handled
         server.signal_stop()
         started = time.monotonic()
         returncode = server.process.wait(10)
