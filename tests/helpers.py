@@ -17,8 +17,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 IS_WINDOWS = sys.platform == "win32"
 SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
-# The interpreter the full baked suite and start_server run with, when it is installed.
-MAIN_PYTHON = "3.11"
+# The interpreter the full baked suite and start_server run with, when it is installed; the
+# other supported Pythons get a smoke subset. TEMPLATE_MAIN_PYTHON=3.13 picks another one (the
+# GitHub workflow sets its matrix version, so each job runs the full suite on its Python).
+MAIN_PYTHON = os.environ.get("TEMPLATE_MAIN_PYTHON") or "3.11"
 
 
 def services_required() -> bool:
@@ -127,6 +129,26 @@ def make_venv(project_dir: Path, python: str, requirements: str = "requirements-
     return vpython
 
 
+# Skip reasons of the baked project's need(): an outside service or program is missing. A run
+# without REQUIRE_SERVICES=1 may skip for these and nothing else; with it, nothing may skip.
+SERVICE_SKIP_REASONS = (
+    r"PostgreSQL not reachable at ",
+    r"Redis not reachable at ",
+    r"nginx not installed",
+    r"openssl not found",
+    r"127\.0\.0\.2 is not a loopback address",
+)
+
+# "SKIPPED [2] tests/test_scaling.py:176: nginx not installed ..." from pytest's -rs summary.
+_SKIP_LINE = re.compile(r"^SKIPPED \[(\d+)\] (\S+?):(\d+): (.*)$", re.M)
+_COLLECTED = re.compile(r"^collected (\d+) items?\b", re.M)
+
+
+def expected_skip_reasons() -> tuple[str, ...]:
+    """The skip reasons (regular expressions) a baked suite may report in this run."""
+    return () if services_required() else SERVICE_SKIP_REASONS
+
+
 @dataclass
 class SuiteResult:
     passed: int
@@ -135,10 +157,34 @@ class SuiteResult:
     skipped: int
     returncode: int
     output: str
+    collected: int | None = None
+    # (count, location, reason) for every line of pytest's "short test summary" skips.
+    skips: tuple = ()
+    # Test files of the project the run was meant to cover (all of tests/ when none was named).
+    files: tuple = ()
 
     def assert_passed(self, at_least: int = 1) -> None:
         assert self.returncode == 0 and self.failed == 0 and self.errors == 0, self.output[-20000:]
         assert self.passed >= at_least, self.output[-20000:]
+
+    def assert_clean(self, allowed_skips: tuple[str, ...] | None = None) -> None:
+        """Every collected test passed, except skips whose reason matches ``allowed_skips``
+        (by default those this run expects: outside services, none with REQUIRE_SERVICES=1),
+        and every test file of the run was collected."""
+        allowed = expected_skip_reasons() if allowed_skips is None else allowed_skips
+        tail = self.output[-20000:]
+        assert self.returncode == 0 and self.failed == 0 and self.errors == 0, tail
+        unexpected = [f"{location}: {reason}" for _, location, reason in self.skips
+                      if not any(re.search(pattern, reason) for pattern in allowed)]
+        assert not unexpected, "unexpected skips:\n" + "\n".join(unexpected) + "\n" + tail
+        assert sum(count for count, _, _ in self.skips) == self.skipped, \
+            f"{self.skipped} skipped but the summary explains {len(self.skips)} lines\n{tail}"
+        assert self.collected, f"no 'collected N items' line\n{tail}"
+        assert self.passed + self.skipped == self.collected, \
+            f"{self.collected} collected, {self.passed} passed, {self.skipped} skipped\n{tail}"
+        missing = [name for name in self.files
+                   if not re.search(rf"^{re.escape(name)} ", self.output, re.M)]
+        assert not missing, f"test files that did not run: {missing}\n{tail}"
 
 
 _SUMMARY = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected)")
@@ -156,20 +202,39 @@ def parse_pytest_summary(output: str) -> dict:
     return counts
 
 
+def parse_skips(output: str) -> tuple:
+    """(count, location, reason) of each SKIPPED line in pytest's short test summary (-rs)."""
+    return tuple((int(count), f"{path}:{line}", reason.strip())
+                 for count, path, line, reason in _SKIP_LINE.findall(output))
+
+
+def suite_files(project_dir: Path, args: tuple = ()) -> tuple:
+    """The test files a run of the baked suite with ``args`` covers, relative to the project."""
+    named = [a for a in args if str(a).endswith(".py")]
+    if named:
+        return tuple(sorted(str(a).replace("\\", "/") for a in named))
+    return tuple(sorted(path.relative_to(project_dir).as_posix()
+                        for path in (project_dir / "tests").rglob("test_*.py")))
+
+
 def run_baked_suite(project_dir: Path, python: str | None = None, env: dict | None = None,
                     args: tuple = (), timeout: float = 900) -> SuiteResult:
     """Install the baked project's requirements-dev.txt into a fresh .venv made with
     ``python`` and run its own pytest with ``env`` added to a clean environment.
 
-    Returns the parsed counts; call ``.assert_passed()`` on the result.
+    Returns the parsed counts; call ``.assert_clean()`` (or ``.assert_passed()``) on it.
     """
     project_dir = Path(project_dir)
     vpython = make_venv(project_dir, python or main_python())
-    completed = run([vpython, "-m", "pytest", "-p", "no:cacheprovider", *args],
+    # -ra: one summary line per skip with its reason, whatever the project's addopts say.
+    completed = run([vpython, "-m", "pytest", "-p", "no:cacheprovider", "-ra", *args],
                     cwd=project_dir, env=clean_env(**(env or {})), timeout=timeout)
     counts = parse_pytest_summary(completed.stdout)
+    collected = _COLLECTED.search(completed.stdout)
     return SuiteResult(counts["passed"], counts["failed"], counts["errors"], counts["skipped"],
-                       completed.returncode, completed.stdout)
+                       completed.returncode, completed.stdout,
+                       collected=int(collected.group(1)) if collected else None,
+                       skips=parse_skips(completed.stdout), files=suite_files(project_dir, args))
 
 
 def read_env_file(path: Path) -> dict:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from helpers import (
+    MAIN_PYTHON,
+    SUPPORTED_PYTHONS,
     clean_env,
     main_python,
     python_or_skip,
@@ -28,8 +30,11 @@ def tested_default(cookies_session):
 
 
 def test_baked_project_passes_its_own_tests(tested_default):
+    """Every collected test ran and passed. Skips are allowed only for a missing outside
+    service (nginx, openssl, a second loopback address) and only without REQUIRE_SERVICES=1."""
     _, suite = tested_default
-    suite.assert_passed(at_least=5)
+    suite.assert_clean()
+    assert suite.passed >= 50, suite.output[-20000:]
 
 
 def test_baked_project_passes_check_deploy(tested_default):
@@ -53,12 +58,13 @@ def test_check_deploy_catches_debug(tested_default):
     assert "security.W018" in checked.stdout, checked.stdout
 
 
-@pytest.mark.parametrize("version", ["3.10", "3.12", "3.13"])
+@pytest.mark.parametrize("version", [v for v in SUPPORTED_PYTHONS if v != MAIN_PYTHON])
 def test_baked_project_smoke_on_python(cookies, version):
     python = python_or_skip(version)
     result = cookies.bake()
     assert result.exit_code == 0, result.exception
     suite = run_baked_suite(result.project_path, python,
                             args=("tests/test_concurrency.py", "tests/test_site.py"))
-    suite.assert_passed(at_least=3)
+    suite.assert_clean()
+    assert suite.passed >= 3, suite.output[-20000:]
     assert python_version(str(venv_python(result.project_path / ".venv"))) == version
