@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -127,3 +128,43 @@ def test_log_file_rotates(start_server, tmp_path):
         assert path.stat().st_size <= 2048 + 512, path
     assert "is running at" in server.output()  # the console keeps its log as well
     assert "after-rotation" in server.output()
+
+
+def test_log_file_rotates_with_two_workers(start_server, tmp_path):
+    """Two worker processes share one rotated file: it rotates, each keeps writing to the
+    current file, and every request's access line is kept exactly once."""
+    log_file = tmp_path / "logs" / "server.log"
+    server = start_server("--workers", "2", "--threads", "4", "--log-file", str(log_file),
+                          "--log-max-bytes", "4K", "--log-backups", "200")
+    count = 200
+    # No keep-alive: a new connection per request, so either worker may answer each one.
+    with httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=0)) as http:
+
+        def one(number: int) -> int:
+            response = http.get(f"{server.url}/__test__/whoami?n={number}")
+            assert response.status_code == 200
+            return response.json()["pid"]
+
+        with ThreadPoolExecutor(8) as pool:
+            answered_by = set(pool.map(one, range(count)))
+    assert len(answered_by) == 2, f"only {answered_by} answered"
+
+    def access_lines() -> list[tuple[str, str]]:
+        text = "".join(path.read_text(encoding="utf-8") for path in log_file.parent.glob("server.log*"))
+        return re.findall(r' (\d+) INFO .*"GET /__test__/whoami\?n=(\d+) HTTP/1\.1" 200 ', text)
+
+    wait_for(lambda: len(access_lines()) >= count)
+    lines = access_lines()
+    numbers = sorted(int(number) for _, number in lines)
+    missing = sorted(set(range(count)) - set(numbers))
+    assert numbers == list(range(count)), f"{len(lines)} lines for {count} requests; missing {missing[:10]}"
+    assert {int(pid) for pid, _ in lines} == answered_by  # both processes wrote to the file
+    files = [log_file, *sorted(log_file.parent.glob("server.log.*"))]
+    assert len(files) >= 6, files  # about 40 KB of lines in 4 KB files
+    for path in files:
+        assert path.stat().st_size <= 4096 + 512, path
+    # After a rotation both processes write to the new file; a process that kept writing
+    # to the file it had open (now a backup) would leave files of one process only.
+    writers = [set(re.findall(r" (\d+) INFO ", path.read_text(encoding="utf-8"))) for path in files]
+    mixed = sum(len(pids) == 2 for pids in writers)
+    assert mixed >= len(files) // 2, f"processes writing to each file: {writers}"
