@@ -16,6 +16,11 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 
+from tornado_wsgi_server.options import options_for
+from tornado_wsgi_server.project import load_project
+
+from .settings import TEST_ENVIRONMENT
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 IS_WINDOWS = sys.platform == "win32"
 READY_LINE = "is running at"
@@ -23,6 +28,15 @@ SLUG = "{{ cookiecutter.project_slug }}"
 # Where the project's settings look when neither the environment nor .env names a database.
 DEFAULT_DATABASE_URL = {% if cookiecutter.database == "postgresql" %}f"postgres://postgres@127.0.0.1:5432/{SLUG}"{% else %}""{% endif %}
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# Every server option at its default, so that no SERVER_* line in .env or the environment
+# changes what the tests see (.env never overrides a variable that is set). The pytest
+# process takes them too: tests that build options in-process read .env the way the
+# server does.
+SERVER_DEFAULTS = {
+    **{option.env_name: option.default or "" for option in options_for(load_project(PROJECT_DIR))},
+    "DJANGO_SETTINGS_MODULE": "tests.settings",
+}
+os.environ.update(SERVER_DEFAULTS)
 
 
 def services_required() -> bool:
@@ -126,14 +140,15 @@ def manage(*args: str, env: dict) -> None:
 class RunningServer:
     """A tornado_server.py process; ``url`` is its base URL, ``output()`` what it printed."""
 
-    def __init__(self, args: list[str], env: dict, port: int, scheme: str = "http") -> None:
+    def __init__(self, args: list[str], env: dict, port: int, scheme: str = "http",
+                 preexec_fn=None) -> None:
         self.port = port
         self.url = f"{scheme}://127.0.0.1:{port}"
         self.log = tempfile.NamedTemporaryFile("w+b", suffix=".log", delete=False)
         flags = subprocess.CREATE_NEW_PROCESS_GROUP if IS_WINDOWS else 0
         self.process = subprocess.Popen(
             [sys.executable, "tornado_server.py", *args], cwd=PROJECT_DIR, env=env,
-            stdout=self.log, stderr=subprocess.STDOUT, creationflags=flags,
+            stdout=self.log, stderr=subprocess.STDOUT, creationflags=flags, preexec_fn=preexec_fn,
         )
 
     def output(self) -> str:
@@ -216,18 +231,26 @@ def django_db_setup(database_reachable, django_db_setup):
 def server_env(request, tmp_path_factory) -> dict:
     """Environment for test servers: throwaway database and static files, migrated.
 
+    Complete and explicit: every server option at its default and every variable the
+    project's settings read at its test value (tests/settings.py), so .env decides nothing;
+    what the operating system needs (PATH...) comes from this process's environment.
     SQLite: a new file. PostgreSQL: a new database ``<slug>_srv_<random>`` on the server
     DATABASE_URL names, dropped at the end, so servers the tests start never touch the
     real one. Redis: the project's Redis with a key prefix of its own.
     """
     tmp = tmp_path_factory.mktemp("server")
-    env = dict(os.environ)
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith(("SERVER_", "DJANGO_")) and name not in TEST_ENVIRONMENT}
+    env.update(SERVER_DEFAULTS)
+    env.update(TEST_ENVIRONMENT)
     env.update({
+        "TEST_ENVIRONMENT_SET": "1",
         "DJANGO_SECRET_KEY": "test-only-" + "s" * 60,
-        "DJANGO_DEBUG": "false",
         "DJANGO_STATIC_ROOT": str(tmp / "staticfiles"),
         "PYTHONUNBUFFERED": "1",
     })
+    env.pop("TEST_CACHE_KEY_PREFIX", None)
+    env.pop("TEST_FILE", None)
     url = database_url()
     if is_postgresql(url):
         url = request.getfixturevalue("postgresql_url")
@@ -261,11 +284,11 @@ def start_server(server_env):
     servers: list[RunningServer] = []
 
     def start(*args: str, env: dict | None = None, wait: bool = True, scheme: str = "http",
-              port: int | None = None) -> RunningServer:
+              port: int | None = None, preexec_fn=None) -> RunningServer:
         port = port or free_port()
         server = RunningServer(
             ["--settings", "tests.settings", "--port", str(port), *args],
-            {**server_env, **(env or {})}, port, scheme,
+            {**server_env, **(env or {})}, port, scheme, preexec_fn,
         )
         servers.append(server)
         return server.wait_ready() if wait else server

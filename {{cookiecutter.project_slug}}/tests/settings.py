@@ -5,8 +5,37 @@ never imports this package, so the blocking and fault views cannot be reached th
 """
 
 import os
+from pathlib import Path
 
-os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-" + "x" * 60)
+# Every variable the project's settings read has its test value here, so neither .env nor
+# the environment of whoever runs the tests decides anything: DJANGO_DEBUG=true or
+# DJANGO_HTTPS=true in .env leaves the suite as it is. (Real environment variables win
+# over .env, and these are set before the project's settings read it.) DATABASE_URL and
+# REDIS_URL still name the project's own servers; conftest.py gives the servers the tests
+# start a throwaway database and a key prefix of their own on them.
+TEST_ENVIRONMENT = {
+    "DJANGO_SECRET_KEY": "test-only-" + "x" * 60,
+    "DJANGO_DEBUG": "false",
+    "DJANGO_ALLOWED_HOSTS": "localhost,127.0.0.1,[::1]",
+    "DJANGO_CSRF_TRUSTED_ORIGINS": "",
+    "DJANGO_TIME_ZONE": "{{ cookiecutter.time_zone }}",
+    "DJANGO_LOG_LEVEL": "INFO",
+    "DJANGO_STATIC_ROOT": str(Path(__file__).resolve().parent.parent / "staticfiles"),
+    "WHITENOISE_MAX_AGE": "60",
+    "DJANGO_HTTPS": "false",
+    "DJANGO_SECURE_SSL_REDIRECT": "false",
+    "DJANGO_SECURE_HSTS_SECONDS": "0",
+    "DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS": "false",
+    "DJANGO_SECURE_HSTS_PRELOAD": "false",
+    "DATABASE_CONN_MAX_AGE": "60",
+    "SQLITE_TIMEOUT": "20",
+}
+# The pytest process takes them here. A process the fixtures start already has them in the
+# environment they give it (marked by TEST_ENVIRONMENT_SET), with whatever a test changed
+# on purpose, which must win.
+if os.environ.get("TEST_ENVIRONMENT_SET") != "1":
+    os.environ.update(TEST_ENVIRONMENT)
+    os.environ["TEST_ENVIRONMENT_SET"] = "1"
 
 from {{ cookiecutter.project_slug }}.settings import *  # noqa: E402,F403
 
