@@ -40,12 +40,23 @@ def test_missing_env_example_is_a_clear_error(project):
     assert not (project / ".env").exists()
 
 
-@pytest.mark.slow
-def test_venv_without_pip_is_made_again(project):
-    # What Debian's python3 without python3-venv, or a creation cut short, leaves behind.
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    """A copy whose .venv was made without pip (what Debian's python3 without python3-venv,
+    or a creation cut short, leaves behind), after one bootstrap. Made once: a venv is slow."""
+    project = tmp_path_factory.mktemp("bootstrapped")
+    shutil.copy(PROJECT_DIR / "bootstrap.py", project)
+    shutil.copy(PROJECT_DIR / ".env.example", project)
+    (project / "requirements.txt").write_text("# nothing to install\n", encoding="utf-8")
+    (project / "manage.py").write_text("", encoding="utf-8")
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", ".venv"], cwd=project, check=True,
                    timeout=120)
-    completed = bootstrap(project)
+    return project, bootstrap(project)
+
+
+@pytest.mark.slow
+def test_venv_without_pip_is_made_again(first_run):
+    project, completed = first_run
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "is incomplete (no working pip); creating it again" in completed.stdout
     assert "Installing requirements" in completed.stdout
@@ -53,7 +64,26 @@ def test_venv_without_pip_is_made_again(project):
                          timeout=120)
     assert pip.returncode == 0
 
+
+@pytest.mark.slow
+def test_requirements_are_installed_again_only_when_they_change(first_run):
+    project, _ = first_run
+    stamp = project / ".venv" / "requirements.sha256"
+    installed = stamp.read_text()
+
     again = bootstrap(project)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "creating it again" not in again.stdout
     assert "Installing requirements" not in again.stdout
+    assert stamp.read_text() == installed
+
+    requirements = project / "requirements.txt"
+    requirements.write_text(requirements.read_text(encoding="utf-8") + "# changed\n", encoding="utf-8")
+    changed = bootstrap(project)
+    assert changed.returncode == 0, changed.stdout + changed.stderr
+    assert "Installing requirements (requirements.txt changed" in changed.stdout
+    assert stamp.read_text() != installed
+
+    settled = bootstrap(project)
+    assert settled.returncode == 0, settled.stdout + settled.stderr
+    assert "Installing requirements" not in settled.stdout
