@@ -132,6 +132,31 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# A server with one thread and no queue is busy, and says so with a 503, exactly while a
+# request is running on its thread (see wait_until_busy).
+ONE_AT_A_TIME = ("--threads", "1", "--max-queue", "0")
+
+
+def wait_until_busy(port: int, timeout: float = 30) -> None:
+    """Wait until a request sent before runs on the only thread of a server (ONE_AT_A_TIME).
+
+    The probe declares a body far over --max-body-size: a free server refuses it with 413,
+    a busy one with 503, and neither takes the thread, so the probe cannot get in the way.
+    With several worker processes any of them may answer; one answers 503 soon enough.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         b"Content-Length: 999999999999\r\n\r\n")
+            status = sock.recv(12)
+        if status == b"HTTP/1.1 503":
+            return
+        assert status == b"HTTP/1.1 413", status
+        time.sleep(0.02)
+    pytest.fail(f"the request did not reach the server on port {port} in {timeout}s")
+
+
 def manage(*args: str, env: dict) -> None:
     subprocess.run([sys.executable, "manage.py", *args, "--settings", "tests.settings"],
                    cwd=PROJECT_DIR, env=env, check=True)

@@ -11,9 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-# A server with one thread and no queue is busy, and says so with a 503, exactly while a
-# request is running on its thread.
-ONE_AT_A_TIME = ("--threads", "1", "--max-queue", "0")
+from ..conftest import ONE_AT_A_TIME, wait_until_busy
 
 
 def refused(port: int) -> bool:
@@ -22,25 +20,6 @@ def refused(port: int) -> bool:
             return False
     except OSError:  # ConnectionRefusedError; a timeout on some Windows setups
         return True
-
-
-def wait_until_busy(server, timeout: float = 30) -> None:
-    """Wait until the request sent before is running on the server's only thread.
-
-    The probe declares a body far over --max-body-size: a free server refuses it with 413,
-    a busy one with 503, and neither takes the thread, so the probe cannot get in the way.
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-            sock.sendall(b"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                         b"Content-Length: 999999999999\r\n\r\n")
-            status = sock.recv(12)
-        if status == b"HTTP/1.1 503":
-            return
-        assert status == b"HTTP/1.1 413", status
-        time.sleep(0.02)
-    pytest.fail(f"the request did not reach the server in {timeout}s:\n{server.output()}")
 
 
 def wait_for_output(server, text: str, timeout: float = 30) -> None:
@@ -70,7 +49,7 @@ def test_graceful_stop_finishes_requests_in_flight(start_server, how):
     server = start_server(*ONE_AT_A_TIME)
     with ThreadPoolExecutor(1) as pool:
         slow = pool.submit(httpx.get, f"{server.url}/__test__/block?seconds=3", timeout=30)
-        wait_until_busy(server)
+        wait_until_busy(server.port)
         send_stop(server, how)
         deadline = time.monotonic() + 2
         while not refused(server.port):
@@ -100,7 +79,7 @@ def test_idle_keep_alive_connection_is_closed_while_a_request_drains(start_serve
             answer += part
         assert answer.startswith(b"HTTP/1.1 200 OK")  # and the connection stays open: keep-alive
         slow = pool.submit(httpx.get, f"{server.url}/__test__/block?seconds=6", timeout=30)
-        wait_until_busy(server)
+        wait_until_busy(server.port)
         stop_sent = time.monotonic()
         server.signal_stop()
         idle.settimeout(20)
@@ -123,7 +102,7 @@ def test_drain_timeout_bounds_shutdown(start_server):
     server = start_server("--drain-timeout", "1", *ONE_AT_A_TIME)
     with ThreadPoolExecutor(1) as pool:
         stuck = pool.submit(httpx.get, f"{server.url}/__test__/block?seconds=10", timeout=30)
-        wait_until_busy(server)
+        wait_until_busy(server.port)
         started = time.monotonic()
         server.signal_stop()
         returncode = server.process.wait(15)
@@ -138,7 +117,7 @@ def test_second_signal_forces_exit(start_server):
     server = start_server(*ONE_AT_A_TIME)
     with ThreadPoolExecutor(1) as pool:
         pool.submit(httpx.get, f"{server.url}/__test__/block?seconds=10", timeout=30)
-        wait_until_busy(server)
+        wait_until_busy(server.port)
         server.signal_stop()
         wait_for_output(server, "Shutting down")  # the first signal has been handled
         server.signal_stop()

@@ -18,7 +18,7 @@ import pytest
 from tornado_wsgi_server import windows_service
 from tornado_wsgi_server.project import Project, load_project
 
-from ..conftest import IS_WINDOWS, PROJECT_DIR, READY_LINE, free_port
+from ..conftest import IS_WINDOWS, ONE_AT_A_TIME, PROJECT_DIR, READY_LINE, free_port, wait_until_busy
 
 PROJECT = load_project(PROJECT_DIR)
 
@@ -129,6 +129,10 @@ def test_install_outside_windows_says_what_to_do_instead():
     assert "tornado_server.py service run" in completed.stderr
 
 
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
 def start_service_like(server_env, tmp_path, *args):
     port = free_port()
     log_file = tmp_path / "logs" / "server.log"
@@ -154,12 +158,12 @@ def start_service_like(server_env, tmp_path, *args):
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_service_stop_lets_in_flight_requests_finish(server_env, tmp_path, workers):
-    process, url, log_file = start_service_like(server_env, tmp_path, "--workers", workers)
+    process, url, log_file = start_service_like(server_env, tmp_path, "--workers", workers, *ONE_AT_A_TIME)
     try:
         assert httpx.get(f"{url}/healthz", timeout=30).status_code == 200
         with ThreadPoolExecutor(1) as pool:
             slow = pool.submit(httpx.get, f"{url}/__test__/block?seconds=2", timeout=60)
-            time.sleep(0.7)  # the request is on a worker thread now
+            wait_until_busy(port_of(url))  # the request is on a worker thread now
             stop_asked = time.monotonic()
             process.stdin.write("stop\n")
             process.stdin.flush()
@@ -185,11 +189,11 @@ def test_service_stop_lets_in_flight_requests_finish(server_env, tmp_path, worke
 def test_service_stop_returns_when_a_request_outlives_the_drain_timeout(server_env, tmp_path):
     # The runner must come back (so the service can report "stopped") instead of the
     # server ending the process; ending it is left to the caller.
-    process, url, log_file = start_service_like(server_env, tmp_path, "--drain-timeout", "1")
+    process, url, log_file = start_service_like(server_env, tmp_path, "--drain-timeout", "1", *ONE_AT_A_TIME)
     try:
         with ThreadPoolExecutor(1) as pool:
             stuck = pool.submit(httpx.get, f"{url}/__test__/block?seconds=60", timeout=90)
-            time.sleep(0.7)
+            wait_until_busy(port_of(url))
             stop_asked = time.monotonic()
             process.stdin.write("stop\n")
             process.stdin.flush()
@@ -237,7 +241,7 @@ def test_run_command_stops_gracefully_on_ctrl_c(server_env, tmp_path):
     flags = subprocess.CREATE_NEW_PROCESS_GROUP if IS_WINDOWS else 0
     process = subprocess.Popen(
         [sys.executable, "tornado_server.py", "service", "run", "--settings", "tests.settings", "--port", str(port),
-         "--log-file", str(tmp_path / "run.log")],
+         "--log-file", str(tmp_path / "run.log"), *ONE_AT_A_TIME],
         cwd=PROJECT_DIR, env=server_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         creationflags=flags,
     )
@@ -250,7 +254,7 @@ def test_run_command_stops_gracefully_on_ctrl_c(server_env, tmp_path):
         url = f"http://127.0.0.1:{port}"
         with ThreadPoolExecutor(1) as pool:
             slow = pool.submit(httpx.get, f"{url}/__test__/block?seconds=1.5", timeout=60)
-            time.sleep(0.5)
+            wait_until_busy(port)
             process.send_signal(signal.CTRL_BREAK_EVENT if IS_WINDOWS else signal.SIGINT)
             assert slow.result().status_code == 200
         assert process.wait(60) == 0
