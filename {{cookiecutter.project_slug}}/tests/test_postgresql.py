@@ -3,6 +3,7 @@ that replace connections the database dropped, and no connection leak."""
 
 from __future__ import annotations
 
+import secrets
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -75,9 +76,26 @@ def test_health_checks_replace_connections_the_database_dropped(start_server, po
 
 @pytest.mark.slow
 def test_workers_share_the_database(start_server, postgresql_url, server_env):
+    """Both worker processes answer, each from the same database: a row written through one
+    is read through the other; and together they keep at most their 2 x 3 connections."""
     server = start_server("--workers", "2", "--threads", "3")
     infos = connection_info(server.url, 60, concurrency=10)
     assert {info["vendor"] for info in infos} == {"postgresql"}
+    assert {info["database"] for info in infos} == {server_database(server_env)}
+    assert len({info["pid"] for info in infos}) == 2, "one worker answered all 60 requests"
+
+    url = f"{server.url}/__test__/group"
+    name = f"shared-{secrets.token_hex(4)}"
+    created = httpx.post(url, params={"name": name}, timeout=30).json()
+    assert created["exists"] is True
+    for _ in range(200):  # a new connection each time, until the other worker answers
+        seen = httpx.get(url, params={"name": name}, timeout=30).json()
+        if seen["pid"] != created["pid"]:
+            break
+    else:
+        pytest.fail(f"200 new connections were all answered by process {created['pid']}")
+    assert seen["exists"] is True, "the other worker does not see the row"
+
     with postgresql_connect(postgresql_url) as admin:
         open_connections = admin.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (server_database(server_env),)

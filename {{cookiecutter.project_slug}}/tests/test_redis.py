@@ -38,13 +38,36 @@ def test_server_writes_to_redis_under_its_own_prefix(start_server, server_env, r
     assert len(stored) == 1, stored
 
 
+def answered_by_another_process(pid: int, request) -> dict:
+    """Repeat ``request()`` (a new connection each time) until a process other than ``pid``
+    answers; return that answer."""
+    for _ in range(200):
+        info = request()
+        if info["pid"] != pid:
+            return info
+    pytest.fail(f"200 new connections were all answered by process {pid}")
+
+
 @pytest.mark.slow
 def test_every_worker_process_sees_the_same_cache(start_server):
+    """A value stored through one worker process is read through the other, both ways."""
     server = start_server("--workers", "2", "--threads", "2")
+    url = f"{server.url}/__test__/cache"
     key = f"k{secrets.token_hex(4)}"
-    httpx.post(f"{server.url}/__test__/cache", params={"key": key, "value": "shared"}).raise_for_status()
-    values = set()
-    for _ in range(40):
-        # A new connection each time, so either worker may answer.
-        values.add(httpx.get(f"{server.url}/__test__/cache", params={"key": key}, timeout=30).json()["value"])
-    assert values == {"shared"}
+
+    def store(value: str) -> dict:
+        response = httpx.post(url, params={"key": key, "value": value}, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def read() -> dict:
+        return httpx.get(url, params={"key": key}, timeout=30).json()
+
+    first = store("from-first")
+    other = answered_by_another_process(first["pid"], read)
+    assert other["value"] == "from-first"
+    second = answered_by_another_process(first["pid"], lambda: store("from-second"))
+    assert second["pid"] == other["pid"]
+    back = answered_by_another_process(second["pid"], read)
+    assert back["pid"] == first["pid"]
+    assert back["value"] == "from-second"
