@@ -38,7 +38,8 @@ def find_chromium() -> str | None:
 
 
 class StartedServer:
-    def __init__(self, project: Path, port: int, env: dict, log: Path, cwd: Path | None = None) -> None:
+    def __init__(self, project: Path, port: int, env: dict, log: Path, cwd: Path | None = None,
+                 options: tuple = ()) -> None:
         self.log = log
         self.url = f"http://127.0.0.1:{port}"
         self.started = time.monotonic()
@@ -47,7 +48,7 @@ class StartedServer:
         # From another folder the script is named by its full path, as a file manager would.
         script = "./start_server.sh" if cwd is None else str(project / "start_server.sh")
         self.process = subprocess.Popen(
-            [script, str(port)], cwd=cwd or project, env=env, stdin=subprocess.DEVNULL,
+            [script, str(port), *options], cwd=cwd or project, env=env, stdin=subprocess.DEVNULL,
             stdout=self.handle, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
@@ -138,14 +139,17 @@ def test_start_server_sh_serves_a_styled_site(cookies, tmp_path):
         server.kill()
     assert code == 0, server.output()
 
-    # A second start reuses .venv and the installed requirements.
+    # A second start reuses .venv and the installed requirements. The port comes first and
+    # what follows goes to tornado_server.py: the banner shows both (the bake says 8 threads).
     port = free_port()
-    again = StartedServer(project, port, env, tmp_path / "second.log")
+    again = StartedServer(project, port, env, tmp_path / "second.log",
+                          options=("--workers", "2", "--threads", "3"))
     try:
         took = again.wait_ready(timeout=60)
         second = again.output()
         assert "Installing requirements" not in second
         assert took < 30, f"second start took {took:.1f}s"
+        assert f"is running at http://127.0.0.1:{port}/ - 3 threads x 2 processes." in second, second
         response = httpx.get(again.url + "/", timeout=30)
         assert response.status_code == 200
     finally:
