@@ -521,13 +521,13 @@ def template_version() -> str:
     return f"the template at {commit}" + (" with uncommitted changes" if dirty else "")
 
 
-def report(outcomes: list[Outcome], seconds: float) -> str:
+def report(outcomes: list[Outcome], baked: str, seconds: float) -> str:
     caught = sum(outcome.result in ("caught", "timeout") for outcome in outcomes)
     services = "set" if os.environ.get("REQUIRE_SERVICES") == "1" else "not set"
     lines = [
         "# Mutation check",
         "",
-        f"`tools/mutation_check.py` on {template_version()}, {time.strftime('%Y-%m-%d')}; "
+        f"`tools/mutation_check.py` on {baked}, {time.strftime('%Y-%m-%d')}; "
         f"{platform.system()}, Python {platform.python_version()}; `REQUIRE_SERVICES` {services}; "
         f"{duration(seconds)}.",
         "",
@@ -597,6 +597,7 @@ def run(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="mutation-check-"))
     try:
         log(f"baking the template into {workdir}")
+        baked = template_version()  # before the bake: the tree may change during the run
         project = bake(workdir)
         for mutation in mutations:  # stale entries stop the run before anything is tested
             mutated_bytes(project, mutation)
@@ -616,7 +617,7 @@ def run(args: argparse.Namespace) -> int:
             log(f"kept the bake in {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    text = report(outcomes, time.monotonic() - started)
+    text = report(outcomes, baked, time.monotonic() - started)
     out = RESULTS / ("mutation-partial.md" if args.only else "mutation-latest.md")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
