@@ -1,7 +1,8 @@
 """start_server.bat's control flow, run by Wine's cmd.exe.
 
 Wine cannot run a Windows Python here, so these tests drive the paths that need none: no
-Python found, and a stand-in Python (a .cmd file) whose bootstrap or server step fails.
+Python found, a stand-in Python (a .cmd file) whose bootstrap or server step fails, and the
+arguments the server step gets.
 """
 
 from __future__ import annotations
@@ -139,3 +140,26 @@ def test_service_bat_needs_the_venv_of_start_server_bat(wine, spaced_project, tm
     assert code == 1, output
     assert "ERROR:" in output and "Run start_server.bat once first" in output, output
     assert not (spaced_project / ".venv").exists()
+
+
+@pytest.mark.parametrize("args,expected", [
+    (("8123", "--workers", "2"), "tornado_server.py --port 8123 --workers 2"),
+    (("--workers", "2", "--threads", "3"), "tornado_server.py --workers 2 --threads 3"),
+])
+def test_port_and_options_reach_the_server(wine, spaced_project, tmp_path, args, expected):
+    """A first argument that is not an option is the port; the rest goes to tornado_server.py.
+    Wine cannot run the project's Windows Python, so the server line calls the stand-in
+    instead of .venv's python.exe; everything else in the script runs as shipped."""
+    fake = tmp_path / "fake python.cmd"
+    fake.write_bytes(FAKE_PYTHON.encode())
+    bat = spaced_project / "start_server.bat"
+    server_line = b'".venv\\Scripts\\python.exe" tornado_server.py %ARGS%'
+    text = bat.read_bytes()
+    assert text.count(server_line) == 1, "start_server.bat no longer starts the server this way"
+    bat.write_bytes(text.replace(server_line, b'call "%BOOTSTRAP_PYTHON%" tornado_server.py %ARGS%'))
+    code, output = run_bat(wine, bat, *args, cwd=tmp_path, BOOTSTRAP_PYTHON=windows_path(fake),
+                           FAKE_BOOTSTRAP_OK="1")
+    assert code == 0, output
+    ran = [line for line in output.splitlines() if line.startswith("FAKE-PYTHON ran")]
+    assert ran == [f"FAKE-PYTHON ran bootstrap.py in {windows_path(spaced_project)}",
+                   f"FAKE-PYTHON ran {expected} in {windows_path(spaced_project)}"], output
