@@ -62,7 +62,8 @@ def timed_get(url: str) -> tuple[int, float]:
     return status, time.monotonic() - started
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="Windows serves at most 500 connections per process")
+@pytest.mark.skipif(sys.platform == "win32",
+                    reason="not on Windows: it serves at most 500 connections per process")
 def test_thousands_of_idle_connections(start_server, many_files):
     server = start_server("--max-connections", "3000")
     idle = open_idle(server.port, 2000)
@@ -109,7 +110,7 @@ def low_open_file_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_NOFILE is POSIX")
+@pytest.mark.skipif(sys.platform == "win32", reason="not on Windows: it has no RLIMIT_NOFILE")
 def test_server_raises_a_low_open_file_limit(start_server, many_files):
     """Started with a soft limit of 256 open files, the server still holds 1000 connections."""
     server = start_server("--max-connections", "2000", preexec_fn=low_open_file_limit)

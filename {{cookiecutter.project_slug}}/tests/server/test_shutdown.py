@@ -39,8 +39,8 @@ def send_stop(server, how: str) -> None:
 STOP_SIGNALS = [
     pytest.param("Ctrl+C", id="ctrl-c"),
     # On Windows a process cannot be sent SIGTERM: send_signal() ends it (TerminateProcess).
-    pytest.param("SIGTERM", id="sigterm",
-                 marks=pytest.mark.skipif(sys.platform == "win32", reason="no SIGTERM on Windows")),
+    pytest.param("SIGTERM", id="sigterm", marks=pytest.mark.skipif(
+        sys.platform == "win32", reason="not on Windows: it cannot send SIGTERM to a process")),
 ]
 
 

@@ -122,7 +122,7 @@ def read_chunked(sock: socket.socket, data: bytes) -> bytes:
         body, data = body + data[:size], data[size + 2:]
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="Windows cannot send SIGTERM to a process")
+@pytest.mark.skipif(sys.platform == "win32", reason="not on Windows: it cannot send SIGTERM to a process")
 def test_worker_finishes_its_request_on_sigterm(start_server):
     server = start_server("--workers", "2", "--threads", "2")
     pids = collect_pids(server.url, 2)
