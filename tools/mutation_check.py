@@ -463,11 +463,11 @@ def baseline(python: Path, project: Path, mutations: list[Mutation], timeout: fl
     tests = selected_tests(mutations)
     log(f"baseline: {len(tests)} test file(s) on the unmutated bake")
     started = time.monotonic()
-    code, output = run_pytest(python, project, tests, timeout * len(tests), LOGS / "baseline.log",
-                              stop_at_first=False)
+    limit = timeout * len(tests)
+    code, output = run_pytest(python, project, tests, limit, LOGS / "baseline.log", stop_at_first=False)
     if code != 0:
         failures = "\n".join(FAILURE_LINE.findall(output)) or output.strip()[-3000:]
-        why = "timed out" if code is None else f"exited with {code}"
+        why = f"timed out after {limit:g}s" if code is None else f"exited with {code}"
         raise CheckError(f"the baseline {why}: the tests must pass before mutations mean anything "
                          f"(full output: {LOGS / 'baseline.log'}):\n{failures}")
     log(f"baseline passed in {time.monotonic() - started:.0f}s")
