@@ -10,6 +10,12 @@ import time
 import httpx
 import psutil
 import pytest
+from tornado import netutil
+
+from tornado_wsgi_server.connections import TornadoServer
+from tornado_wsgi_server.container import ThreadedWSGIContainer
+from tornado_wsgi_server.options import ServerOptions
+from tornado_wsgi_server.process import new_event_loop
 
 
 def whoami_pid(url: str) -> int | None:
@@ -162,3 +168,39 @@ def test_settings_error_stops_supervisor(start_server):
     assert "failed to start" in output
     # One failure stops everything; the bad worker was not started again and again.
     assert output.count("cannot import Django settings") <= 2
+
+
+@pytest.mark.parametrize(("workers", "taken_in_one_turn"), [(2, 1), (1, 10)])
+def test_worker_takes_one_new_connection_per_loop_turn(workers, taken_in_one_turn):
+    """Worker processes all wake up for a new connection. One that took every waiting
+    connection at once would leave its siblings idle through a burst, so a worker takes one
+    per loop turn; a single process takes the whole backlog (the control case).
+
+    In-process: a real listening socket and the server's own accept path, driven for exactly
+    one event-loop turn with ten connections waiting in the backlog.
+    """
+    loop = new_event_loop()  # the server's own: a selector loop on Windows too
+    listener = netutil.bind_sockets(0, "127.0.0.1")[0]
+    clients = []
+
+    async def start() -> TornadoServer:
+        container = ThreadedWSGIContainer(None, ServerOptions(workers=workers, threads=1))
+        server = TornadoServer(container, max_connections=100)
+        server.add_sockets([listener])
+        return server
+
+    try:
+        server = loop.run_until_complete(start())
+        port = listener.getsockname()[1]
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(10)]
+        time.sleep(0.3)  # all ten handshakes are done: they wait in the backlog
+        loop.call_soon(loop.stop)  # run_forever() then runs exactly one turn
+        loop.run_forever()
+        assert server.open_connections() == taken_in_one_turn
+        server.stop()
+        server.container.executor.shutdown(wait=False)
+    finally:
+        for client in clients:
+            client.close()
+        listener.close()
+        loop.close()
