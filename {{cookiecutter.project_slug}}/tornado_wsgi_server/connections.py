@@ -122,9 +122,14 @@ def raise_open_file_limit() -> None:
     except ImportError:  # Windows
         return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
-    if soft != resource.RLIM_INFINITY and soft < wanted:
+    ceiling = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    # macOS reports an unlimited hard limit yet refuses more than its per-process maximum
+    # (often 10240 or 24576): step down until a value is accepted.
+    for wanted in (ceiling, 24576, 10240, 4096):
+        if soft == resource.RLIM_INFINITY or soft >= wanted or wanted > ceiling:
+            continue
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            return
         except (ValueError, OSError):
             pass
