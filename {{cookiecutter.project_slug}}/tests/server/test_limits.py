@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
@@ -206,7 +205,6 @@ def test_5mb_upload_is_received_intact(start_server):
     assert response.json() == {"length": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the server's memory from /proc (Linux)")
 def test_large_upload_waits_on_disk_not_in_memory(start_server):
     """Bodies over 1 MB wait in a temporary file: a 64 MiB upload, held by the server
     until the view has run, barely moves the server's resident memory."""
@@ -225,7 +223,7 @@ def test_large_upload_waits_on_disk_not_in_memory(start_server):
         for _ in range(3):  # warm up Django, the view and a spooled 2 MB body
             before = http.post(url, content=b"w" * 2_000_000).json()
         after = http.post(url, content=body(), headers={"Content-Length": str(blocks * len(block))}).json()
-    assert after["pid"] == before["pid"] == server.process.pid
+    assert after["pid"] == before["pid"]  # one process held both (on Windows, not the launcher)
     assert (after["length"], after["sha256"]) == (blocks * len(block), digest.hexdigest())
     grew_mib = (after["rss_kib"] - before["rss_kib"]) / 1024
     # Held in memory, the body alone would add 64 MiB.
