@@ -284,7 +284,9 @@ def server_env(request, tmp_path_factory) -> dict:
             admin.execute(f'CREATE DATABASE "{name}"')
         request.addfinalizer(lambda: drop_postgresql_database(url, name))
         env["DATABASE_URL"] = with_database_name(url, name)
-    elif not url or url.startswith("sqlite"):
+    else:
+        # SQLite, or a database these fixtures cannot make a throwaway copy of: servers get
+        # a new SQLite file rather than the project's own data.
         env["DATABASE_URL"] = f"sqlite:///{(tmp / 'db.sqlite3').as_posix()}"
     if uses_redis_cache():
         request.getfixturevalue("redis_cache_url")

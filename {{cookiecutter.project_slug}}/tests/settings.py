@@ -44,6 +44,6 @@ WSGI_APPLICATION = "tests.wsgi.application"
 # The example WebSocket, which production settings leave unrouted.
 TORNADO_ROUTES = "tests.realtime.TORNADO_ROUTES"
 
-# Test servers may share Redis with a running site: their keys get a prefix of their own.
-if os.environ.get("TEST_CACHE_KEY_PREFIX"):
-    CACHES["default"]["KEY_PREFIX"] = os.environ["TEST_CACHE_KEY_PREFIX"]  # noqa: F405
+# Tests may share Redis with a running site: their keys get a prefix of their own (each
+# test server its own random one, from conftest.py).
+CACHES["default"]["KEY_PREFIX"] = os.environ.get("TEST_CACHE_KEY_PREFIX") or "{{ cookiecutter.project_slug }}_test"  # noqa: F405

@@ -19,6 +19,8 @@ def redis_client(redis_cache_url):
 
 def test_cache_backend_is_redis(redis_client):
     key = f"test-{secrets.token_hex(4)}"
+    # Not the site's own prefix: the tests never touch the keys a running site uses.
+    assert cache.make_and_validate_key(key).startswith("{{ cookiecutter.project_slug }}_test:")
     cache.set(key, {"answer": 42}, 30)
     try:
         assert cache.get(key) == {"answer": 42}

@@ -178,7 +178,9 @@ def test_nginx_sample_balances_two_instances(start_server, tmp_path):
          "the client's address from the proxy's)")
     cert, key = make_certificate(tmp_path)
     instances = [start_server("--threads", "4", "--trusted-proxies", "127.0.0.1") for _ in range(2)]
-    http_port, https_port = free_port(), free_port()
+    http_port = https_port = free_port()
+    while https_port == http_port:  # two calls may be handed the same free port
+        https_port = free_port()
     conf = tmp_path / "nginx.conf"
     conf.write_text(render_nginx_conf(tmp_path, [s.port for s in instances], http_port, https_port,
                                       cert, key), encoding="utf-8")
