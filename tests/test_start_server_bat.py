@@ -79,6 +79,20 @@ def test_missing_python_is_reported(wine, cookies, tmp_path):
     assert "python.org" in output
     assert code != 0, output
     assert not (project / ".venv").exists()
+    assert "Press any key" not in output, output  # CI is set: no pause
+
+
+def test_failure_keeps_a_double_clicked_window_open(wine, cookies, tmp_path):
+    """Outside CI a failed start waits for a key (pause), so a double-clicked window does
+    not vanish before its ERROR line can be read."""
+    result = cookies.bake()
+    assert result.exit_code == 0, result.exception
+    project = result.project_path
+    double_clicked = {name: value for name, value in wine.items() if name != "CI"}
+    code, output = run_bat(double_clicked, project / "start_server.bat", cwd=project)
+    assert "ERROR: Python 3.10 or newer was not found" in output, output
+    assert "Press any key" in output, output
+    assert code != 0, output
 
 
 def test_failed_setup_stops_with_error(wine, spaced_project, tmp_path):
