@@ -157,6 +157,16 @@ def wait_until_busy(port: int, timeout: float = 30) -> None:
     pytest.fail(f"the request did not reach the server on port {port} in {timeout}s")
 
 
+def second_loopback_address() -> bool:
+    """127.0.0.2 is a loopback address on Linux and Windows, not on macOS."""
+    try:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.2", 0))
+        return True
+    except OSError:
+        return False
+
+
 def manage(*args: str, env: dict) -> None:
     subprocess.run([sys.executable, "manage.py", *args, "--settings", "tests.settings"],
                    cwd=PROJECT_DIR, env=env, check=True)

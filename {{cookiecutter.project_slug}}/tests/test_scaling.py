@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from .conftest import PROJECT_DIR, free_port, manage, need
+from .conftest import PROJECT_DIR, free_port, manage, need, second_loopback_address
 
 pytestmark = pytest.mark.slow
 
@@ -146,15 +146,6 @@ def make_certificate(tmp):
                     "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True)
     return cert, key
-
-
-def second_loopback_address() -> bool:
-    try:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.2", 0))
-        return True
-    except OSError:
-        return False
 
 
 def wait_for_port(port: int, process: subprocess.Popen, log) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import ssl
 import time
 
@@ -10,7 +9,7 @@ import httpx
 import pytest
 import trustme
 
-from ..conftest import need
+from ..conftest import need, second_loopback_address
 
 
 @pytest.fixture(scope="module")
@@ -75,16 +74,6 @@ def whoami(server, headers, local_address: str | None = None) -> dict:
     transport = httpx.HTTPTransport(local_address=local_address) if local_address else None
     with httpx.Client(transport=transport, timeout=10) as http:
         return http.get(f"{server.url}/__test__/whoami", headers=headers).json()
-
-
-def second_loopback_address() -> bool:
-    """127.0.0.2 is a loopback address on Linux and Windows, not on macOS."""
-    try:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.2", 0))
-        return True
-    except OSError:
-        return False
 
 
 FORWARDED = {"X-Forwarded-For": "1.2.3.4", "X-Forwarded-Proto": "https"}
