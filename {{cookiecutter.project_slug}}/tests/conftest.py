@@ -189,6 +189,15 @@ class RunningServer:
     def output(self) -> str:
         return Path(self.log.name).read_bytes().decode("utf-8", "replace")
 
+    def wait_for_output(self, text: str, count: int = 1, timeout: float = 30) -> str:
+        """The output once ``text`` appears ``count`` times: log lines lag behind events."""
+        deadline = time.monotonic() + timeout
+        while (output := self.output()).count(text) < count:
+            if time.monotonic() > deadline:
+                pytest.fail(f"{text!r} not printed {count} time(s) in {timeout}s:\n{output}")
+            time.sleep(0.02)
+        return output
+
     def wait_ready(self, timeout: float = 60) -> RunningServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

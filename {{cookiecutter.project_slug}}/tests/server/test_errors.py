@@ -14,16 +14,6 @@ def server(start_module_server):
     return start_module_server("--threads", "2")
 
 
-def wait_for_output(server, text: str, timeout: float = 10) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        output = server.output()
-        if text in output:
-            return output
-        time.sleep(0.05)
-    pytest.fail(f"{text!r} not in the server output:\n{server.output()}")
-
-
 def assert_still_serving(server) -> None:
     response = httpx.get(f"{server.url}/healthz", timeout=10)
     assert response.status_code == 200
@@ -47,7 +37,7 @@ def test_broken_application_gets_500(server, fault, logged):
     # Nothing the application tried to send leaks out, injected headers least of all.
     assert "set-cookie" not in response.headers
     assert "x-injected" not in response.headers
-    output = wait_for_output(server, logged)
+    output = server.wait_for_output(logged)
     if fault.startswith("raise"):
         assert "Traceback (most recent call last)" in output
         assert "RuntimeError" in output
@@ -92,7 +82,7 @@ def test_error_while_streaming_closes_connection(server):
     assert b"first part\n" in body
     # No terminating zero-length chunk: the client can tell the body is incomplete.
     assert not body.endswith(b"0\r\n\r\n")
-    output = wait_for_output(server, "broken while streaming (on purpose)")
+    output = server.wait_for_output("broken while streaming (on purpose)")
     assert "Error while streaming GET /__test__/stream-error" in output
 
     with pytest.raises(httpx.RemoteProtocolError):
@@ -105,7 +95,7 @@ def test_client_leaving_mid_stream_is_harmless(server):
         sock.sendall(b"GET /__test__/stream?chunks=50&size=100000&delay=0.01 HTTP/1.1\r\n"
                      b"Host: 127.0.0.1\r\n\r\n")
         assert sock.recv(100).startswith(b"HTTP/1.1 200")
-    wait_for_output(server, '"GET /__test__/stream?chunks=50&size=100000&delay=0.01 HTTP/1.1" 499')
+    server.wait_for_output('"GET /__test__/stream?chunks=50&size=100000&delay=0.01 HTTP/1.1" 499')
     assert_still_serving(server)
 
 
@@ -117,5 +107,5 @@ def test_slow_stream_stops_soon_after_client_leaves(server):
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         assert sock.recv(100).startswith(b"HTTP/1.1 200")
     left = time.monotonic()
-    wait_for_output(server, f'"GET {path} HTTP/1.1" 499', timeout=8)
+    server.wait_for_output(f'"GET {path} HTTP/1.1" 499', timeout=8)
     assert time.monotonic() - left < 3

@@ -22,13 +22,6 @@ def refused(port: int) -> bool:
         return True
 
 
-def wait_for_output(server, text: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in server.output():
-        assert time.monotonic() < deadline, f"{text!r} not printed in {timeout}s:\n{server.output()}"
-        time.sleep(0.02)
-
-
 def send_stop(server, how: str) -> None:
     if how == "SIGTERM":  # what systemd, Docker and kill send
         server.process.send_signal(signal.SIGTERM)
@@ -119,7 +112,7 @@ def test_second_signal_forces_exit(start_server):
         pool.submit(httpx.get, f"{server.url}/__test__/block?seconds=10", timeout=30)
         wait_until_busy(server.port)
         server.signal_stop()
-        wait_for_output(server, "Shutting down")  # the first signal has been handled
+        server.wait_for_output("Shutting down")  # the first signal has been handled
         server.signal_stop()
         started = time.monotonic()
         returncode = server.process.wait(10)

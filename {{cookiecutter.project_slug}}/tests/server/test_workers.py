@@ -151,10 +151,9 @@ def test_worker_finishes_its_request_on_sigterm(start_server):
         body = read_chunked(sock, rest)
     assert body == b"".join(str(i).encode() * 10 for i in range(8))
     assert wait_gone(pids, 15) == set()
-    output = server.output()
-    assert "Shutting down (SIGTERM)" in output
     # Each stopped by itself with exit code 0; the supervisor starts new ones.
-    assert output.count("exited unexpectedly with code 0") == 2, output
+    output = server.wait_for_output("exited unexpectedly with code 0", count=2)
+    assert "Shutting down (SIGTERM)" in output
     assert len(collect_pids(server.url, 2, exclude=frozenset(pids))) == 2
     assert server.stop() == 0
 
