@@ -11,6 +11,8 @@ urlpatterns = [
     path("__test__/file", views.big_file),
     path("__test__/echo", views.echo),
     path("__test__/whoami", views.whoami),
+    path("__test__/environ", views.environ),
+    path("__test__/environ/<path:rest>", views.environ),
     path("__test__/cookie", views.cookie),
     path("__test__/db-write", views.db_write),
     path("__test__/cache", views.cache_value),

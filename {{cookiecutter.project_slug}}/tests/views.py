@@ -85,6 +85,14 @@ def echo(request):
     return JsonResponse({"length": length, "sha256": digest.hexdigest()})
 
 
+@csrf_exempt
+def environ(request, rest=""):
+    """The WSGI environ the server built (its text and flag entries), the path Django made
+    of it and the body."""
+    meta = {key: value for key, value in request.META.items() if isinstance(value, (str, bool, int))}
+    return JsonResponse({**meta, "path": request.path, "body": request.body.decode("latin-1")})
+
+
 def whoami(request):
     return JsonResponse({
         "pid": os.getpid(),

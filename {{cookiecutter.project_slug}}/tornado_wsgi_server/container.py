@@ -9,7 +9,6 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import email.utils
-import ipaddress
 import re
 import sys
 import time
@@ -22,8 +21,12 @@ from tornado.ioloop import IOLoop
 
 from .logs import log
 from .options import ServerOptions
+from .proxies import Proxies, is_proxy_header, last_value, split_host
 from .task import RequestTask
-from .wsgi import BAD_VALUE_CHARS, HOP_BY_HOP, NO_BODY_STATUS, TOKEN, BadResponse, FileWrapper
+from .wsgi import BAD_VALUE_CHARS, HOP_BY_HOP, NO_BODY_STATUS, TOKEN, BadRequest, BadResponse, FileWrapper
+
+# Absolute-form request target: scheme (any case), authority, then path and query.
+_ABSOLUTE_FORM = re.compile(r"(?i)https?://([^/?#]*)(.*)", re.S)
 
 
 class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
@@ -61,6 +64,7 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
         self.idle: dict = {}
         self.shutting_down = False
         self.trusted = options.trusted_proxies
+        self.proxies = Proxies(options.trusted_proxies)
         self.multiprocess = options.workers > 1
         self._date = (0, "")
         self.server_port = str(options.port)
@@ -122,16 +126,26 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
     # --- Building the WSGI environ (worker thread) ------------------------------------
 
     def environ(self, request: RequestTask) -> dict:
+        """PEP 3333 environ for ``request``; raises BadRequest for what must get a 400."""
         start_line, headers, context = request.start_line, request.headers, request.request_conn.context
         target = start_line.path
-        if target.startswith(("http://", "https://")):  # absolute-form, sent to proxies
-            target = "/" + target.split("/", 3)[3] if target.count("/") >= 3 else "/"
+        authority = None
+        if not target.startswith("/"):
+            absolute = _ABSOLUTE_FORM.fullmatch(target)  # sent to proxies; RFC 9112 3.2.2
+            if absolute:
+                authority, target = absolute.group(1), absolute.group(2)
+                if not authority or "@" in authority:
+                    raise BadRequest("absolute-form target without a plain host")
+                if not target.startswith("/"):
+                    target = "/" + target
         path, _, query = target.partition("?")
-        remote_addr, scheme = context.remote_ip, context.protocol
+        peer, scheme = context.remote_ip, context.protocol
+        trusted_peer = self.proxies.trusts(peer)
         environ = {
             "REQUEST_METHOD": start_line.method,
             "SCRIPT_NAME": "",
-            "PATH_INFO": unquote_to_bytes(path).decode("latin-1") if "%" in path else path,
+            # The target arrives as Latin-1 text: %-escapes become the same raw bytes.
+            "PATH_INFO": unquote_to_bytes(path.encode("latin-1")).decode("latin-1") if "%" in path else path,
             "QUERY_STRING": query,
             "SERVER_PROTOCOL": start_line.version,
             "wsgi.version": (1, 0),
@@ -140,29 +154,42 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
             "wsgi.multiprocess": self.multiprocess,
             "wsgi.run_once": False,
             "wsgi.file_wrapper": FileWrapper,
+            # The body is read whole before the application runs: reading to EOF is safe.
+            "wsgi.input_terminated": True,
         }
         for name, value in headers.get_all():
             if "_" in name:  # would be confused with the dash form: a spoofing trick
                 continue
             key = name.upper().replace("-", "_")
             if key == "CONTENT_TYPE" or key == "CONTENT_LENGTH":
+                if key == "CONTENT_TYPE" and key in environ:
+                    # A proxy or firewall may have judged the body by the other one.
+                    raise BadRequest("more than one Content-Type")
                 environ[key] = value
                 continue
+            if not trusted_peer and is_proxy_header(key):
+                continue  # anyone could send these: Django must not believe them
             key = "HTTP_" + key
             if key in environ:
                 environ[key] += ("; " if key == "HTTP_COOKIE" else ",") + value
             else:
                 environ[key] = value
-        if self.trusted:
-            remote_addr, scheme = self._forwarded(remote_addr, scheme, environ)
+        # The server has taken the body out of its chunks.
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
+        if authority is not None:
+            environ["HTTP_HOST"] = authority
+        remote_addr, forwarded_host = peer, ""
+        if trusted_peer:
+            remote_addr, scheme, forwarded_host = self._forwarded(peer, scheme, environ)
         environ["REMOTE_ADDR"] = request.client = remote_addr
         environ["wsgi.url_scheme"] = scheme
-        host = environ.get("HTTP_HOST", "")
-        name, sep, port = host.rpartition(":")
-        if sep and port.isdigit():
-            environ["SERVER_NAME"], environ["SERVER_PORT"] = name, port
-        else:
-            environ["SERVER_NAME"] = host or self.options.host
+        if forwarded_host:  # the host and port the client asked the proxy for
+            environ["HTTP_HOST"] = forwarded_host
+            name, port = split_host(forwarded_host)
+            environ["SERVER_NAME"] = name
+            environ["SERVER_PORT"] = port or ("443" if scheme == "https" else "80")
+        else:  # CGI: the port the request reached, not whatever the Host header says
+            environ["SERVER_NAME"] = split_host(environ.get("HTTP_HOST", ""))[0] or self.options.host
             environ["SERVER_PORT"] = self.server_port
         body = request.body
         if body is None:
@@ -175,34 +202,26 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
             environ["wsgi.input"] = body
         return environ
 
-    def _is_trusted(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in self.trusted)
+    def bad_request(self, reason: str, method: str) -> tuple:
+        """The 400 answer (start line, head, body) for a request environ() refused."""
+        body = f"Bad request: {reason}.\n".encode()
+        head = httputil.HTTPHeaders({"Content-Type": "text/plain; charset=utf-8",
+                                     "Content-Length": str(len(body)), "Date": self.http_date()})
+        return httputil.ResponseStartLine("HTTP/1.1", 400, "Bad Request"), head, b"" if method == "HEAD" else body
 
-    def _forwarded(self, remote_addr: str, scheme: str, environ: dict) -> tuple[str, str]:
-        """Client address and scheme, believing X-Forwarded-* only from trusted proxies."""
-        if not self._is_trusted(remote_addr):
-            return remote_addr, scheme
+    def _forwarded(self, peer: str, scheme: str, environ: dict) -> tuple[str, str, str]:
+        """Client address, scheme and host, from the headers of a trusted proxy."""
+        remote_addr = peer
         forwarded_for = environ.get("HTTP_X_FORWARDED_FOR")
         if forwarded_for:
-            # Walk back through the chain of proxies; the first untrusted hop is the client.
-            for hop in reversed([part.strip() for part in forwarded_for.split(",")]):
-                if not self._is_trusted(hop):
-                    try:
-                        ipaddress.ip_address(hop)
-                    except ValueError:
-                        break
-                    remote_addr = hop
-                    break
-            else:
-                remote_addr = forwarded_for.split(",")[0].strip() or remote_addr
-        proto = environ.get("HTTP_X_FORWARDED_PROTO", "").split(",")[-1].strip().lower()
+            remote_addr = self.proxies.client(peer, forwarded_for)
+        proto = last_value(environ.get("HTTP_X_FORWARDED_PROTO")).lower()
         if proto in ("http", "https"):
             scheme = proto
-        return remote_addr, scheme
+        host = last_value(environ.get("HTTP_X_FORWARDED_HOST"))
+        if any(ch.isspace() or ch in "/@\\" for ch in host):
+            host = ""
+        return remote_addr, scheme, host
 
     # --- Response headers (worker thread) ----------------------------------------------
 

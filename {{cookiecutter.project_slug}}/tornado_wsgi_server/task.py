@@ -15,7 +15,7 @@ import time
 from tornado import httputil, iostream
 
 from .logs import access_log, log
-from .wsgi import BadResponse, FileWrapper
+from .wsgi import BadRequest, BadResponse, FileWrapper
 
 _SPOOL_SIZE = 1024 * 1024  # request bodies beyond this wait on disk, not in memory
 _STREAM_HIGH_WATER = 1024 * 1024  # a streaming worker waits while this much is unsent
@@ -185,6 +185,8 @@ class RequestTask(httputil.HTTPMessageDelegate):
                 container.call_on_loop(self.send_whole, start_line, head, body)
             else:
                 self.stream(result, response, written, method)
+        except BadRequest as exc:  # raised by environ(), before the application ran
+            container.call_on_loop(self.send_whole, *container.bad_request(str(exc), method))
         except Exception as exc:
             self._close_result(result)
             if isinstance(exc, iostream.StreamClosedError) or self.closed:

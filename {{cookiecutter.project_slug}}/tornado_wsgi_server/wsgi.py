@@ -40,3 +40,7 @@ class FileWrapper:
 class BadResponse(Exception):
     """The application broke the WSGI contract (status, headers or body)."""
 
+
+
+class BadRequest(Exception):
+    """The request cannot be given to the application as it is: the client gets 400."""
