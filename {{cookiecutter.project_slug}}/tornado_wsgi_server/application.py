@@ -1,17 +1,20 @@
 """Load the project: Django's settings and WSGI application, and the project's own Tornado
-handlers (named by the ``TORNADO_ROUTES`` setting). Errors a user can fix end the start-up
-with one ``ERROR:`` line instead of a traceback.
+handlers (named by the ``TORNADO_ROUTES`` setting), which get Django's Host check, a
+same-origin check, WebSocket pings, a message size limit and a WebSocket cap. Errors a user
+can fix end the start-up with one ``ERROR:`` line instead of a traceback.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from urllib.parse import urlsplit
 
-from tornado import web
+from tornado import web, websocket
 
 from .logs import setup_logging
 from .options import ServerOptions
+from .proxies import Proxies, last_value
 
 
 def setup_django(options: ServerOptions):
@@ -33,7 +36,7 @@ def setup_django(options: ServerOptions):
     return application
 
 
-def tornado_routes() -> tuple[web.Application | None, re.Pattern | None]:
+def tornado_routes(options: ServerOptions) -> tuple[web.Application | None, re.Pattern | None]:
     """The Tornado application for the project's own handlers, and the paths it owns.
 
     ``settings.TORNADO_ROUTES`` is the dotted path of a list of Tornado routes,
@@ -57,4 +60,88 @@ def tornado_routes() -> tuple[web.Application | None, re.Pattern | None]:
         ) from None
     if pattern is None:
         return None, None
-    return web.Application(routes), pattern
+    allowed_hosts = list(settings.ALLOWED_HOSTS)
+    if settings.DEBUG and not allowed_hosts:  # what Django itself allows then
+        allowed_hosts = [".localhost", "127.0.0.1", "[::1]"]
+    return ProjectHandlers(routes, options, allowed_hosts), pattern
+
+
+class Refused(web.RequestHandler):
+    """Answers ``status`` with a short text, whatever the method."""
+
+    def initialize(self, status: int, text: str, headers: dict | None = None) -> None:
+        self.refusal = status, text, headers or {}
+
+    def prepare(self) -> None:
+        status, text, headers = self.refusal
+        self.set_status(status)
+        for name, value in headers.items():
+            self.set_header(name, value)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(text + "\n")
+
+    def check_xsrf_cookie(self) -> None:
+        pass
+
+
+def handles_origin_itself(handler_class) -> bool:
+    """The handler overrides ``check_origin`` (Tornado's hook): Origin is its business."""
+    own = getattr(handler_class, "check_origin", None)
+    return own is not None and own is not websocket.WebSocketHandler.check_origin
+
+
+class ProjectHandlers(web.Application):
+    """The project's Tornado routes, with what Django gives its own views for free.
+
+    Before any handler runs: a Host not in ``ALLOWED_HOSTS`` gets 400 (no DNS rebinding);
+    an ``Origin`` of another site gets 403 unless the handler defines ``check_origin``;
+    beyond ``--max-websockets`` open WebSockets a new upgrade gets 503. WebSockets are
+    pinged and limited in message size by the server options.
+    """
+
+    def __init__(self, routes: list, options: ServerOptions, allowed_hosts: list) -> None:
+        super().__init__(
+            routes,
+            websocket_ping_interval=options.websocket_ping_interval,
+            websocket_ping_timeout=options.websocket_ping_timeout,
+            websocket_max_message_size=options.websocket_max_message_size,
+        )
+        self.allowed_hosts = allowed_hosts
+        self.max_websockets = options.max_websockets
+        self.proxies = Proxies(options.trusted_proxies)
+        self.websockets: set = set()  # streams of WebSockets, open or being opened
+
+    def host(self, request) -> str:
+        """The Host the client asked for; a trusted proxy's X-Forwarded-Host first."""
+        if self.proxies.trusts(request.remote_ip):
+            forwarded = last_value(request.headers.get("X-Forwarded-Host"))
+            if forwarded:
+                return forwarded
+        return request.host
+
+    def find_handler(self, request, **kwargs):
+        from django.http.request import split_domain_port, validate_host
+
+        delegate = super().find_handler(request, **kwargs)
+        host = self.host(request)
+        domain, _ = split_domain_port(host)
+        if not domain or not validate_host(domain, self.allowed_hosts):
+            return self.get_handler_delegate(request, Refused, {
+                "status": 400, "text": "Bad Request: this Host is not in ALLOWED_HOSTS."})
+        handler_class = getattr(delegate, "handler_class", None)
+        origin = request.headers.get("Origin")
+        if (origin is not None and urlsplit(origin).netloc.lower() != host.lower()
+                and not handles_origin_itself(handler_class)):
+            return self.get_handler_delegate(request, Refused, {
+                "status": 403, "text": "Forbidden: cross-origin request."})
+        if (isinstance(handler_class, type) and issubclass(handler_class, websocket.WebSocketHandler)
+                and request.headers.get("Upgrade", "").lower() == "websocket"):
+            live = {stream for stream in self.websockets if not stream.closed()}
+            if len(live) >= self.max_websockets:
+                self.websockets = live
+                return self.get_handler_delegate(request, Refused, {
+                    "status": 503, "text": "Too many open WebSockets; please retry shortly.",
+                    "headers": {"Retry-After": "5"}})
+            live.add(request.connection.stream)
+            self.websockets = live
+        return delegate

@@ -164,6 +164,16 @@ def options_for(project: Project) -> tuple[Option, ...]:
                "Comma-separated proxy addresses or networks (e.g. 127.0.0.1,10.0.0.0/8) whose "
                "X-Forwarded-For and X-Forwarded-Proto are believed. Empty: believe nobody.",
                metavar="LIST"),
+        Option("max_websockets", _int_range(0), None,
+               "Open WebSockets per process (TORNADO_ROUTES); beyond it new ones get 503, so "
+               "plain HTTP always keeps the rest of --max-connections. Default: half of it."),
+        Option("websocket_ping_interval", _seconds, "30",
+               "Seconds between pings on an open WebSocket.", metavar="SECONDS"),
+        Option("websocket_ping_timeout", _seconds, "30",
+               "Seconds a WebSocket peer gets to answer a ping before it is closed "
+               "(at most the ping interval).", metavar="SECONDS"),
+        Option("websocket_max_message_size", _size, "64K",
+               "Largest WebSocket message; a bigger one closes the connection.", metavar="SIZE"),
         Option("certfile", _existing_file, None,
                "TLS certificate chain (PEM): serve HTTPS directly.", metavar="PATH"),
         Option("keyfile", _existing_file, None,
@@ -194,6 +204,10 @@ class ServerOptions:
     body_timeout: float = 300.0
     drain_timeout: float = 30.0
     trusted_proxies: tuple = field(default_factory=tuple)
+    max_websockets: int | None = None  # None: half of max_connections
+    websocket_ping_interval: float = 30.0
+    websocket_ping_timeout: float = 30.0
+    websocket_max_message_size: int = 64 * 1024
     certfile: str | None = None
     keyfile: str | None = None
     access_log: bool = True
@@ -252,6 +266,11 @@ def load_options(project: Project, argv: list[str] | None = None,
         # The supervisor waits on two handles per worker; Windows' wait takes 63 at most
         # before Python 3.13.
         parser.error(f"--workers={options.workers}: at most 31 on Windows with Python before 3.13")
+    if options.max_websockets is None:
+        options.max_websockets = options.max_connections // 2
+    elif options.max_websockets > options.max_connections:
+        parser.error(f"--max-websockets={options.max_websockets}: at most --max-connections "
+                     f"({options.max_connections}); WebSockets take connection slots")
     if IS_WINDOWS and options.max_connections > WINDOWS_MAX_CONNECTIONS:
         parser.error(
             f"--max-connections={options.max_connections}: Windows serves at most "

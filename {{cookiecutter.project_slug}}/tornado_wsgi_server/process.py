@@ -78,7 +78,7 @@ class Server:
         self._stop_requested = asyncio.Event()
         if self._pending_stop:
             self._stop_requested.set()
-        tornado_app, tornado_paths = tornado_routes()
+        tornado_app, tornado_paths = tornado_routes(options)
         container = ThreadedWSGIContainer(application, options, tornado_app, tornado_paths)
         server = TornadoServer(
             container,
