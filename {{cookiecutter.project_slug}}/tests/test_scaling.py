@@ -189,6 +189,9 @@ def test_nginx_sample_balances_two_instances(start_server, tmp_path):
             plain = [client.get(f"http://127.0.0.1:{http_port}/__test__/whoami").json() for _ in range(10)]
             secure = [client.get(f"https://127.0.0.1:{https_port}/__test__/whoami").json()
                       for _ in range(10)]
+            # The server takes X-Forwarded-Host as the host: nginx must set it, not pass the client's.
+            spoofed = client.get(f"http://127.0.0.1:{http_port}/__test__/whoami",
+                                 headers={"X-Forwarded-Host": "localhost"}).json()
             static = client.get(f"http://127.0.0.1:{http_port}/static/css/site.css")
             home = client.get(f"http://127.0.0.1:{http_port}/")
             # Straight to an instance the client is not a trusted proxy: its header is ignored.
@@ -202,6 +205,7 @@ def test_nginx_sample_balances_two_instances(start_server, tmp_path):
     assert {(r["remote_addr"], r["scheme"], r["is_secure"]) for r in plain} == {("127.0.0.2", "http", False)}
     assert {(r["remote_addr"], r["scheme"], r["is_secure"]) for r in secure} == {("127.0.0.2", "https", True)}
     assert {r["host"] for r in plain} == {"127.0.0.1"}  # nginx's $host, the name the client asked for
+    assert spoofed["host"] == "127.0.0.1"
     assert direct["remote_addr"] == "127.0.0.2"
     assert static.status_code == 200 and "max-age" in static.headers.get("cache-control", "")
     assert home.status_code == 200

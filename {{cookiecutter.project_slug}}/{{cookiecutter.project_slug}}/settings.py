@@ -160,8 +160,9 @@ SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=HTTPS)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
-# The server sets wsgi.url_scheme from X-Forwarded-Proto only for trusted proxies
-# (SERVER_TRUSTED_PROXIES), so Django needs no SECURE_PROXY_SSL_HEADER.
+# The server sets wsgi.url_scheme from X-Forwarded-Proto and the host from X-Forwarded-Host
+# only for trusted proxies (SERVER_TRUSTED_PROXIES) and removes them from everyone else, so
+# Django needs no SECURE_PROXY_SSL_HEADER or USE_X_FORWARDED_HOST (leave them off).
 
 # --- Logging --------------------------------------------------------------------------
 # Everything goes to the console; the server adds a rotating file with --log-file.
