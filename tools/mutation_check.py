@@ -72,8 +72,11 @@ FRAMING = "tests/server/test_framing.py"
 STREAMING = "tests/server/test_streaming.py"
 ERRORS = "tests/server/test_errors.py"
 PROXY = "tests/server/test_tls_proxy.py"
+ENVIRON = "tests/server/test_environ.py"
+WEBSOCKET = "tests/server/test_websocket.py"
+ROUTES_PROMISE = "Every Tornado route gets, without extra code, what Django gives its views"
 DRAIN_PROMISE = "Ctrl+C, Ctrl+Break, SIGTERM ...: requests in flight get up to `--drain-timeout` seconds"
-PROXY_PROMISE = "`--trusted-proxies`: proxies whose `X-Forwarded-For`/`-Proto` are believed"
+PROXY_PROMISE = "`--trusted-proxies`: proxies whose `X-Forwarded-For`/`-Proto`/`-Host` are believed"
 
 MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
@@ -143,33 +146,146 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "P5a", "otherwise the forwarded headers are ignored (on purpose: anyone could send them)",
         "tornado_wsgi_server/container.py",
-        "        if not self._is_trusted(remote_addr):\n"
-        "            return remote_addr, scheme\n",
-        "",
+        "trusted_peer = self.proxies.trusts(peer)",
+        "trusted_peer = True",
         (PROXY,),
     ),
     Mutation(
         # The same change as P5a, aimed at the test that runs deploy/nginx.conf.
         "P5b", "otherwise the forwarded headers are ignored (nginx sample)",
         "tornado_wsgi_server/container.py",
-        "        if not self._is_trusted(remote_addr):\n"
-        "            return remote_addr, scheme\n",
-        "",
+        "trusted_peer = self.proxies.trusts(peer)",
+        "trusted_peer = True",
         ("tests/test_scaling.py",),
     ),
     Mutation(
         "P5c", PROXY_PROMISE + " (the last hop's proto)",
-        "tornado_wsgi_server/container.py",
-        'proto = environ.get("HTTP_X_FORWARDED_PROTO", "").split(",")[-1]',
-        'proto = environ.get("HTTP_X_FORWARDED_PROTO", "").split(",")[0]',
+        "tornado_wsgi_server/proxies.py",
+        'return header.rsplit(",", 1)[-1].strip() if header else ""',
+        'return header.split(",", 1)[0].strip() if header else ""',
         (PROXY,),
     ),
     Mutation(
         "P5d", PROXY_PROMISE + " (every hop trusted: the first address)",
-        "tornado_wsgi_server/container.py",
-        'remote_addr = forwarded_for.split(",")[0].strip() or remote_addr',
-        'remote_addr = forwarded_for.split(",")[-1].strip() or remote_addr',
+        "tornado_wsgi_server/proxies.py",
+        "return str(first) if first is not None else peer",
+        "return peer",
         (PROXY,),
+    ),
+    Mutation(
+        "P5e", "From any other peer `X-Forwarded-*`, `Forwarded` and `X-Real-IP` are removed before Django",
+        "tornado_wsgi_server/container.py",
+        "if not trusted_peer and is_proxy_header(key):",
+        "if False:",
+        (ENVIRON,),
+    ),
+    Mutation(
+        "P5f", "hops with a port, `1.2.3.4:5678` ..., are understood",
+        "tornado_wsgi_server/proxies.py",
+        'elif hop.count(":") == 1:',
+        "elif False:",
+        (ENVIRON,),
+    ),
+    Mutation(
+        "P5g", "hops with a port ... `[2001:db8::1]:443`, are understood",
+        "tornado_wsgi_server/proxies.py",
+        'if hop.startswith("["):\n        hop, sep, port',
+        'if False:\n        hop, sep, port',
+        (ENVIRON,),
+    ),
+    Mutation(
+        "P5h", "the host from `X-Forwarded-Host` (the host name and port Django sees are the ones "
+        "the client asked the proxy for)",
+        "tornado_wsgi_server/container.py",
+        "if forwarded_host:  # the host and port",
+        "if False:  # the host and port",
+        (ENVIRON,),
+    ),
+    Mutation(
+        "P5i", "a hop that is no address keeps the proxy's own and logs one warning",
+        "tornado_wsgi_server/proxies.py",
+        '"address (%r); using the proxy\'s address. Logged once.", peer, hop.strip())\n'
+        "                return peer\n",
+        '"address (%r); using the proxy\'s address. Logged once.", peer, hop.strip())\n'
+        "                continue\n",
+        (ENVIRON,),
+    ),
+    Mutation(
+        "E1", "PATH_INFO is the raw path, %-escapes and raw bytes alike, as Latin-1 (PEP 3333)",
+        "tornado_wsgi_server/container.py",
+        'unquote_to_bytes(path.encode("latin-1"))',
+        "unquote_to_bytes(path)",
+        (ENVIRON,),
+    ),
+    Mutation(
+        "E2", "a chunked body reaches the application with its length, without Transfer-Encoding",
+        "tornado_wsgi_server/container.py",
+        'environ.pop("HTTP_TRANSFER_ENCODING", None)',
+        "None",
+        (ENVIRON,),
+    ),
+    Mutation(
+        "E3", "absolute-form targets keep their query; their authority is the Host (RFC 9112 3.2.2)",
+        "tornado_wsgi_server/container.py",
+        "absolute = _ABSOLUTE_FORM.fullmatch(target)",
+        "absolute = None",
+        (ENVIRON,),
+    ),
+    Mutation(
+        "E4", "two Content-Type headers get 400",
+        "tornado_wsgi_server/container.py",
+        'if key == "CONTENT_TYPE" and key in environ:',
+        "if False:",
+        (ENVIRON,),
+    ),
+    Mutation(
+        "E5", "SERVER_PORT is the port the request reached, not what Host says",
+        "tornado_wsgi_server/container.py",
+        'environ["SERVER_PORT"] = self.server_port',
+        'environ["SERVER_PORT"] = split_host(environ.get("HTTP_HOST", ""))[1] or self.server_port',
+        (ENVIRON,),
+    ),
+    Mutation(
+        "W1", "WebSockets are pinged ... and closed when the peer does not answer",
+        "tornado_wsgi_server/application.py",
+        "websocket_ping_interval=options.websocket_ping_interval,",
+        "",
+        (WEBSOCKET,),
+    ),
+    Mutation(
+        "W2", "a message over `--websocket-max-message-size` closes the connection",
+        "tornado_wsgi_server/application.py",
+        "websocket_max_message_size=options.websocket_max_message_size,",
+        "",
+        (WEBSOCKET,),
+    ),
+    Mutation(
+        "W3", "at most `--max-websockets` WebSockets are open per process; beyond it a new one gets `503`",
+        "tornado_wsgi_server/application.py",
+        "if len(live) >= self.max_websockets:",
+        "if False:",
+        (WEBSOCKET,),
+    ),
+    Mutation(
+        "W4", "`--max-websockets`: half of `--max-connections` by default",
+        "tornado_wsgi_server/options.py",
+        "options.max_websockets = options.max_connections // 2",
+        "options.max_websockets = options.max_connections",
+        (WEBSOCKET,),
+    ),
+    Mutation(
+        "W5", ROUTES_PROMISE + ": a `Host` not in `DJANGO_ALLOWED_HOSTS` gets `400`",
+        "tornado_wsgi_server/application.py",
+        "if not domain or not validate_host(domain, self.allowed_hosts):",
+        "if False:",
+        (WEBSOCKET,),
+    ),
+    Mutation(
+        "W6", ROUTES_PROMISE + ": an `Origin` other than the `Host` gets `403`",
+        "tornado_wsgi_server/application.py",
+        "if (origin is not None and urlsplit(origin).netloc.lower() != host.lower()",
+        "if (False",
+        (WEBSOCKET,),
     ),
     Mutation(
         "P6", "`--max-header-size`: past twice this the connection is closed unanswered",

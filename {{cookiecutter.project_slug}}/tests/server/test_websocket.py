@@ -159,6 +159,22 @@ def test_websocket_cap_leaves_http_its_slots(start_server):
     asyncio.run(talk())
 
 
+def test_websockets_get_half_of_the_connections_by_default(start_server):
+    server = start_server("--max-connections", "4")
+
+    async def talk() -> None:
+        opened = [await asyncio.wait_for(websocket_connect(ws_url(server)), 10) for _ in range(2)]
+        with pytest.raises(HTTPClientError) as refused:
+            await asyncio.wait_for(websocket_connect(ws_url(server)), 10)
+        assert refused.value.code == 503
+        async with httpx.AsyncClient(timeout=10) as http:
+            assert (await http.get(f"{server.url}/healthz")).status_code == 200
+        for connection in opened:
+            connection.close()
+
+    asyncio.run(talk())
+
+
 def test_max_websockets_above_max_connections_is_refused(start_server):
     server = start_server("--max-websockets", "11", "--max-connections", "10", wait=False)
     assert server.process.wait(30) == 2
