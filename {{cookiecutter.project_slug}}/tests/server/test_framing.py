@@ -121,7 +121,8 @@ def test_websockets_count_against_the_connection_limit(start_server):
     """A WebSocket leaves Tornado's connection list but still holds a socket."""
     from tornado.websocket import websocket_connect
 
-    server = start_server("--max-connections", "3")
+    # WebSockets may take every slot here (by default only half), to fill them all.
+    server = start_server("--max-connections", "3", "--max-websockets", "3")
     url = f"ws://127.0.0.1:{server.port}/ws/echo"
 
     def fourth_connection() -> bytes:
