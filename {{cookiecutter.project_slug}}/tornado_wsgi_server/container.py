@@ -37,7 +37,7 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
     response runs on the worker thread, where Django's database connections live.
 
     It also enforces what a server owes its clients: 503 with Retry-After when more than
-    ``max_queue`` requests wait for a thread, 413 and 431 for oversized requests, 500
+    ``max_queue`` requests wait for a thread or one has waited too long (``RequestQueue``), 413 and 431 for oversized requests, 500
     (or a closed connection once headers are out) when the application raises, and
     ``X-Forwarded-*`` taken only from ``trusted_proxies``.
 
@@ -126,9 +126,9 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
         if shed != self._shed_reported and now >= self._next_shed_report:
             self._next_shed_report = now + 10
             log.warning(
-                "Overloaded: %d request(s) waited over %gs for a thread and got 503 so far; "
-                "more --threads or --workers may help if this persists",
-                shed, self.options.max_queue_wait)
+                "Overloaded: %d request(s) so far got 503 after waiting too long for a thread "
+                "(--max-queue-wait %gs, less while the queue does not drain); more --threads "
+                "or --workers may help if this persists", shed, self.options.max_queue_wait)
             self._shed_reported = shed
 
     def stop_queue(self, wait: bool) -> None:
