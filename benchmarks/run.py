@@ -70,6 +70,7 @@ BENCH_FILES = {
             path("hello", views.hello),
             path("items", views.items),
             path("block", views.block),
+            path("work", views.work),
             path("big", views.big),
         ]
     """,
@@ -94,6 +95,11 @@ BENCH_FILES = {
         def block(request):
             time.sleep(1)
             return HttpResponse("slept 1s")
+
+
+        def work(request):
+            time.sleep(float(request.GET.get("seconds", "0.2")))
+            return HttpResponse("done")
 
 
         def big(request):

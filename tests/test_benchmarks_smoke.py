@@ -1,4 +1,4 @@
-"""The benchmark script runs end to end (bake, venv, servers, wrk, report) in its quick mode.
+"""The benchmark scripts run end to end (bake, venv, servers, load, report) in their quick modes.
 
 Only that it works is checked here; its numbers mean something only in a full run.
 """
@@ -30,3 +30,16 @@ def test_quick_benchmark_prints_a_table(tmp_path):
     assert re.search(r"^\| tornado_server \| 64 MB \|", result.stdout, re.M), result.stdout
     report = (tmp_path / "quick.md").read_text(encoding="utf-8")
     assert "| hello world, 20 conn | tornado_server |" in report
+
+
+def test_quick_overload_benchmark_prints_a_table(tmp_path):
+    result = run(
+        [sys.executable, ROOT / "benchmarks" / "overload.py", "--quick", "--python", main_python(),
+         "--results", tmp_path],
+        cwd=ROOT, env=clean_env(), timeout=240,
+    )
+    assert result.returncode == 0, result.stdout
+    for server in ("tornado_server", "waitress"):
+        row = re.search(rf"^\| {server} \| ([\d.]+) \| ([\d.]+) \|", result.stdout, re.M)
+        assert row and float(row.group(1)) > 0 and float(row.group(2)) > 0, result.stdout
+    assert "| tornado_server |" in (tmp_path / "overload-latest.md").read_text(encoding="utf-8")

@@ -75,6 +75,7 @@ PROXY = "tests/server/test_tls_proxy.py"
 ENVIRON = "tests/server/test_environ.py"
 WEBSOCKET = "tests/server/test_websocket.py"
 ROUTES_PROMISE = "Every Tornado route gets, without extra code, what Django gives its views"
+OVERLOAD = "tests/server/test_overload.py"
 DRAIN_PROMISE = "Ctrl+C, Ctrl+Break, SIGTERM ...: requests in flight get up to `--drain-timeout` seconds"
 PROXY_PROMISE = "`--trusted-proxies`: proxies whose `X-Forwarded-For`/`-Proto`/`-Host` are believed"
 
@@ -391,6 +392,27 @@ MUTATIONS: tuple[Mutation, ...] = (
         "if STAMP.exists() and STAMP.read_text().strip() == wanted:",
         "if STAMP.exists():",
         ("tests/test_bootstrap.py",),
+    ),
+    Mutation(
+        "Q1", "a request that has waited `--max-queue-wait` seconds gets the same `503` and never reaches Django",
+        "tornado_wsgi_server/request_queue.py",
+        "    if now - task.queued_at > longest:",
+        "    if False:",
+        (f"{OVERLOAD}::test_queue_wait_has_a_deadline",),
+    ),
+    Mutation(
+        "Q2", "a request whose client hung up while it waited is dropped unrun",
+        "tornado_wsgi_server/request_queue.py",
+        "    if task.gone():",
+        "    if False:",
+        (f"{OVERLOAD}::test_client_gone_while_queued_never_reaches_the_app",),
+    ),
+    Mutation(
+        "Q3", "Overloaded: ... the newest request is served first, and a request that has waited more than half a typical request's time ... gets the `503`",
+        "tornado_wsgi_server/request_queue.py",
+        "            self.overloaded = (",
+        "            self.overloaded = False and (",
+        (f"{OVERLOAD}::test_standing_queue_serves_newest_first",),
     ),
     Mutation(
         "H1", "Static files come from WhiteNoise with hashed names, immutable caching",

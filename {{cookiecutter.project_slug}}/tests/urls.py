@@ -5,6 +5,7 @@ from . import views
 urlpatterns = [
     path("__test__/block", views.block),
     path("__test__/hold", views.hold),
+    path("__test__/record", views.record),
     path("__test__/upload-memory", views.upload_memory),
     path("__test__/stream", views.stream),
     path("__test__/stream-error", views.stream_error),

@@ -30,6 +30,14 @@ def hold(request):
     return HttpResponse(f"held on {threading.current_thread().name}\n")
 
 
+def record(request):
+    """Append "<tag> <wall-clock time>" to the file ?log= as the view starts, then sleep."""
+    with open(request.GET["log"], "a", encoding="utf-8") as log:
+        log.write(f"{request.GET['tag']} {time.time()}\n")
+    time.sleep(float(request.GET.get("seconds", "0")))
+    return HttpResponse(f"ran {request.GET['tag']}\n")
+
+
 def resident_kib() -> int:
     """This process's resident memory (psutil: VmRSS on Linux, the working set on Windows)."""
     import psutil  # a test requirement, not the site's

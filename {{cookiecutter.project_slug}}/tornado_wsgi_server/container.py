@@ -1,13 +1,12 @@
 """The WSGI container: Tornado's connection delegate that runs the application on threads.
 
-It owns the thread pool, the queue's capacity, the idle keep-alive connections and what is
+It owns the request queue and its threads, the queue's capacity, the idle keep-alive connections and what is
 built per request on a worker thread (environ, response head); each request is a RequestTask.
 """
 
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import email.utils
 import re
 import sys
@@ -17,11 +16,12 @@ from io import BytesIO
 from urllib.parse import unquote_to_bytes
 
 from tornado import httputil
-from tornado.ioloop import IOLoop
+from tornado.ioloop import IOLoop, PeriodicCallback
 
 from .logs import log
 from .options import ServerOptions
 from .proxies import Proxies, is_proxy_header, last_value, split_host
+from .request_queue import RequestQueue
 from .task import RequestTask
 from .wsgi import BAD_VALUE_CHARS, HOP_BY_HOP, NO_BODY_STATUS, TOKEN, BadRequest, BadResponse, FileWrapper
 
@@ -40,7 +40,7 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
     response runs on the worker thread, where Django's database connections live.
 
     It also enforces what a server owes its clients: 503 with Retry-After when more than
-    ``max_queue`` requests wait for a thread, 413 and 431 for oversized requests, 500
+    ``max_queue`` requests wait for a thread or one has waited too long (``RequestQueue``), 413 and 431 for oversized requests, 500
     (or a closed connection once headers are out) when the application raises, and
     ``X-Forwarded-*`` taken only from ``trusted_proxies``.
 
@@ -52,9 +52,11 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
                  tornado_paths: re.Pattern | None = None) -> None:
         self.application = application
         self.options = options
-        self.executor = concurrent.futures.ThreadPoolExecutor(
-            options.threads, thread_name_prefix="wsgi"
-        )
+        self.queue = RequestQueue(options.threads, options.max_queue_wait, self._shed)
+        self._shed_reported = 0
+        self._next_shed_report = 0.0
+        self._sweeper = PeriodicCallback(self._sweep, 100)
+        self._sweeper.start()
         self.tornado_app = tornado_app
         self.tornado_paths = tornado_paths
         self.loop = IOLoop.current()
@@ -116,6 +118,27 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
                 callback(*args)
             except Exception:
                 log.exception("Error in %s", getattr(callback, "__qualname__", callback))
+
+    def _shed(self, task: RequestTask, reason: str) -> None:
+        self.call_on_loop(task.shed, reason)
+
+    def _sweep(self) -> None:
+        self.queue.sweep()
+        # One line per interval at most: under overload a line per request would flood.
+        shed = self.queue.shed_counts["deadline"]
+        now = time.monotonic()
+        if shed != self._shed_reported and now >= self._next_shed_report:
+            self._next_shed_report = now + 10
+            log.warning(
+                "Overloaded: %d request(s) so far got 503 after waiting too long for a thread "
+                "(--max-queue-wait %gs, less while the queue does not drain); more --threads "
+                "or --workers may help if this persists", shed, self.options.max_queue_wait)
+            self._shed_reported = shed
+
+    def stop_queue(self, wait: bool) -> None:
+        """End the worker threads; requests still waiting are dropped unrun."""
+        self._sweeper.stop()
+        self.queue.shutdown(wait=wait, run_waiting=False)
 
     def http_date(self) -> str:
         now = int(time.time())

@@ -143,6 +143,10 @@ def options_for(project: Project) -> tuple[Option, ...]:
         Option("max_queue", _int_range(0), "100",
                "Requests that may wait for a free thread; beyond that new ones get "
                "503 with Retry-After at once instead of queueing without bound."),
+        Option("max_queue_wait", _seconds, "5",
+               "Seconds a request may wait for a free thread; past that it gets 503 with "
+               "Retry-After and never reaches Django (its client has mostly given up by then).",
+               metavar="SECONDS"),
         Option("max_connections", _int_range(1),
                str(WINDOWS_MAX_CONNECTIONS) if IS_WINDOWS else "1000",
                "Open connections per process; at the limit the longest-idle keep-alive "
@@ -197,6 +201,7 @@ class ServerOptions:
     workers: int = 1
     settings: str = ""
     max_queue: int = 100
+    max_queue_wait: float = 5.0
     max_connections: int = WINDOWS_MAX_CONNECTIONS if IS_WINDOWS else 1000
     max_body_size: int = 100 * 1024**2
     max_header_size: int = 64 * 1024

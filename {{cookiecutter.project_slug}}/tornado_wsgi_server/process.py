@@ -114,7 +114,7 @@ class Server:
             await asyncio.wait_for(server.close_all_connections(), timeout=5)
         except asyncio.TimeoutError:
             pass
-        container.executor.shutdown(wait=not container.in_flight, cancel_futures=True)
+        container.stop_queue(wait=not container.in_flight)
         if waker:
             waker.stop()
         log.info("Stopped.")

@@ -106,7 +106,29 @@ class RequestTask(httputil.HTTPMessageDelegate):
         self.container.in_flight += 1
         self.unsent = collections.deque()
         self.unsent_bytes = 0
-        self.container.executor.submit(self.run)
+        self.container.queue.put(self)
+
+    def gone(self) -> bool:
+        """The client has left; safe to ask from any thread."""
+        return self.closed or self.server_conn.stream.closed()
+
+    def shed(self, reason: str) -> None:
+        """Answer a request the queue will not run: 503 past its deadline, nothing if gone."""
+        if reason == "client gone":
+            self.abort(499)
+            return
+        body = b"The server is busy; please retry shortly.\n"
+        head = httputil.HTTPHeaders({
+            "Content-Type": "text/plain; charset=utf-8",
+            "Content-Length": str(len(body)),
+            "Date": self.container.http_date(),
+            "Retry-After": "5",
+        })
+        if self.start_line.method == "HEAD":
+            body = b""
+        if self.body is not None:
+            self.body.close()
+        self.send_whole(httputil.ResponseStartLine("HTTP/1.1", 503, "Service Unavailable"), head, body)
 
     def on_connection_close(self) -> None:
         self.closed = True

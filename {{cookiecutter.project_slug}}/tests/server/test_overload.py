@@ -1,0 +1,116 @@
+"""Overload: nobody waits forever for a thread, and the app never runs what nobody awaits."""
+
+from __future__ import annotations
+
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+
+def get(port: int, target: str, timeout: float = 30) -> tuple[int, float, float]:
+    """(status, wall-clock time sent, seconds until the answer); status 0 if none came."""
+    sent = time.time()
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        try:
+            while part := sock.recv(65536):
+                data += part
+        except OSError:
+            pass
+    status = int(data[9:12]) if data.startswith(b"HTTP/1.1 ") else 0
+    return status, sent, time.monotonic() - started
+
+
+def ran(log: Path) -> dict[str, float]:
+    """Tag -> wall-clock time the view started, as the record view wrote it."""
+    if not log.exists():
+        return {}
+    return {tag: float(when) for tag, when in
+            (line.split() for line in log.read_text(encoding="utf-8").splitlines())}
+
+
+def wait_started(held: Path) -> None:
+    started = held.with_name(held.name + ".started")
+    deadline = time.monotonic() + 30
+    while not started.exists():
+        assert time.monotonic() < deadline, "the holding request never started"
+        time.sleep(0.02)
+
+
+def test_queue_wait_has_a_deadline(start_server, tmp_path):
+    """200 requests of 2 s on 2 threads: all answered soon, none run after its deadline."""
+    server = start_server("--threads", "2", "--max-queue-wait", "3", "--max-queue", "300")
+    log = tmp_path / "ran.log"
+
+    def one(index: int):
+        return get(server.port, f"/__test__/record?log={log}&tag={index}&seconds=2")
+
+    with ThreadPoolExecutor(200) as pool:
+        results = list(pool.map(one, range(200)))
+    statuses = [status for status, _, _ in results]
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses.count(200) >= 2
+    assert statuses.count(503) >= 150  # queued past 3 s for a thread: shed, not run late
+    # The deadline (3 s) plus one request's time (2 s) plus a margin for this machine.
+    slowest = max(elapsed for _, _, elapsed in results)
+    assert slowest < 3 + 2 + 2.5, f"a client waited {slowest:.1f}s for an answer"
+    started = ran(log)
+    assert len(started) == statuses.count(200)
+    for tag, when in started.items():
+        waited = when - results[int(tag)][1]
+        assert waited < 3 + 1, f"request {tag} reached the app after waiting {waited:.1f}s"
+    server.wait_for_output("after waiting too long for a thread (--max-queue-wait 3s")
+    assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
+
+
+def test_client_gone_while_queued_never_reaches_the_app(start_server, tmp_path):
+    server = start_server("--threads", "1", "--max-queue", "5")
+    log = tmp_path / "ran.log"
+    held = tmp_path / "hold"
+    held.touch()
+    with ThreadPoolExecutor(1) as pool:
+        holder = pool.submit(get, server.port, f"/__test__/hold?path={held}")
+        wait_started(held)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(f"GET /__test__/record?log={log}&tag=gone HTTP/1.1\r\n"
+                         "Host: 127.0.0.1\r\n\r\n".encode())
+            time.sleep(0.5)  # read and queued behind the held thread
+        time.sleep(0.5)  # the server sees the hang-up
+        held.unlink()
+        assert holder.result()[0] == 200
+    server.wait_for_output("tag=gone HTTP/1.1\" 499")
+    # A request after it runs, so the thread was free when the dropped one was reached.
+    assert get(server.port, f"/__test__/record?log={log}&tag=after")[0] == 200
+    assert list(ran(log)) == ["after"]
+
+
+def test_standing_queue_serves_newest_first(start_server, tmp_path):
+    """A queue that does not drain sheds what has waited, so a fresh request still succeeds."""
+    server = start_server("--threads", "1", "--max-queue-wait", "20")
+    log = tmp_path / "ran.log"
+    for index in range(5):  # a typical request here takes milliseconds
+        assert get(server.port, f"/__test__/record?log={log}&tag=warm{index}")[0] == 200
+    held = tmp_path / "hold"
+    held.touch()
+    with ThreadPoolExecutor(8) as pool:
+        holder = pool.submit(get, server.port, f"/__test__/hold?path={held}")
+        wait_started(held)
+        stale = [pool.submit(get, server.port, f"/__test__/record?log={log}&tag=stale{index}")
+                 for index in range(5)]
+        # FIFO would keep them queued until the thread is free (the deadline is 20 s):
+        # a standing queue instead sheds them within about a second.
+        for future in stale:
+            status, _, elapsed = future.result(timeout=15)
+            assert status == 503 and elapsed < 5, (status, elapsed)
+        assert held.exists(), "the thread was freed too early for this test to mean anything"
+        fresh = pool.submit(get, server.port, f"/__test__/record?log={log}&tag=fresh")
+        time.sleep(0.1)
+        held.unlink()
+        assert fresh.result(timeout=15)[0] == 200
+        assert holder.result(timeout=15)[0] == 200
+    assert not [tag for tag in ran(log) if tag.startswith("stale")]

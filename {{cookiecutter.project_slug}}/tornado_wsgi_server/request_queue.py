@@ -1,0 +1,172 @@
+"""The wait for a thread: read requests queue here until one of the pool's threads is free.
+
+Nobody waits forever: past ``--max-queue-wait`` a request is shed with 503, a request whose
+client has gone is dropped unrun, and under sustained overload the newest are served first.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable
+
+# The rule, in full (the README repeats it):
+# - Normal: first come, first served; a request that waited --max-queue-wait is shed.
+# - Overload: the queue has not been empty for OVERLOAD_AFTER_RUNS typical requests (at
+#   least OVERLOAD_AFTER_MIN seconds) and is no shorter than it was that long ago: a standing
+#   queue, not a burst draining away. Then the newest request is served first, and one that
+#   has waited longer than SHORT_WAIT_RUNS typical requests (at least SHORT_WAIT_MIN seconds,
+#   at most --max-queue-wait) is shed: it would only be answered after its client stopped
+#   caring, while fresh ones succeed.
+# - Back to normal as soon as the queue is empty again.
+# "Typical request" is a moving average of how long the application took per request;
+# until one has finished there is no overload mode.
+OVERLOAD_AFTER_RUNS = 2.0
+OVERLOAD_AFTER_MIN = 0.5
+SHORT_WAIT_RUNS = 0.5
+SHORT_WAIT_MIN = 0.25
+_AVERAGE_WEIGHT = 0.1  # each finished request moves the average this far toward itself
+
+
+def _verdict(task, now: float, longest: float) -> str | None:
+    """Why ``task`` must not run (a shed reason), or None if it may."""
+    if task.gone():
+        return "client gone"
+    if now - task.queued_at > longest:
+        return "deadline"
+    return None
+
+
+class RequestQueue:
+    """``threads`` worker threads run ``task.run()`` for the tasks ``put()`` on the loop.
+
+    A task must offer ``run()`` (on a worker thread), ``gone()`` (its client has left; read
+    from any thread) and ``queued_at`` (``time.monotonic()`` when it was put). Tasks that are
+    not run are handed to ``shed(task, reason)`` on a worker or sweeping thread, with reason
+    ``"deadline"`` or ``"client gone"``; ``shed`` must be thread-safe (it hands over to the
+    loop). ``sweep()``, called ten times a second, sheds expired tasks nobody picks up and
+    samples the queue's length for the overload rule.
+    """
+
+    def __init__(self, threads: int, max_wait: float, shed: Callable[[object, str], None],
+                 name: str = "wsgi") -> None:
+        self.max_wait = max_wait
+        self._shed = shed
+        self._waiting: collections.deque = collections.deque()
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._stopping = False
+        self._last_empty = time.monotonic()
+        self._lengths: collections.deque = collections.deque()  # (time, length) since then
+        self.typical_run = 0.0  # seconds; 0 until a request has finished
+        self.shed_counts = {"deadline": 0, "client gone": 0}
+        self.overloaded = False
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}_{index}", daemon=True)
+            for index in range(threads)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def put(self, task) -> None:
+        task.queued_at = time.monotonic()
+        with self._lock:
+            if not self._waiting:
+                self._emptied(task.queued_at)
+            self._waiting.append(task)
+            self._ready.notify()
+
+    def _emptied(self, now: float) -> None:
+        self._last_empty = now
+        self._lengths.clear()
+        self.overloaded = False
+
+    def _limits(self, now: float) -> float:
+        """The longest a waiting request may have waited as of ``now``; lock held."""
+        if not self._waiting:
+            self._emptied(now)
+        elif not self.overloaded and self.typical_run:
+            standing = max(OVERLOAD_AFTER_MIN, OVERLOAD_AFTER_RUNS * self.typical_run)
+            lengths = self._lengths
+            while len(lengths) > 1 and lengths[1][0] <= now - standing:
+                lengths.popleft()  # keep one sample from `standing` ago
+            self.overloaded = (
+                now - self._last_empty >= standing
+                and bool(lengths) and lengths[0][0] <= now - standing
+                and len(self._waiting) >= lengths[0][1]
+            )
+        if self.overloaded:
+            return min(max(SHORT_WAIT_MIN, SHORT_WAIT_RUNS * self.typical_run), self.max_wait)
+        return self.max_wait
+
+    def _take(self):
+        """The next task to run, shedding the expired and abandoned on the way; None to stop."""
+        shed = []
+        try:
+            with self._lock:
+                while True:
+                    while not self._waiting and not self._stopping:
+                        self._ready.wait()
+                    if not self._waiting:
+                        return None
+                    now = time.monotonic()
+                    longest = self._limits(now)
+                    task = self._waiting.pop() if self.overloaded else self._waiting.popleft()
+                    if not self._waiting:
+                        self._emptied(now)
+                    reason = _verdict(task, now, longest)
+                    if reason is None:
+                        return task
+                    shed.append((task, reason))
+        finally:
+            for task, reason in shed:
+                self._shed_one(task, reason)
+
+    def sweep(self) -> None:
+        """Shed what has waited too long or lost its client, oldest first."""
+        shed = []
+        with self._lock:
+            now = time.monotonic()
+            if self._waiting and not self.overloaded:
+                self._lengths.append((now, len(self._waiting)))
+            longest = self._limits(now)
+            keep = collections.deque()
+            for task in self._waiting:
+                reason = _verdict(task, now, longest)
+                if reason is None:
+                    keep.append(task)
+                else:
+                    shed.append((task, reason))
+            if shed:
+                self._waiting = keep
+                if not keep:
+                    self._emptied(now)
+        for task, reason in shed:
+            self._shed_one(task, reason)
+
+    def _shed_one(self, task, reason: str) -> None:
+        self.shed_counts[reason] += 1
+        self._shed(task, reason)
+
+    def _work(self) -> None:
+        while (task := self._take()) is not None:
+            started = time.monotonic()
+            task.run()
+            took = time.monotonic() - started
+            # A plain float update: a lost race between threads only skips one sample.
+            self.typical_run += (took - self.typical_run) * _AVERAGE_WEIGHT if self.typical_run else took
+
+    def shutdown(self, wait: bool = True, run_waiting: bool = True) -> None:
+        """Stop the threads once the queue is empty (or drop what waits, unrun)."""
+        with self._lock:
+            self._stopping = True
+            if not run_waiting:
+                self._waiting.clear()
+            self._ready.notify_all()
+        if wait:
+            for thread in self._threads:
+                thread.join()
