@@ -285,6 +285,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         (FRAMING,),
     ),
     Mutation(
+        "P33", "an upload that runs on after its `413` is cut off with the 413 alone",
+        "tornado_wsgi_server/http1.py",
+        "if self._response_start_line is not None:",
+        "if False:",
+        (LIMITS,),
+    ),
+    Mutation(
         "P10", "`--max-connections`: Open connections per process (WebSockets count)",
         "tornado_wsgi_server/connections.py",
         "count = len(self._connections) + len(self.detached)\n        if count >=",

@@ -377,3 +377,16 @@ def test_fast_body_is_not_cut_by_min_body_rate(start_server):
             data += part
     assert data.startswith(b"HTTP/1.1 200 "), data[:200]
     assert hashlib.sha256(b"f" * 40000).hexdigest().encode() in data
+
+
+def test_runaway_chunked_body_after_413_gets_no_second_answer(start_server):
+    """A chunked upload that keeps going far past the limit after its 413 is cut off with
+    the 413 alone: a 400 tacked on after it would be read as the answer to the next request."""
+    server = start_server("--max-body-size", "1K")
+    chunk = b"r" * 65536
+    request = (b"POST /__test__/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+               + b"%x\r\n%s\r\n" % (len(chunk), chunk) * (17 * 16) + b"0\r\n\r\n")
+    data, ended = exchange(server, request, timeout=30)
+    assert data.startswith(b"HTTP/1.1 413 "), data[:200]
+    assert data.count(b"HTTP/1.1 ") == 1, data
+    assert_still_serving(server)
