@@ -187,8 +187,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "P8", "`--body-timeout`: Seconds a client may take to send a whole body",
-        "tornado_wsgi_server/task.py",
-        "if now >= self.body_deadline:",
+        "tornado_wsgi_server/uploads.py",
+        "if now >= self.deadline:",
         "if False:",
         (LIMITS,),
     ),
@@ -208,7 +208,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "P22", "`--min-body-rate`: a slower upload is closed",
-        "tornado_wsgi_server/task.py",
+        "tornado_wsgi_server/uploads.py",
         "if self.received - self.window_received < options.min_body_rate * window:",
         "if False:",
         (LIMITS,),

@@ -60,7 +60,7 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
         self.capacity = options.threads + options.max_queue
         # Streams of connections waiting for a request (new or keep-alive), oldest first.
         self.idle: dict = {}
-        # Streams still sending a request body -> their RequestTask, oldest first.
+        # Streams still sending a request body -> their UploadWatch, oldest first.
         self.uploads: dict = {}
         self._noted: dict = {}  # (kind, address) -> when last logged; see note()
         self.shutting_down = False
@@ -95,14 +95,14 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
         now = self.loop.time()
         victim = min(
             self.uploads.items(),
-            key=lambda item: (True, item[1].body_started - now)
-            if now - item[1].body_started < 1.0
-            else (False, item[1].received / (now - item[1].body_started)),
+            key=lambda item: (True, item[1].started - now)
+            if now - item[1].started < 1.0
+            else (False, item[1].received / (now - item[1].started)),
         )
-        stream, task = victim
+        stream, upload = victim
         del self.uploads[stream]
-        self.note(task.client, "evicted", "Connection limit reached; closing the slowest upload "
-                  "(from %s, %d bytes in %.0fs)", task.client, task.received, now - task.body_started)
+        self.note(upload.client, "evicted", "Connection limit reached; closing the slowest upload "
+                  "(from %s, %d bytes in %.0fs)", upload.client, upload.received, now - upload.started)
         stream.close()
         return True
 

@@ -40,10 +40,6 @@ class ReadingConnection(HTTP1Connection):
             headers.pop("Expect", None)
         return start_line, headers
 
-    def close_after_response(self) -> None:
-        """Close the connection once the response is out, whatever the request asked."""
-        self._disconnect_on_finish = True
-
     def write_headers(self, start_line, headers, chunk=None):
         request = self._request_start_line
         if not self.is_client and request is not None:

@@ -16,6 +16,7 @@ from tornado import httputil, iostream
 
 from .http1 import MAX_HEADER_FIELDS, TooManyHeaders
 from .logs import access_log, log
+from .uploads import UploadWatch
 from .wsgi import BadResponse, FileWrapper
 
 # Request bodies beyond this wait in a temporary file: even max_connections uploads at
@@ -52,8 +53,7 @@ class RequestTask(httputil.HTTPMessageDelegate):
         self.close_when_done = False
         self.received = 0  # body bytes read, kept or not
         self.dispatched = False  # handed to a worker thread, which then owns the body
-        self.body_watch = None  # the timer of watch_body()
-        self.body_deadline = None
+        self.upload = None  # an UploadWatch while the body is being read
 
     # --- Event loop: reading the request -----------------------------------------------
 
@@ -134,6 +134,17 @@ class RequestTask(httputil.HTTPMessageDelegate):
         if self.tornado_delegate is not None:
             self.tornado_delegate.on_connection_close()
 
+    def watch_body(self, seconds: float) -> None:
+        """Hold the body to --min-body-rate and to a deadline ``seconds`` from now."""
+        if self.upload is None:
+            self.upload = UploadWatch(self, seconds)
+        else:
+            self.upload.shorten(seconds)
+
+    def unwatch_body(self) -> None:
+        if self.upload is not None:
+            self.upload.stop()
+
     def discard_body(self) -> None:
         if self.body is not None:
             self.body.close()
@@ -177,61 +188,6 @@ class RequestTask(httputil.HTTPMessageDelegate):
         self.request_conn.set_max_body_size(limit)
         self.watch_body(_DRAIN_SECONDS)  # also when the refusal came mid-body
         return True
-
-    # --- Event loop: keeping uploads moving --------------------------------------------
-
-    def watch_body(self, seconds: float) -> None:
-        """Hold this upload to --min-body-rate and a deadline ``seconds`` from now, and make
-        its connection evictable at the connection limit (container.uploads)."""
-        container = self.container
-        now = container.loop.time()
-        if self.body_deadline is None:
-            self.body_started = self.window_started = now
-            self.window_received = self.received
-            self.body_deadline = now + seconds
-            container.uploads[self.server_conn.stream] = self
-        elif now + seconds < self.body_deadline:
-            self.body_deadline = now + seconds
-        else:
-            return
-        self._arm_body_watch()
-
-    def _arm_body_watch(self) -> None:
-        loop = self.container.loop
-        if self.body_watch is not None:
-            loop.remove_timeout(self.body_watch)
-        window_end = self.window_started + self.container.options.body_rate_window
-        self.body_watch = loop.call_at(min(window_end, self.body_deadline), self.check_body)
-
-    def unwatch_body(self) -> None:
-        if self.body_watch is not None:
-            self.container.loop.remove_timeout(self.body_watch)
-            self.body_watch = None
-        self.container.uploads.pop(self.server_conn.stream, None)
-
-    def check_body(self) -> None:
-        self.body_watch = None
-        stream = self.server_conn.stream
-        if stream.closed():
-            self.unwatch_body()
-            return
-        options = self.container.options
-        now = self.container.loop.time()
-        if now >= self.body_deadline:
-            self.container.note(self.client, "timeout", "Closing uploads from %s: body not "
-                                "complete in time (%d bytes in %.0fs)", self.client,
-                                self.received, now - self.body_started)
-            stream.close()
-            return
-        window = now - self.window_started
-        if window >= options.body_rate_window:
-            if self.received - self.window_received < options.min_body_rate * window:
-                self.container.note(self.client, "slow", "Closing uploads from %s: slower than "
-                                    "%d bytes/s", self.client, options.min_body_rate)
-                stream.close()
-                return
-            self.window_started, self.window_received = now, self.received
-        self._arm_body_watch()
 
     # --- Worker thread: running the application ----------------------------------------
 
