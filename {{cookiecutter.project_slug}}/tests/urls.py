@@ -21,5 +21,6 @@ urlpatterns = [
     path("__test__/db-connection", views.db_connection),
     path("__test__/no-content", views.no_content),
     path("__test__/pipe", views.pipe_file),
+    path("__test__/mark", views.mark),
     path("", include("{{ cookiecutter.project_slug }}.urls")),
 ]

@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -183,3 +184,10 @@ def pipe_file(request):
 
     threading.Thread(target=produce, daemon=True).start()
     return FileResponse(os.fdopen(read_end, "rb", buffering=0), content_type="application/octet-stream")
+
+
+@csrf_exempt
+def mark(request):
+    """Say in the server's output that the application ran this request (?name=)."""
+    print(f"app ran mark:{request.GET.get('name', '')}", file=sys.stderr, flush=True)
+    return HttpResponse("marked\n")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import email.utils
+import logging
 import re
 import sys
 import time
@@ -45,7 +46,7 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
     ``X-Forwarded-*`` taken only from ``trusted_proxies``.
 
     Warnings: the application must be thread-safe (Django is). Request bodies are read
-    completely (spooled to disk past 1 MB) before the application is called.
+    completely (spooled to disk past 64 KB) before the application is called.
     """
 
     def __init__(self, application, options: ServerOptions, tornado_app=None,
@@ -64,6 +65,9 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
         self.capacity = options.threads + options.max_queue
         # Streams of connections waiting for a request (new or keep-alive), oldest first.
         self.idle: dict = {}
+        # Streams still sending a request body -> their UploadWatch, oldest first.
+        self.uploads: dict = {}
+        self._noted: dict = {}  # (kind, address) -> when last logged; see note()
         self.shutting_down = False
         self.trusted = options.trusted_proxies
         self.proxies = Proxies(options.trusted_proxies)
@@ -85,6 +89,40 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
 
     def on_close(self, server_conn) -> None:
         self.idle.pop(server_conn.stream, None)
+        self.uploads.pop(server_conn.stream, None)
+
+    def evict_upload(self) -> bool:
+        """Close the slowest upload (bytes per second so far) to make room; True if one was.
+
+        Uploads younger than a second have no telling rate yet and go last, oldest first.
+        """
+        if not self.uploads:
+            return False
+        now = self.loop.time()
+        victim = min(
+            self.uploads.items(),
+            key=lambda item: (True, item[1].started - now)
+            if now - item[1].started < 1.0
+            else (False, item[1].received / (now - item[1].started)),
+        )
+        stream, upload = victim
+        del self.uploads[stream]
+        self.note(upload.client, "evicted", "Connection limit reached; closing the slowest upload "
+                  "(from %s, %d bytes in %.0fs)", upload.client, upload.received, now - upload.started)
+        stream.close()
+        return True
+
+    def note(self, address: str, kind: str, message: str, *args, level: int = logging.INFO) -> None:
+        """Log at most once a minute per kind of event and client address, so a hostile
+        client cannot flood the log."""
+        now = time.monotonic()
+        key = (kind, address)
+        if now - self._noted.get(key, -60.0) < 60.0:
+            return
+        if len(self._noted) > 10000:  # forget old entries: many addresses, little memory
+            self._noted = {k: t for k, t in self._noted.items() if now - t < 60.0}
+        self._noted[key] = now
+        log.log(level, message, *args)
 
     def close_idle(self, count: int | None = None) -> int:
         """Close up to ``count`` idle keep-alive connections (all by default), oldest first."""
@@ -276,7 +314,7 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
             if lower in HOP_BY_HOP:
                 continue  # the server decides keep-alive and framing
             if lower == "content-length":
-                if not value.isdigit():
+                if not (value.isascii() and value.isdigit()):
                     raise BadResponse(f"invalid Content-Length {value!r}")
                 if code < 200 or code == 204:
                     continue  # these may not carry one at all

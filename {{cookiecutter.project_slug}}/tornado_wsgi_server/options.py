@@ -151,17 +151,25 @@ def options_for(project: Project) -> tuple[Option, ...]:
                str(WINDOWS_MAX_CONNECTIONS) if IS_WINDOWS else "1000",
                "Open connections per process; at the limit the longest-idle keep-alive "
                f"connection is closed to make room (at most {WINDOWS_MAX_CONNECTIONS} on Windows)."),
+        Option("max_connections_per_ip", _int_range(1), "50",
+               "Open connections per client address and process, so one client cannot take every "
+               "slot; addresses in --trusted-proxies are exempt.", metavar="N"),
         Option("max_body_size", _size, "100M",
-               "Largest request body (413 beyond it); bodies over 1 MB wait in a temporary file.",
+               "Largest request body (413 beyond it); bodies over 64 KB wait in a temporary file.",
                metavar="SIZE"),
         Option("max_header_size", _size, "64K",
-               "Largest request line plus headers: 431 beyond it; past twice this the connection "
-               "is closed unanswered.", metavar="SIZE"),
+               "Largest request line plus headers: 431 beyond it (also past 100 header lines); "
+               "past this plus 4 KB the connection is closed unanswered.", metavar="SIZE"),
         Option("idle_timeout", _seconds, "60",
                "Seconds a connection may sit idle, or take to send its headers, before it is closed.",
                metavar="SECONDS"),
-        Option("body_timeout", _seconds, "300",
-               "Seconds a client may take to send a request body.", metavar="SECONDS"),
+        Option("body_timeout", _seconds, "120",
+               "Seconds a client may take to send a whole request body.", metavar="SECONDS"),
+        Option("min_body_rate", _size, "1K",
+               "Bytes per second a request body must average over each --body-rate-window; "
+               "a slower upload is closed.", metavar="SIZE"),
+        Option("body_rate_window", _seconds, "10",
+               "Seconds over which --min-body-rate is measured.", metavar="SECONDS"),
         Option("drain_timeout", _seconds, "30",
                "On shutdown, seconds in-flight requests get to finish.", metavar="SECONDS"),
         Option("trusted_proxies", _networks, "",
@@ -203,10 +211,13 @@ class ServerOptions:
     max_queue: int = 100
     max_queue_wait: float = 5.0
     max_connections: int = WINDOWS_MAX_CONNECTIONS if IS_WINDOWS else 1000
+    max_connections_per_ip: int = 50
     max_body_size: int = 100 * 1024**2
     max_header_size: int = 64 * 1024
     idle_timeout: float = 60.0
-    body_timeout: float = 300.0
+    body_timeout: float = 120.0
+    min_body_rate: int = 1024
+    body_rate_window: float = 10.0
     drain_timeout: float = 30.0
     trusted_proxies: tuple = field(default_factory=tuple)
     max_websockets: int | None = None  # None: half of max_connections

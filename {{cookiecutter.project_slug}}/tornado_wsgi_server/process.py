@@ -83,13 +83,15 @@ class Server:
         server = TornadoServer(
             container,
             max_connections=options.max_connections,
+            max_connections_per_ip=options.max_connections_per_ip,
             ssl_options=ssl_context(options),
-            # Tornado closes the socket past its own limit; ours (lower) answers 431.
-            max_header_size=options.max_header_size * 2 + 16 * 1024,
+            # Tornado closes the socket past its own limit; ours (a little lower) answers
+            # 431. Kept close, as every byte of a header block is parsed on the loop.
+            max_header_size=options.max_header_size + 4 * 1024,
             # Ours answers 413 first; Tornado's (higher) only stops a runaway chunked body.
             max_body_size=options.max_body_size + 1024 * 1024,
             idle_connection_timeout=options.idle_timeout,
-            body_timeout=options.body_timeout,
+            # --body-timeout and --min-body-rate are kept by RequestTask.watch_body().
         )
         sockets = self.sockets or bind(options)
         server.add_sockets(sockets)

@@ -14,10 +14,14 @@ import time
 
 from tornado import httputil, iostream
 
+from .http1 import MAX_HEADER_FIELDS, TooManyHeaders
 from .logs import access_log, log
+from .uploads import UploadWatch
 from .wsgi import BadRequest, BadResponse, FileWrapper
 
-_SPOOL_SIZE = 1024 * 1024  # request bodies beyond this wait on disk, not in memory
+# Request bodies beyond this wait in a temporary file: even max_connections uploads at
+# once then hold little memory (1000 x 64 KB = 64 MB at most).
+_SPOOL_SIZE = 64 * 1024
 _STREAM_HIGH_WATER = 1024 * 1024  # a streaming worker waits while this much is unsent
 # A refused body is still read (and dropped) up to this much past --max-body-size and
 # for this long: closing with unread data sends a reset, and a client still uploading
@@ -47,14 +51,25 @@ class RequestTask(httputil.HTTPMessageDelegate):
         self.status = 0
         self.sent_bytes = 0
         self.close_when_done = False
+        self.received = 0  # body bytes read, kept or not
+        self.dispatched = False  # handed to a worker thread, which then owns the body
+        self.upload = None  # an UploadWatch while the body is being read
 
     # --- Event loop: reading the request -----------------------------------------------
 
     def headers_received(self, start_line, headers):
         container = self.container
-        container.idle.pop(self.server_conn.stream, None)
+        stream = self.server_conn.stream
+        container.idle.pop(stream, None)
         self.started = time.perf_counter()
         self.start_line, self.headers = start_line, headers
+        if stream.closed():
+            # Evicted or closed while this request sat in the read buffer: never run it.
+            self.rejected = True
+            return None
+        if isinstance(headers, TooManyHeaders):
+            return self.reject(431, "Request Header Fields Too Large",
+                               f"More than {MAX_HEADER_FIELDS} header fields.\n")
         if container.tornado_paths is not None and container.tornado_paths.match(
             start_line.path.partition("?")[0]
         ):
@@ -66,26 +81,27 @@ class RequestTask(httputil.HTTPMessageDelegate):
         if container.in_flight >= container.capacity or container.shutting_down:
             return self.reject(503, "Service Unavailable",
                                "The server is busy; please retry shortly.\n", {"Retry-After": "5"})
-        length = headers.get("Content-Length")
-        if length is not None and length.isdigit() and int(length) > options.max_body_size:
+        length = _content_length(headers)
+        if length is not None and length > options.max_body_size:
             return self.reject(413, "Content Too Large",
                                f"Request body larger than {options.max_body_size} bytes.\n")
         head_size = len(start_line.path) + sum(len(k) + len(v) + 4 for k, v in headers.get_all())
         if head_size > options.max_header_size:
             return self.reject(431, "Request Header Fields Too Large",
                                f"Request headers larger than {options.max_header_size} bytes.\n")
+        if length or "Transfer-Encoding" in headers:
+            self.watch_body(options.body_timeout)
         return None
 
     def data_received(self, chunk: bytes):
         if self.tornado_delegate is not None:
             return self.tornado_delegate.data_received(chunk)
+        self.received += len(chunk)
         if self.rejected:
             return None
         self.body_size += len(chunk)
         if self.body_size > self.container.options.max_body_size:
-            if self.body is not None:
-                self.body.close()
-                self.body = None
+            self.discard_body()
             return self.reject(413, "Content Too Large", "Request body too large.\n")
         if self.body is None:
             self.body = tempfile.SpooledTemporaryFile(max_size=_SPOOL_SIZE)
@@ -96,13 +112,15 @@ class RequestTask(httputil.HTTPMessageDelegate):
         if self.tornado_delegate is not None:
             self.tornado_delegate.finish()
             return
-        if self.rejected:
-            # A refused body has been read to its end: close once the answer is out.
-            stream = self.server_conn.stream
-            self.request_conn.finish()
-            if not stream.closed():
-                stream.write(b"").add_done_callback(lambda _: stream.close())
+        self.unwatch_body()
+        if self.rejected or self.server_conn.stream.closed():
+            # A refused body has been read to its end; its answer closes the connection.
+            # A request read from the buffer of a closed connection is dropped unrun.
+            self.discard_body()
+            if not self.server_conn.stream.closed():
+                self.request_conn.finish()
             return
+        self.dispatched = True
         self.container.in_flight += 1
         self.unsent = collections.deque()
         self.unsent_bytes = 0
@@ -132,8 +150,27 @@ class RequestTask(httputil.HTTPMessageDelegate):
 
     def on_connection_close(self) -> None:
         self.closed = True
+        self.unwatch_body()
+        if not self.dispatched:
+            self.discard_body()  # the client left mid-upload: delete the temporary file now
         if self.tornado_delegate is not None:
             self.tornado_delegate.on_connection_close()
+
+    def watch_body(self, seconds: float) -> None:
+        """Hold the body to --min-body-rate and to a deadline ``seconds`` from now."""
+        if self.upload is None:
+            self.upload = UploadWatch(self, seconds)
+        else:
+            self.upload.shorten(seconds)
+
+    def unwatch_body(self) -> None:
+        if self.upload is not None:
+            self.upload.stop()
+
+    def discard_body(self) -> None:
+        if self.body is not None:
+            self.body.close()
+            self.body = None
 
     def reject(self, code: int, reason: str, text: str, extra: dict | None = None) -> None:
         """Answer at once from the loop (nothing reaches Django) and close the connection."""
@@ -143,6 +180,7 @@ class RequestTask(httputil.HTTPMessageDelegate):
             "Content-Type": "text/plain; charset=utf-8",
             "Content-Length": str(len(body)),
             "Date": self.container.http_date(),
+            # The connection then closes after this answer, whatever the request asked.
             "Connection": "close",
             **(extra or {}),
         })
@@ -151,23 +189,26 @@ class RequestTask(httputil.HTTPMessageDelegate):
         self.request_conn.write_headers(httputil.ResponseStartLine("HTTP/1.1", code, reason), head, body)
         self.log_access(code, len(body))
         if not self.drain_body():
+            self.unwatch_body()
             self.request_conn.finish()
         return None
 
     def drain_body(self) -> bool:
         """Let the rest of a refused body be read and dropped; finish() then closes."""
         headers = self.headers
-        if self.body_size == 0 and headers.get("Expect", "").lower() == "100-continue":
+        if self.received == 0 and headers.get("Expect", "").lower() == "100-continue":
             return False  # the client waits for a go-ahead and sends nothing now
+        if isinstance(headers, TooManyHeaders):
+            return False
         limit = self.container.options.max_body_size + _DRAIN_EXTRA
-        length = headers.get("Content-Length")
+        length = _content_length(headers)
         if length is None:
             if "Transfer-Encoding" not in headers:
                 return False  # no body
-        elif not length.isdigit() or int(length) == 0 or int(length) > limit:
+        elif length == 0 or length > limit:
             return False
         self.request_conn.set_max_body_size(limit)
-        self.request_conn.set_body_timeout(min(self.container.options.body_timeout, _DRAIN_SECONDS))
+        self.watch_body(_DRAIN_SECONDS)  # also when the refusal came mid-body
         return True
 
     # --- Worker thread: running the application ----------------------------------------
@@ -374,3 +415,11 @@ class RequestTask(httputil.HTTPMessageDelegate):
                 line.path, line.version, status, size, (time.perf_counter() - self.started) * 1000,
             )
 
+
+def _content_length(headers) -> int | None:
+    """The request's Content-Length as a number, None if absent or not plain ASCII digits
+    (Tornado answers 400 to those; "\u00b2".isdigit() is true, yet int() refuses it)."""
+    value = headers.get("Content-Length")
+    if value is None or not (value.isascii() and value.isdigit()):
+        return None
+    return int(value)

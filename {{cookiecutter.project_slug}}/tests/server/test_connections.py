@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from ..conftest import IS_WINDOWS, need
+from ..conftest import IS_WINDOWS, need, second_loopback_address
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ def timed_get(url: str) -> tuple[int, float]:
 @pytest.mark.skipif(sys.platform == "win32",
                     reason="not on Windows: it serves at most 500 connections per process")
 def test_thousands_of_idle_connections(start_server, many_files):
-    server = start_server("--max-connections", "3000")
+    server = start_server("--max-connections-per-ip", "5000", "--max-connections", "3000")
     idle = open_idle(server.port, 2000)
     try:
         # Half of them have already made a request and now wait on keep-alive.
@@ -85,7 +85,7 @@ def test_thousands_of_idle_connections(start_server, many_files):
 
 
 def test_connection_limit_evicts_idle_connections(start_server, many_files):
-    server = start_server("--max-connections", "100")
+    server = start_server("--max-connections-per-ip", "5000", "--max-connections", "100")
     idle = open_idle(server.port, 300)
     try:
         for sock in idle[-50:]:
@@ -113,7 +113,7 @@ def low_open_file_limit() -> None:
 @pytest.mark.skipif(sys.platform == "win32", reason="not on Windows: it has no RLIMIT_NOFILE")
 def test_server_raises_a_low_open_file_limit(start_server, many_files):
     """Started with a soft limit of 256 open files, the server still holds 1000 connections."""
-    server = start_server("--max-connections", "2000", preexec_fn=low_open_file_limit)
+    server = start_server("--max-connections-per-ip", "5000", "--max-connections", "2000", preexec_fn=low_open_file_limit)
     idle = open_idle(server.port, 1000)
     try:
         # All of them are open at once; now each one asks in turn.
@@ -127,3 +127,77 @@ def test_server_raises_a_low_open_file_limit(start_server, many_files):
         for sock in idle:
             sock.close()
     assert server.process.poll() is None
+
+
+def slow_upload(port: int, source: str = "127.0.0.1") -> socket.socket:
+    """A client that sends the headers and one byte of a 100 KB body, then nothing."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
+    sock.sendall(b"POST /__test__/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\nx")
+    return sock
+
+
+def test_slow_uploads_at_the_connection_limit_are_evicted(start_server):
+    """Connections still sending a body do not lock out new clients at --max-connections:
+    the slowest upload makes room."""
+    server = start_server("--max-connections", "3")
+    uploads = [slow_upload(server.port) for _ in range(3)]
+    try:
+        time.sleep(1.2)  # their headers are read; they now hold every slot
+        status, elapsed = timed_get(server.url)
+        assert status == 200
+        assert elapsed < 5
+        assert any(closed_within(sock, 2) for sock in uploads)
+    finally:
+        for sock in uploads:
+            sock.close()
+    assert "closing the slowest upload" in server.output()
+
+
+def closed_within(sock: socket.socket, seconds: float) -> bool:
+    sock.settimeout(seconds)
+    try:
+        return sock.recv(100) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def refused(port: int, source: str = "127.0.0.1") -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0)) as sock:
+        try:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            sock.settimeout(10)
+            return not sock.recv(100).startswith(b"HTTP/1.1 200")
+        except ConnectionError:
+            return True
+
+
+def test_one_address_cannot_take_every_slot(start_server):
+    """--max-connections-per-ip: past it, that address is refused, others still get in, and
+    the refusals are logged once, not once each."""
+    need(second_loopback_address(), "127.0.0.2 is not a loopback address here")
+    server = start_server("--max-connections-per-ip", "3", "--max-connections", "100")
+    held = [slow_upload(server.port) for _ in range(3)]
+    try:
+        time.sleep(0.3)
+        assert all(refused(server.port) for _ in range(5))
+        assert not refused(server.port, "127.0.0.2")
+    finally:
+        for sock in held:
+            sock.close()
+    assert server.output().count("Connection limit per address (3) reached") == 1
+    time.sleep(0.5)  # the held connections are gone: the address gets in again
+    assert not refused(server.port)
+
+
+def test_trusted_proxy_is_exempt_from_the_per_address_cap(start_server):
+    """A reverse proxy carries many clients over its own address."""
+    server = start_server("--max-connections-per-ip", "2", "--trusted-proxies", "127.0.0.1")
+    held = [slow_upload(server.port) for _ in range(4)]
+    try:
+        time.sleep(0.3)
+        assert not refused(server.port)
+    finally:
+        for sock in held:
+            sock.close()

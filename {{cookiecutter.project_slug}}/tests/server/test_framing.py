@@ -5,6 +5,7 @@ import json
 import re
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -142,3 +143,104 @@ def test_websockets_count_against_the_connection_limit(start_server):
         "a fourth connection was served past --max-connections 3"
     )
     assert "Connection limit (3) reached" in server.output()
+
+
+# --- Nothing read after a response that closes the connection reaches the application ---
+
+def read_until_closed(sock: socket.socket, timeout: float = 10) -> bytes:
+    sock.settimeout(timeout)
+    received = b""
+    while True:
+        try:
+            data = sock.recv(65536)
+        except ConnectionError:
+            return received
+        if not data:
+            return received
+        received += data
+
+
+def assert_never_ran(server, name: str, client) -> None:
+    """``mark:name`` did not run: a later request's mark shows the application has caught up."""
+    later = f"later-{name}"
+    assert client.get(f"{server.url}/__test__/mark?name={later}").status_code == 200
+    server.wait_for_output(f"mark:{later}")
+    time.sleep(0.3)
+    assert f"mark:{name}\n" not in server.output(), f"the application ran {name}"
+
+
+def mark(name: str, method: str = "GET", extra: bytes = b"") -> bytes:
+    return (f"{method} /__test__/mark?name={name} HTTP/1.1\r\nHost: localhost\r\n".encode()
+            + extra + b"Content-Length: 0\r\n\r\n")
+
+
+def test_request_pipelined_after_connection_close_never_runs(server, client):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(mark("close-first", extra=b"Connection: close\r\n") + mark("close-second", "POST"))
+        reply = read_until_closed(sock)
+    assert reply.count(b"HTTP/1.1 ") == 1 and reply.endswith(b"marked\n"), reply
+    server.wait_for_output("mark:close-first")
+    assert_never_ran(server, "close-second", client)
+
+
+def test_request_pipelined_after_http10_close_delimited_body_never_runs(server, client):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET /__test__/stream?chunks=3&size=4 HTTP/1.0\r\nHost: localhost\r\n"
+                     b"Connection: keep-alive\r\n\r\n" + mark("after-http10", "POST"))
+        reply = read_until_closed(sock)
+    assert reply.endswith(b"000011112222"), reply
+    assert_never_ran(server, "after-http10", client)
+
+
+def test_request_pipelined_after_413_never_runs(start_server, client):
+    server = start_server("--max-body-size", "1000")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"POST /__test__/echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2000\r\n\r\n"
+                     + b"x" * 2000 + mark("after-413", "POST"))
+        reply = read_until_closed(sock)
+    assert reply.startswith(b"HTTP/1.1 413 ") and reply.count(b"HTTP/1.1 ") == 1, reply
+    assert_never_ran(server, "after-413", client)
+
+
+def test_request_pipelined_after_503_never_runs(start_server, client, tmp_path):
+    """The refused body ends only once the thread is free again: the request behind it
+    would then have run, had the server kept reading."""
+    from ..conftest import ONE_AT_A_TIME
+
+    server = start_server(*ONE_AT_A_TIME)
+    held = tmp_path / "held"
+    held.touch()
+    with ThreadPoolExecutor(1) as pool:
+        busy = pool.submit(client.get, f"{server.url}/__test__/hold?path={held}")
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "held.started").exists():
+            assert time.monotonic() < deadline, "the holding request never started"
+            time.sleep(0.02)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"POST /__test__/echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\nabc")
+            assert sock.recv(12) == b"HTTP/1.1 503"
+            held.unlink()
+            assert busy.result().status_code == 200  # the thread is free again
+            try:
+                sock.sendall(b"defghij" + mark("after-503", "POST"))
+            except ConnectionError:
+                pass
+            read_until_closed(sock)
+    assert_never_ran(server, "after-503", client)
+
+
+def test_http10_expect_continue_gets_no_100(server):
+    """RFC 9110: a server must not send 100 Continue to an HTTP/1.0 client."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"POST /__test__/echo HTTP/1.0\r\nHost: localhost\r\nExpect: 100-continue\r\n"
+                     b"Content-Length: 5\r\n\r\n")
+        sock.settimeout(1.5)
+        try:
+            early = sock.recv(100)
+        except TimeoutError:
+            early = b""
+        assert early == b"", f"sent before the body: {early!r}"
+        sock.sendall(b"hello")
+        reply = read_until_closed(sock)
+    assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+    assert b" 100 " not in reply

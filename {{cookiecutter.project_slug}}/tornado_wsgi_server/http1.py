@@ -1,0 +1,148 @@
+"""HTTP/1.1 reading hardened for clients with no proxy in front: Tornado's HTTP1Connection
+with chunk extensions ignored, trailers dropped, bad chunk framing and floods of tiny chunks
+or header lines answered 400/431 (never an assert), no 100 Continue to HTTP/1.0, and nothing
+read after a response that closes the connection ever handed on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from tornado import httputil, iostream
+from tornado.http1connection import HTTP1Connection, HTTP1ServerConnection, _QuietException
+from tornado.log import gen_log
+
+MAX_HEADER_FIELDS = 100  # more header lines than this: 431 without parsing them
+# A chunked body may carry this many chunks plus one per MIN_AVERAGE_CHUNK bytes; each
+# chunk costs the event loop some microseconds, so a stream of 1-byte chunks is refused.
+FREE_CHUNKS = 1024
+MIN_AVERAGE_CHUNK = 64
+_CHUNK_LINE_MAX = 1024  # a chunk-size line with its extensions
+_HEX = re.compile(r"[0-9a-fA-F]{1,16}")
+
+
+class TooManyHeaders(httputil.HTTPHeaders):
+    """Stands in for the headers of a request with more than MAX_HEADER_FIELDS lines."""
+
+
+class ReadingConnection(HTTP1Connection):
+    """One request/response exchange on a server connection (see the module docstring)."""
+
+    def _parse_headers(self, data: bytes):
+        lines = data.count(b"\n")
+        if lines > MAX_HEADER_FIELDS + 3:  # start line, the blank line, a leading CRLF
+            text = data.decode("latin1").lstrip("\r\n")
+            return text[:text.find("\n")].rstrip("\r"), TooManyHeaders()
+        start_line, headers = super()._parse_headers(data)
+        if start_line.endswith("HTTP/1.0"):
+            # RFC 9110 10.1.1: an HTTP/1.0 client's 100-continue is ignored (no 100 for it).
+            headers.pop("Expect", None)
+        return start_line, headers
+
+    def write_headers(self, start_line, headers, chunk=None):
+        request = self._request_start_line
+        if not self.is_client and request is not None:
+            close_delimited = (
+                request.version == "HTTP/1.0"
+                and "Content-Length" not in headers
+                and request.method != "HEAD"
+                and start_line.code not in (204, 304)
+                and start_line.code >= 200
+            )
+            if close_delimited or headers.get("Connection", "").lower() == "close":
+                # Said "close": really close after the last byte, and let no keep-alive
+                # read pick up a request pipelined behind this one.
+                self._disconnect_on_finish = True
+                headers["Connection"] = "close"
+                if request.version == "HTTP/1.0" and self._request_headers is not None:
+                    # Otherwise Tornado answers a 1.0 keep-alive request "Keep-Alive".
+                    self._request_headers["Connection"] = "close"
+        return super().write_headers(start_line, headers, chunk)
+
+    def _bad_input(self, message: str) -> Exception:
+        if self._response_start_line is not None:
+            # An answer (a 413) is already out: a 400 after it would corrupt it. Just close.
+            gen_log.info("Malformed HTTP message from %s: %s", self.context, message)
+            self.stream.close()
+            return iostream.StreamClosedError()
+        return httputil.HTTPInputError(message)
+
+    async def _read_chunked_body(self, delegate) -> None:
+        total_size = 0
+        chunks = 0
+        stream = self.stream
+        chunk_size = self.params.chunk_size
+        while True:
+            try:
+                line = await stream.read_until(b"\r\n", max_bytes=_CHUNK_LINE_MAX)
+            except iostream.UnsatisfiableReadError:
+                raise self._bad_input("chunk size line too long") from None
+            # Extensions (";name=value") carry nothing we use; RFC 9112 7.1.1 lets us ignore them.
+            size = line[:-2].split(b";", 1)[0].rstrip(b" \t") if b";" in line else line[:-2]
+            if not _HEX.fullmatch(size.decode("latin1")):
+                raise self._bad_input("invalid chunk size")
+            length = int(size, 16)
+            if length == 0:
+                await self._skip_trailers()
+                return
+            chunks += 1
+            total_size += length
+            if total_size > self._max_body_size:
+                raise self._bad_input("chunked body too large")
+            if chunks > FREE_CHUNKS + total_size // MIN_AVERAGE_CHUNK:
+                raise self._bad_input("too many chunks for the body size")
+            remaining = length
+            while remaining:
+                data = await stream.read_bytes(min(remaining, chunk_size), partial=True)
+                remaining -= len(data)
+                if not self._write_finished:
+                    result = delegate.data_received(data)
+                    if result is not None:
+                        await result
+            if await stream.read_bytes(2) != b"\r\n":
+                raise self._bad_input("chunk not followed by CRLF")
+
+    async def _skip_trailers(self) -> None:
+        """Read and drop the trailer section (RFC 9112 7.1.2 lets a server discard it)."""
+        budget = self.params.max_header_size
+        for _ in range(MAX_HEADER_FIELDS + 1):
+            try:
+                line = await self.stream.read_until(b"\r\n", max_bytes=budget)
+            except iostream.UnsatisfiableReadError:
+                raise self._bad_input("trailer section too large") from None
+            if line == b"\r\n":
+                return
+            budget -= len(line)
+            if budget <= 0:
+                break
+        raise self._bad_input("trailer section too large")
+
+
+class ServerConnection(HTTP1ServerConnection):
+    """Tornado's server loop over ReadingConnections, stopping once the stream is closed."""
+
+    async def _server_request_loop(self, delegate) -> None:
+        try:
+            # Once a response has closed the stream, bytes left in its read buffer (a
+            # pipelined request) are never parsed, let alone run.
+            while not self.stream.closed():
+                conn = ReadingConnection(self.stream, False, self.params, self.context)
+                request_delegate = delegate.start_request(self, conn)
+                try:
+                    keep_going = await conn.read_response(request_delegate)
+                except (iostream.StreamClosedError, iostream.UnsatisfiableReadError,
+                        asyncio.CancelledError):
+                    return
+                except _QuietException:  # Tornado has logged it
+                    conn.close()
+                    return
+                except Exception:
+                    gen_log.error("Uncaught exception", exc_info=True)
+                    conn.close()
+                    return
+                if not keep_going:
+                    return
+                await asyncio.sleep(0)
+        finally:
+            delegate.on_close(self)
