@@ -144,8 +144,7 @@ class RequestTask(httputil.HTTPMessageDelegate):
         })
         if self.start_line.method == "HEAD":
             body = b""
-        if self.body is not None:
-            self.body.close()
+        self.discard_body()
         self.send_whole(httputil.ResponseStartLine("HTTP/1.1", 503, "Service Unavailable"), head, body)
 
     def on_connection_close(self) -> None:
