@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run as bench  # noqa: E402  (the sibling benchmark: baking, venv, servers)
+import run as bench  # the sibling benchmark: baking, venv, servers
 
 CLIENT_ADDRESS = "127.0.0.2"  # the normal visitor; every attack connection comes from 127.0.0.1
 NORMAL_PAGE = "/items"  # a template and an SQLite query, the way a real page is made
@@ -198,14 +198,15 @@ def run_attack(spec: bench.ServerSpec, attack: Attack, python: Path, project: Pa
         command = ["slowhttptest", *attack.args, "-c", str(connections), "-r", str(rate),
                    "-l", str(round(ramp + hold + timeout + 30)), "-p", "5", "-g", "-o", str(stats),
                    "-u", f"{server.url}{attack.path}"]
-        attack_log = open(logdir / f"{spec.name}-{attack.name}.slowhttptest.log", "wb")
-        attacker = subprocess.Popen(command, stdout=attack_log, stderr=subprocess.STDOUT,
-                                    cwd=logdir, start_new_session=True)
+        attack_log = logdir / f"{spec.name}-{attack.name}.slowhttptest.log"
+        with open(attack_log, "wb") as out:
+            attacker = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                        cwd=logdir, start_new_session=True)
         # The attack has opened its connections once it has been running ramp seconds (and
         # a little more for the loop to catch up); the normal visitor comes afterwards.
         time.sleep(ramp + 2)
         if attacker.poll() is not None:
-            outcome.failure = f"slowhttptest exited with {attacker.returncode}; see {attack_log.name}"
+            outcome.failure = f"slowhttptest exited with {attacker.returncode}; see {attack_log}"
             return outcome
         outcome.samples = NormalClient(server.port, 0.5, timeout).run_for(hold)
         outcome.server_died = server.process.poll() is not None
@@ -252,11 +253,11 @@ def table(outcomes: list[Outcome], timeout: float) -> list[str]:
 
 
 def versions(python: Path) -> str:
-    out = subprocess.run(
-        [python, "-c", "import importlib.metadata as m, sys; print(f'Python {sys.version.split()[0]}, "
-         "Django {m.version(\"Django\")}, tornado {m.version(\"tornado\")}, waitress "
-         "{m.version(\"waitress\")}')"], capture_output=True, text=True, check=True).stdout.strip()
-    tool = subprocess.run(["slowhttptest", "-h"], capture_output=True, text=True).stdout
+    script = ("import importlib.metadata as m, sys; print(f'Python {sys.version.split()[0]}, "
+              "Django {m.version(\"Django\")}, tornado {m.version(\"tornado\")}, waitress "
+              "{m.version(\"waitress\")}')")
+    out = subprocess.run([python, "-c", script], capture_output=True, text=True, check=True).stdout.strip()
+    tool = subprocess.run(["slowhttptest", "-h"], capture_output=True, text=True, check=False).stdout
     version = next((w for line in tool.splitlines() if "version" in line
                     for w in line.split() if w[:1].isdigit()), "?")
     return f"{out}, slowhttptest {version}"
