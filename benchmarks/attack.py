@@ -271,14 +271,14 @@ def versions(python: Path) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 200 connections, 4 s of normal traffic per attack")
+                        help="smoke run: 200 connections, 3 s of normal traffic per attack")
     parser.add_argument("--connections", type=int, default=None, help="attack connections (1500)")
     parser.add_argument("--rate", type=int, default=None,
                         help="new attack connections per second while ramping up (250)")
     parser.add_argument("--hold", type=float, default=None,
                         help="seconds of normal traffic once the attack is up (40)")
     parser.add_argument("--timeout", type=float, default=None,
-                        help="a normal request not answered in this many seconds fails (10, quick 5)")
+                        help="a normal request not answered in this many seconds fails (10, quick 3)")
     parser.add_argument("--attacks", default="", help="comma-separated subset of: headers,body,read")
     parser.add_argument("--servers", default="", help="comma-separated subset of: "
                         + ",".join(SERVERS))
@@ -302,8 +302,8 @@ def main(argv=None) -> int:
         raise SystemExit(f"ERROR: cannot bind the normal client to {CLIENT_ADDRESS}: {exc}") from None
     connections = args.connections or (200 if args.quick else 1500)
     rate = args.rate or (200 if args.quick else 250)
-    hold = args.hold or (4.0 if args.quick else 40.0)
-    args.timeout = args.timeout or (5.0 if args.quick else 10.0)
+    hold = args.hold or (3.0 if args.quick else 40.0)
+    args.timeout = args.timeout or (3.0 if args.quick else 10.0)
     attacks = ATTACKS
     if args.attacks:
         wanted = {a.strip() for a in args.attacks.split(",")}
