@@ -382,7 +382,9 @@ def main(argv=None) -> int:
             "",
             *lines,
             "",
-            "`attack conns open` is the most connections slowhttptest saw open at once.",
+            "`attack conns open` is the most connections slowhttptest saw open at once; it "
+            "counts a connection once the kernel has accepted it, so a server that stops "
+            "accepting still shows its listen backlog as open.",
         ]
         args.results.mkdir(parents=True, exist_ok=True)
         stem = "attack-quick" if args.quick else "attack-latest"
