@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import http.client
 import os
 import shutil
@@ -189,7 +190,9 @@ def peak_connected(csv_path: Path) -> int:
 def run_attack(spec: bench.ServerSpec, attack: Attack, python: Path, project: Path, env: dict,
                logdir: Path, connections: int, rate: int, hold: float, timeout: float) -> Outcome:
     outcome = Outcome(spec.name, attack)
-    server = bench.RunningServer(spec, python, project, env, logdir)
+    # A log file of its own per attack (RunningServer names it after the spec).
+    server = bench.RunningServer(dataclasses.replace(spec, name=f"{spec.name} {attack.name}"),
+                                 python, project, env, logdir)
     attacker = None
     try:
         server.wait_ready()
@@ -382,9 +385,9 @@ def main(argv=None) -> int:
             "",
             *lines,
             "",
-            "`attack conns open` is the most connections slowhttptest saw open at once; it "
-            "counts a connection once the kernel has accepted it, so a server that stops "
-            "accepting still shows its listen backlog as open.",
+            ("`attack conns open` is the most connections slowhttptest saw open at once; it "
+             "counts a connection once the kernel has accepted it, so a server that stops "
+             "accepting still shows its listen backlog as open."),
         ]
         args.results.mkdir(parents=True, exist_ok=True)
         stem = "attack-quick" if args.quick else "attack-latest"
