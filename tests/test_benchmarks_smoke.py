@@ -1,12 +1,13 @@
 """The benchmark scripts run end to end (bake, venv, servers, load, report) in their quick modes.
 
-Only that it works is checked here; its numbers mean something only in a full run.
+Only that they work is checked here; their numbers mean something only in a full run.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
+import socket
 import sys
 
 import pytest
@@ -43,3 +44,26 @@ def test_quick_overload_benchmark_prints_a_table(tmp_path):
         row = re.search(rf"^\| {server} \| ([\d.]+) \| ([\d.]+) \|", result.stdout, re.M)
         assert row and float(row.group(1)) > 0 and float(row.group(2)) > 0, result.stdout
     assert "| tornado_server |" in (tmp_path / "overload-latest.md").read_text(encoding="utf-8")
+def can_bind(address: str) -> bool:
+    try:
+        with socket.socket() as sock:
+            sock.bind((address, 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the attack benchmark runs on Linux")
+def test_quick_attack_benchmark_prints_a_table(tmp_path):
+    need(shutil.which("slowhttptest") is not None, "slowhttptest not installed (apt-get install slowhttptest)")
+    need(can_bind("127.0.0.2"), "127.0.0.2 is not a loopback address here")
+    result = run(
+        [sys.executable, ROOT / "benchmarks" / "attack.py", "--quick", "--attacks", "read",
+         "--python", main_python(), "--results", tmp_path],
+        cwd=ROOT, env=clean_env(), timeout=240,
+    )
+    assert result.returncode == 0, result.stdout
+    rows = re.findall(r"^\| slow read \(-X\)[^|]* \| (.+?) \| (\d+)/(\d+) ", result.stdout, re.M)
+    assert {name for name, ok, sent in rows if int(sent) > 0} == {"tornado_server", "waitress"}, result.stdout
+    report = (tmp_path / "attack-quick.md").read_text(encoding="utf-8")
+    assert "| slow read (-X) of a 20 MB FileResponse | tornado_server |" in report

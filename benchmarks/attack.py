@@ -1,0 +1,405 @@
+#!/usr/bin/env python
+"""Hostile clients against tornado_server.py and waitress: does a normal visitor still get in?
+
+    python benchmarks/attack.py            # 3 attacks x 2 servers, 1,500 connections, ~6 minutes
+    python benchmarks/attack.py --quick    # smoke run: 200 connections, a few seconds each
+
+Bakes the project the way run.py does (same ``bench`` app, same cached virtual environment),
+then for each attack (slowhttptest slow headers, slow body, slow read) and each server starts
+a fresh server, lets slowhttptest open its connections from 127.0.0.1 and, once they are all
+open, has a normal client on 127.0.0.2 ask for a normal page twice a second. Prints success
+rate and latency of that client per server and attack; writes ``results/attack-latest.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import http.client
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import run as bench  # the sibling benchmark: baking, venv, servers
+
+CLIENT_ADDRESS = "127.0.0.2"  # the normal visitor; every attack connection comes from 127.0.0.1
+NORMAL_PAGE = "/items"  # a template and an SQLite query, the way a real page is made
+BIG_FILE_SIZE = 20 * 1024**2
+
+
+@dataclass
+class Attack:
+    name: str
+    label: str
+    args: list  # slowhttptest arguments besides -c, -r, -l, -u; {url} is filled in
+    path: str
+
+
+ATTACKS = [
+    # Slowloris: headers that never end, one more header line every 10 s.
+    Attack("headers", "slow headers (-H)", ["-H", "-i", "10", "-x", "24"], "/hello"),
+    # R-U-Dead-Yet: a POST announcing 100 KB of body, sent a few bytes every 10 s.
+    Attack("body", "slow body (-B)", ["-B", "-i", "10", "-x", "24", "-s", "100000"], "/hello"),
+    # Slow read of a 20 MB FileResponse: a tiny receive window, 32 bytes read every 5 s. A
+    # FileResponse is streamed, so it shows whether a reader that does not read holds a thread.
+    Attack("read", "slow read (-X) of a 20 MB FileResponse",
+           ["-X", "-w", "512", "-y", "1024", "-n", "5", "-z", "32", "-k", "1"], "/big"),
+]
+
+SERVERS = {
+    "tornado_server": bench.ServerSpec(
+        "tornado_server", ["{python}", "tornado_server.py", "--port", "{port}"],
+        "1 process, default options (8 threads, access log on)"),
+    "waitress": bench.ServerSpec(
+        "waitress", ["{python}", "-m", "waitress", "--listen=127.0.0.1:{port}",
+                     f"{bench.SLUG}.wsgi:application"],
+        "waitress defaults (4 threads, connection_limit 100)", signal.SIGTERM),
+}
+
+
+def log(message: str) -> None:
+    print(f"[attack] {message}", flush=True)
+
+
+# ----------------------------------------------------------------------------------------
+# The normal client.
+# ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    seconds: float
+    outcome: str  # "200", another status, or why there was no response
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "200"
+
+
+def normal_request(port: int, timeout: float) -> Sample:
+    """One GET on a new connection from CLIENT_ADDRESS; a response later than ``timeout`` fails."""
+    started = time.monotonic()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout,
+                                            source_address=(CLIENT_ADDRESS, 0))
+    try:
+        connection.request("GET", NORMAL_PAGE)
+        response = connection.getresponse()
+        response.read()
+        outcome = str(response.status)
+    except TimeoutError:
+        outcome = "timeout"
+    except ConnectionRefusedError:
+        outcome = "refused"
+    except (ConnectionResetError, BrokenPipeError):
+        outcome = "reset"
+    except (http.client.HTTPException, OSError) as exc:
+        outcome = type(exc).__name__
+    finally:
+        connection.close()
+    elapsed = time.monotonic() - started
+    if outcome == "200" and elapsed > timeout:
+        outcome = "timeout"
+    return Sample(elapsed, outcome)
+
+
+class NormalClient:
+    """Sends a request every ``interval`` seconds, each on its own thread, whatever the
+    earlier ones are doing (a visitor does not wait for the previous visitor)."""
+
+    def __init__(self, port: int, interval: float, timeout: float) -> None:
+        self.port = port
+        self.interval = interval
+        self.timeout = timeout
+        self.samples: list[Sample] = []
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def _one(self) -> None:
+        sample = normal_request(self.port, self.timeout)
+        with self._lock:
+            self.samples.append(sample)
+
+    def run_for(self, seconds: float) -> list[Sample]:
+        started = time.monotonic()
+        n = 0
+        while (due := started + n * self.interval) < started + seconds:
+            time.sleep(max(0.0, due - time.monotonic()))
+            thread = threading.Thread(target=self._one, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+            n += 1
+        for thread in self._threads:
+            thread.join(self.timeout + 5)
+        return self.samples
+
+
+# ----------------------------------------------------------------------------------------
+# One attack against one server.
+# ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    server: str
+    attack: Attack
+    samples: list[Sample] = field(default_factory=list)
+    attack_connected: int = 0  # most attack connections slowhttptest saw open at once
+    server_died: bool = False
+    failure: str = ""
+
+    @property
+    def ok_count(self) -> int:
+        return sum(s.ok for s in self.samples)
+
+    def failures(self) -> str:
+        counts: dict[str, int] = {}
+        for s in self.samples:
+            if not s.ok:
+                counts[s.outcome] = counts.get(s.outcome, 0) + 1
+        return ", ".join(f"{n} {what}" for what, n in sorted(counts.items(), key=lambda i: -i[1]))
+
+
+def peak_connected(csv_path: Path) -> int:
+    """The largest "connected" count in slowhttptest's statistics file (-g -o)."""
+    try:
+        with open(csv_path, newline="") as f:
+            rows = list(csv.reader(f))
+    except OSError:
+        return 0
+    if not rows:
+        return 0
+    header = [h.strip().lower() for h in rows[0]]
+    if "connected" not in header:
+        return 0
+    column = header.index("connected")
+    return max((int(r[column]) for r in rows[1:] if len(r) > column and r[column].strip().isdigit()),
+               default=0)
+
+
+def run_attack(spec: bench.ServerSpec, attack: Attack, python: Path, project: Path, env: dict,
+               logdir: Path, connections: int, rate: int, hold: float, timeout: float) -> Outcome:
+    outcome = Outcome(spec.name, attack)
+    # A log file of its own per attack (RunningServer names it after the spec).
+    server = bench.RunningServer(dataclasses.replace(spec, name=f"{spec.name} {attack.name}"),
+                                 python, project, env, logdir)
+    attacker = None
+    try:
+        server.wait_ready()
+        ramp = connections / rate
+        stats = logdir / f"{spec.name}-{attack.name}"
+        command = ["slowhttptest", *attack.args, "-c", str(connections), "-r", str(rate),
+                   "-l", str(round(ramp + hold + timeout + 30)), "-p", "5", "-g", "-o", str(stats),
+                   "-u", f"{server.url}{attack.path}"]
+        attack_log = logdir / f"{spec.name}-{attack.name}.slowhttptest.log"
+        with open(attack_log, "wb") as out:
+            attacker = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                        cwd=logdir, start_new_session=True)
+        # The attack has opened its connections once it has been running ramp seconds (and
+        # a little more for the loop to catch up); the normal visitor comes afterwards.
+        time.sleep(ramp + 2)
+        if attacker.poll() is not None:
+            outcome.failure = f"slowhttptest exited with {attacker.returncode}; see {attack_log}"
+            return outcome
+        outcome.samples = NormalClient(server.port, 0.5, timeout).run_for(hold)
+        outcome.server_died = server.process.poll() is not None
+    finally:
+        if attacker is not None and attacker.poll() is None:
+            attacker.send_signal(signal.SIGINT)  # it writes its statistics on the way out
+            try:
+                attacker.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(attacker.pid, signal.SIGKILL)
+                attacker.wait(5)
+        server.stop()
+    outcome.attack_connected = peak_connected(Path(f"{stats}.csv"))
+    return outcome
+
+
+# ----------------------------------------------------------------------------------------
+# Report.
+# ----------------------------------------------------------------------------------------
+
+
+def ms(seconds: float) -> str:
+    return bench.fmt_ms(seconds * 1000)
+
+
+def table(outcomes: list[Outcome], timeout: float) -> list[str]:
+    rows = ["| attack | server | normal client OK | p50 ms | worst ms | attack conns open | failures |",
+            "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
+    for o in outcomes:
+        if o.failure:
+            rows.append(f"| {o.attack.label} | {o.server} | could not run: {o.failure} | | | | |")
+            continue
+        n = len(o.samples)
+        latencies = [s.seconds for s in o.samples]
+        worst = max(latencies, default=float("nan"))
+        worst_text = (f">= {timeout * 1000:.0f} (timeout)"
+                      if any(s.outcome == "timeout" for s in o.samples) else ms(worst))
+        notes = o.failures() + ("; server process died" if o.server_died else "")
+        rows.append(
+            f"| {o.attack.label} | {o.server} | {o.ok_count}/{n} ({100 * o.ok_count / n:.0f} %) | "
+            f"{ms(statistics.median(latencies)) if latencies else '-'} | {worst_text} | "
+            f"{o.attack_connected or '-'} | {notes} |")
+    return rows
+
+
+def versions(python: Path) -> str:
+    script = ("import importlib.metadata as m, sys; print(f'Python {sys.version.split()[0]}, "
+              "Django {m.version(\"Django\")}, tornado {m.version(\"tornado\")}, waitress "
+              "{m.version(\"waitress\")}')")
+    out = subprocess.run([python, "-c", script], capture_output=True, text=True, check=True).stdout.strip()
+    tool = subprocess.run(["slowhttptest", "-h"], capture_output=True, text=True, check=False).stdout
+    version = next((w for line in tool.splitlines() if "version" in line
+                    for w in line.split() if w[:1].isdigit()), "?")
+    return f"{out}, slowhttptest {version}"
+
+
+# ----------------------------------------------------------------------------------------
+# Main.
+# ----------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 200 connections, 3 s of normal traffic per attack")
+    parser.add_argument("--connections", type=int, default=None, help="attack connections (1500)")
+    parser.add_argument("--rate", type=int, default=None,
+                        help="new attack connections per second while ramping up (250)")
+    parser.add_argument("--hold", type=float, default=None,
+                        help="seconds of normal traffic once the attack is up (40)")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="a normal request not answered in this many seconds fails (10, quick 3)")
+    parser.add_argument("--attacks", default="", help="comma-separated subset of: headers,body,read")
+    parser.add_argument("--servers", default="", help="comma-separated subset of: "
+                        + ",".join(SERVERS))
+    parser.add_argument("--python", default=sys.executable,
+                        help="interpreter for the baked project's venv (default: this one)")
+    parser.add_argument("--cache-dir", type=Path,
+                        default=Path(os.environ.get("BENCH_CACHE_DIR", bench.ROOT / "benchmarks" / ".cache")),
+                        help="where the virtual environment is kept between runs")
+    parser.add_argument("--results", type=Path, default=bench.RESULTS, help="output directory")
+    parser.add_argument("--keep", action="store_true", help="keep the baked project and logs")
+    args = parser.parse_args(argv)
+
+    if sys.platform != "linux":
+        raise SystemExit("ERROR: the attack benchmark needs Linux (slowhttptest, 127.0.0.2)")
+    if shutil.which("slowhttptest") is None:
+        raise SystemExit("ERROR: slowhttptest is not installed (Debian/Ubuntu: apt-get install slowhttptest)")
+    try:
+        with socket.socket() as sock:
+            sock.bind((CLIENT_ADDRESS, 0))
+    except OSError as exc:
+        raise SystemExit(f"ERROR: cannot bind the normal client to {CLIENT_ADDRESS}: {exc}") from None
+    connections = args.connections or (200 if args.quick else 1500)
+    rate = args.rate or (200 if args.quick else 250)
+    hold = args.hold or (3.0 if args.quick else 40.0)
+    args.timeout = args.timeout or (3.0 if args.quick else 10.0)
+    attacks = ATTACKS
+    if args.attacks:
+        wanted = {a.strip() for a in args.attacks.split(",")}
+        attacks = [a for a in ATTACKS if a.name in wanted]
+        if not attacks or wanted - {a.name for a in ATTACKS}:
+            parser.error(f"--attacks: choose from {[a.name for a in ATTACKS]}")
+    servers = list(SERVERS)
+    if args.servers:
+        servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+        if set(servers) - set(SERVERS):
+            parser.error(f"--servers: choose from {list(SERVERS)}")
+
+    # slowhttptest and the servers need a descriptor per connection.
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = connections + 1024
+        if soft < want and (hard == resource.RLIM_INFINITY or hard >= want):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-attack-"))
+    try:
+        log(f"baking the template into {workdir}")
+        project = bench.bake(workdir)
+        bench.write_bench_app(project)
+        python = bench.cached_venv(project, args.python, args.cache_dir.resolve())
+        big = workdir / "big.bin"
+        with open(big, "wb") as f:
+            f.truncate(BIG_FILE_SIZE)  # sparse: no disk used, reads return zeros
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("DJANGO_", "SERVER_", "PYTEST_")) and k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+        env.update({
+            "DJANGO_SETTINGS_MODULE": "bench.settings",
+            "DJANGO_SECRET_KEY": "bench-" + "k" * 60,
+            "DJANGO_DEBUG": "false",
+            "DATABASE_URL": f"sqlite:///{(workdir / 'bench.sqlite3').as_posix()}",
+            "DJANGO_STATIC_ROOT": str(workdir / "static"),
+            "BENCH_BIG_FILE": str(big),
+            "PYTHONUNBUFFERED": "1",
+        })
+        for command in (["migrate", "-v0"], ["collectstatic", "--noinput", "-v0"]):
+            bench.run([python, "manage.py", *command], cwd=project, env=env)
+        logdir = workdir / "logs"
+        logdir.mkdir()
+        about = versions(python)
+        log(f"{about}; {connections} attack connections at {rate}/s, then {hold:g} s of "
+            f"normal traffic from {CLIENT_ADDRESS}")
+
+        outcomes: list[Outcome] = []
+        for attack in attacks:
+            for name in servers:
+                log(f"{attack.label} against {name} ...")
+                try:
+                    o = run_attack(SERVERS[name], attack, python, project, env, logdir,
+                                   connections, rate, hold, args.timeout)
+                except RuntimeError as exc:  # the server did not start
+                    o = Outcome(name, attack, failure=str(exc))
+                outcomes.append(o)
+                log(table([o], args.timeout)[-1])
+        lines = table(outcomes, args.timeout)
+        print()
+        print("\n".join(lines))
+        stamp = time.strftime("%Y-%m-%d %H:%M")
+        report = [
+            f"# Attack results ({'quick smoke run' if args.quick else 'full run'}, {stamp})",
+            "",
+            f"{about}. Each attack: slowhttptest opens {connections} connections from "
+            f"127.0.0.1 at {rate} per second; once they are open, a normal client on "
+            f"{CLIENT_ADDRESS} asks for `{NORMAL_PAGE}` (a template and an SQLite query) on a new "
+            f"connection every 0.5 s for {hold:g} s. A request not answered with 200 within "
+            f"{args.timeout:g} s fails. A fresh server for every attack: " + "; ".join(
+                f"{name}: {SERVERS[name].note}" for name in servers) + ".",
+            "",
+            *lines,
+            "",
+            ("`attack conns open` is the most connections slowhttptest saw open at once; it "
+             "counts a connection once the kernel has accepted it, so a server that stops "
+             "accepting still shows its listen backlog as open."),
+        ]
+        args.results.mkdir(parents=True, exist_ok=True)
+        stem = "attack-quick" if args.quick else "attack-latest"
+        (args.results / f"{stem}.md").write_text("\n".join(report) + "\n", encoding="utf-8")
+        log(f"table: {args.results / f'{stem}.md'}")
+        return 0
+    finally:
+        if args.keep:
+            log(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
