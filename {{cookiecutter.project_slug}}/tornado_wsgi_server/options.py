@@ -158,6 +158,9 @@ def options_for(project: Project) -> tuple[Option, ...]:
                metavar="SECONDS"),
         Option("body_timeout", _seconds, "300",
                "Seconds a client may take to send a request body.", metavar="SECONDS"),
+        Option("write_timeout", _seconds, "60",
+               "Seconds a response may wait on a client that does not read (accepts less than "
+               "64 KB) before its connection is closed and its thread freed.", metavar="SECONDS"),
         Option("drain_timeout", _seconds, "30",
                "On shutdown, seconds in-flight requests get to finish.", metavar="SECONDS"),
         Option("trusted_proxies", _networks, "",
@@ -192,6 +195,7 @@ class ServerOptions:
     max_header_size: int = 64 * 1024
     idle_timeout: float = 60.0
     body_timeout: float = 300.0
+    write_timeout: float = 60.0
     drain_timeout: float = 30.0
     trusted_proxies: tuple = field(default_factory=tuple)
     certfile: str | None = None
