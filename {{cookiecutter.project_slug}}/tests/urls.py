@@ -18,5 +18,9 @@ urlpatterns = [
     path("__test__/db-connection", views.db_connection),
     path("__test__/no-content", views.no_content),
     path("__test__/pipe", views.pipe_file),
+    # Responses to clients that do not read, and the WSGI contract.
+    path("__test__/finished-count", views.finished_count),
+    path("__test__/big-page", views.big_page),
+    path("__test__/system-exit", views.system_exit),
     path("", include("{{ cookiecutter.project_slug }}.urls")),
 ]

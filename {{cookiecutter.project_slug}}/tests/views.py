@@ -2,12 +2,14 @@
 
 import hashlib
 import os
+import sys
 import threading
 import time
 from pathlib import Path
 
 from django.contrib.auth.models import Group
 from django.core.cache import cache
+from django.core.signals import request_finished
 from django.db import connection, transaction
 from django.http import FileResponse, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -167,3 +169,31 @@ def pipe_file(request):
 
     threading.Thread(target=produce, daemon=True).start()
     return FileResponse(os.fdopen(read_end, "rb", buffering=0), content_type="application/octet-stream")
+
+
+# --- Responses to clients that do not read, and the WSGI contract (test_streaming, test_errors)
+
+FINISHED = {"count": 0}
+
+
+def count_finished(sender, **kwargs):
+    FINISHED["count"] += 1
+
+
+request_finished.connect(count_finished)
+
+
+def finished_count(request):
+    """How many times request_finished fired: each response's close() fires it once."""
+    return JsonResponse({"finished": FINISHED["count"]})
+
+
+def big_page(request):
+    """A large ordinary HttpResponse (?size= bytes), sent whole from the event loop."""
+    return HttpResponse(b"x" * int(request.GET.get("size", str(20 * 1024 * 1024))),
+                        content_type="application/octet-stream")
+
+
+def system_exit(request):
+    """A view (or a library it calls) that calls sys.exit(): Django does not catch it."""
+    sys.exit(3)
