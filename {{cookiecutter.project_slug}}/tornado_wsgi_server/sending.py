@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from tornado import httputil, iostream
+from tornado.concurrent import Future
 
 from .logs import log
 
@@ -132,7 +133,6 @@ class ResponseWriter:
     earlier, when the loop sends a file on its own) and writes the access-log line.
     """
 
-
     def write_head(self, start_line, head, body: bytes = b"") -> None:
         if head.get("Connection") == "close":
             self.close_when_done = True
@@ -142,7 +142,7 @@ class ResponseWriter:
         self.request_conn.write_headers(start_line, head, body)
         self.track_written()
 
-    def write_body(self, data) -> concurrent.futures.Future:
+    def write_body(self, data) -> Future:
         """Write ``data`` in slices the WriteWatch can see go; the future of the last one."""
         view = memoryview(data)
         future = None
@@ -156,7 +156,13 @@ class ResponseWriter:
         # HTTP1Connection resolves only the future of its latest write, so with several
         # writes queued on a slow client the earlier ones never complete. The stream's
         # own futures resolve in order, once all before them is sent.
-        future = self.request_conn.stream.write(b"")
+        try:
+            future = self.request_conn.stream.write(b"")
+        except iostream.StreamClosedError as exc:  # the client left: not worth a traceback
+            future = Future()
+            future.set_exception(exc)
+            future.exception()  # looked at: asyncio would warn about it otherwise
+            return future
         self.watch.track(future)
         return future
 

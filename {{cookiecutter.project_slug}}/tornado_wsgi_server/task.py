@@ -331,11 +331,12 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
         self.container.call_on_loop(self.write_part, start_line, head, data, done)
         self.unsent.append((done, len(data)))
         self.unsent_bytes += len(data)
-        # Also collect finished writes: a trickling stream (server-sent events) never
-        # reaches the high-water mark, yet must stop soon once its client is gone.
+        # A trickling stream (server-sent events) never reaches the high-water mark: the
+        # close callback (client_gone) is what stops it once its client is gone.
         while self.unsent and (self.unsent_bytes > _STREAM_HIGH_WATER or self.unsent[0][0].done()):
             future, size = self.unsent.popleft()
-            self.wait_written(future)  # raises StreamClosedError if the client went away
+            if self.unsent_bytes > _STREAM_HIGH_WATER:
+                self.wait_written(future)  # raises StreamClosedError if the client went away
             self.unsent_bytes -= size
 
     def wait_written(self, future: concurrent.futures.Future) -> None:
