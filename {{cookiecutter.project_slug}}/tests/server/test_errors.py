@@ -171,18 +171,30 @@ def finished_count(server) -> int:
     return httpx.get(f"{server.url}/__test__/finished-count", timeout=10).json()["finished"]
 
 
-def test_response_is_closed_once_when_the_client_leaves(server):
-    """close() fires Django's request_finished: once per response, even when the client
-    leaves while the end of a stream is still unsent."""
+@pytest.mark.parametrize("stream", ["tail unsent", "trickling"])
+def test_response_is_closed_once_when_the_client_leaves(server, stream):
+    """close() fires Django's request_finished: once per response, whether the client
+    leaves while the end of a stream is still unsent or while it is being made."""
     before = finished_count(server)
-    path = stream_with_unsent_tail()
+    if stream == "tail unsent":
+        path = stream_with_unsent_tail()
+    else:
+        path = "/__test__/stream?chunks=100&size=10&delay=0.05"
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
         sock.connect(("127.0.0.1", server.port))
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         assert sock.recv(12) == b"HTTP/1.1 200"
-        time.sleep(1)  # the whole stream is made and waits to be read
+        time.sleep(1)  # a tail unsent: the whole stream is made and waits to be read
     server.wait_for_output(f'"GET {path} HTTP/1.1" ')
     time.sleep(0.5)
     # One for the stream, one for the first count request.
     assert finished_count(server) - before == 2
+
+
+def test_client_that_leaves_before_its_answer_costs_no_error_log(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET /__test__/block?seconds=0.5&gone=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    output = server.wait_for_output('"GET /__test__/block?seconds=0.5&gone=1 HTTP/1.1"')
+    assert "Could not send the response" not in output
+    assert_still_serving(server)

@@ -226,7 +226,10 @@ def test_clients_that_do_not_read_a_long_stream_lose_it_after_the_write_timeout(
         started = time.monotonic()
         assert httpx.get(f"{server.url}/healthz", timeout=20).status_code == 200
         assert time.monotonic() - started < 15
-        server.wait_for_output("it read nothing of the response", count=4)
+        output = server.wait_for_output("it read nothing of the response", count=4)
+        # Closed while being made: the worker waited on the client instead of buffering
+        # the whole stream.
+        assert output.count(f'"GET {path} HTTP/1.1" 499') == 4
     finally:
         for sock in attackers:
             sock.close()
@@ -286,3 +289,23 @@ def test_http10_keep_alive_client_gets_close_for_a_body_ended_by_close(start_ser
     assert b"keep-alive" not in head
     assert b"transfer-encoding" not in head
     assert body == b"".join(str(i).encode() * 10 for i in range(5))
+
+
+def test_http10_keep_alive_client_is_told_of_the_close_during_shutdown(start_server, tmp_path):
+    server = start_server("--threads", "1")
+    hold = tmp_path / "hold"
+    hold.touch()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+        sock.sendall(f"GET /__test__/hold?path={hold} HTTP/1.0\r\nHost: 127.0.0.1\r\n"
+                     "Connection: keep-alive\r\n\r\n".encode())
+        deadline = time.monotonic() + 20
+        while not Path(f"{hold}.started").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        server.signal_stop()
+        server.wait_for_output("Shutting down")
+        hold.unlink()
+        head, body = read_head_and_body(sock)  # returns only at EOF
+    assert head.startswith(b"http/1.1 200")
+    assert b"connection: close" in head
+    assert b"keep-alive" not in head
+    assert body.startswith(b"held on")
