@@ -22,5 +22,6 @@ urlpatterns = [
     path("__test__/finished-count", views.finished_count),
     path("__test__/big-page", views.big_page),
     path("__test__/system-exit", views.system_exit),
+    path("__test__/not-modified", views.not_modified),
     path("", include("{{ cookiecutter.project_slug }}.urls")),
 ]

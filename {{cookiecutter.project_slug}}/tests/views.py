@@ -11,7 +11,13 @@ from django.contrib.auth.models import Group
 from django.core.cache import cache
 from django.core.signals import request_finished
 from django.db import connection, transaction
-from django.http import FileResponse, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import (
+    FileResponse,
+    HttpResponse,
+    HttpResponseNotModified,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.views.decorators.csrf import csrf_exempt
 
 
@@ -192,6 +198,11 @@ def big_page(request):
     """A large ordinary HttpResponse (?size= bytes), sent whole from the event loop."""
     return HttpResponse(b"x" * int(request.GET.get("size", str(20 * 1024 * 1024))),
                         content_type="application/octet-stream")
+
+
+def not_modified(request):
+    """A 304 from a view: Django's CommonMiddleware gives it ``Content-Length: 0``."""
+    return HttpResponseNotModified()
 
 
 def system_exit(request):
