@@ -140,7 +140,8 @@ class ResponseWriter:
                 # Tornado answers "Keep-Alive" over ours to a 1.0 client that asked for it.
                 self.headers["Connection"] = "close"
         self.request_conn.write_headers(start_line, head, body)
-        self.track_written()
+        if self.request_conn.stream.writing():  # the kernel did not take it all at once
+            self.track_written()
 
     def write_body(self, data) -> Future:
         """Write ``data`` in slices the WriteWatch can see go; the future of the last one."""
