@@ -104,7 +104,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "P3a", "requests in flight get up to `--drain-timeout` seconds",
         "tornado_wsgi_server/process.py",
-        "while container.in_flight and time.monotonic() < deadline:\n"
+        "while (container.in_flight or container.sending) and time.monotonic() < deadline:\n"
         "            await asyncio.sleep(0.05)\n",
         "pass\n",
         (SHUTDOWN,),
@@ -133,16 +133,88 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "P4b", "Responses that are iterators ... are sent as they are produced",
         "tornado_wsgi_server/task.py",
-        'if isinstance(result, (list, tuple)) or getattr(result, "streaming", None) is False:',
-        "if True:",
+        'isinstance(result, (list, tuple)) or getattr(result, "streaming", None) is False',
+        "True",
         (STREAMING,),
     ),
     Mutation(
-        "P4c", "iterators are sent as they are produced (and stop once the client has gone)",
+        "P4c", "a stream stops soon once its client has gone",
         "tornado_wsgi_server/task.py",
-        "while self.unsent and (self.unsent_bytes > _STREAM_HIGH_WATER or self.unsent[0][0].done()):",
-        "while self.unsent and self.unsent_bytes > _STREAM_HIGH_WATER:",
+        "self.request_conn.set_close_callback(self.client_gone)",
+        "pass",
         (ERRORS, STREAMING),
+    ),
+    Mutation(
+        "W1", "Large files ... are sent by the event loop itself ...: no thread is held",
+        "tornado_wsgi_server/task.py",
+        "if left is not None and left > result.block_size:",
+        "if False:",
+        (STREAMING,),
+    ),
+    Mutation(
+        "W2", "`--write-timeout`: a response that makes no progress ... has its connection closed",
+        "tornado_wsgi_server/sending.py",
+        "        if idle >= self.timeout:\n",
+        "        if False:\n",
+        (STREAMING,),
+    ),
+    Mutation(
+        "W3", "once a stream is made, the loop sends the rest and its thread is free",
+        "tornado_wsgi_server/task.py",
+        "        self.container.call_on_loop(self.finish_stream)\n",
+        "        for future, _ in self.unsent:\n"
+        "            self.wait_written(future)\n"
+        "        self.container.call_on_loop(self.finish_stream)\n",
+        (STREAMING,),
+    ),
+    Mutation(
+        "W4", "If the application raises, even `SystemExit`, the client gets a `500`",
+        "tornado_wsgi_server/task.py",
+        "except BaseException as exc:  # SystemExit too",
+        "except Exception as exc:  # SystemExit too",
+        (ERRORS,),
+    ),
+    Mutation(
+        "W5", "data given to `write()` is sent at once: an error restart after it closes the connection",
+        "tornado_wsgi_server/task.py",
+        "                    if self.headers_sent:\n                        raise exc_info",
+        "                    if False:\n                        raise exc_info",
+        (ERRORS,),
+    ),
+    Mutation(
+        "W6", "data given to `write()` is sent at once (also while the body is iterated)",
+        "tornado_wsgi_server/task.py",
+        "                    self.begin_stream(response, method)\n                self.push(None, None, data)\n",
+        "                    self.begin_stream(response, method)\n",
+        (ERRORS,),
+    ),
+    Mutation(
+        "W7", "the response's `close()` runs once, on the worker thread",
+        "tornado_wsgi_server/task.py",
+        "result, self.result = self.result, None",
+        "result = self.result",
+        (ERRORS,),
+    ),
+    Mutation(
+        "W8", "HTTP/1.0: a body of unknown length ends with the connection, and says `Connection: close`",
+        "tornado_wsgi_server/sending.py",
+        'self.headers["Connection"] = "close"',
+        "pass",
+        (STREAMING,),
+    ),
+    Mutation(
+        "W9", "a `304` carries no `Content-Length`",
+        "tornado_wsgi_server/container.py",
+        "                if no_body:\n",
+        "                if code < 200 or code == 204:\n",
+        (STREAMING,),
+    ),
+    Mutation(
+        "W10", "the same `Content-Length` twice is sent once; two different ones are a `500`",
+        "tornado_wsgi_server/container.py",
+        "continue  # the same one twice: send it once",
+        "pass",
+        (ERRORS,),
     ),
     Mutation(
         "P5a", "otherwise the forwarded headers are ignored (on purpose: anyone could send them)",

@@ -22,5 +22,10 @@ urlpatterns = [
     path("__test__/no-content", views.no_content),
     path("__test__/pipe", views.pipe_file),
     path("__test__/mark", views.mark),
+    # Responses to clients that do not read, and the WSGI contract.
+    path("__test__/finished-count", views.finished_count),
+    path("__test__/big-page", views.big_page),
+    path("__test__/system-exit", views.system_exit),
+    path("__test__/not-modified", views.not_modified),
     path("", include("{{ cookiecutter.project_slug }}.urls")),
 ]

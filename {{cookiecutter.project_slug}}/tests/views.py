@@ -9,8 +9,15 @@ from pathlib import Path
 
 from django.contrib.auth.models import Group
 from django.core.cache import cache
+from django.core.signals import request_finished
 from django.db import connection, transaction
-from django.http import FileResponse, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import (
+    FileResponse,
+    HttpResponse,
+    HttpResponseNotModified,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.views.decorators.csrf import csrf_exempt
 
 
@@ -191,3 +198,34 @@ def mark(request):
     """Say in the server's output that the application ran this request (?name=)."""
     print(f"app ran mark:{request.GET.get('name', '')}", file=sys.stderr, flush=True)
     return HttpResponse("marked\n")
+# --- Responses to clients that do not read, and the WSGI contract (test_streaming, test_errors)
+
+FINISHED = {"count": 0}
+
+
+def count_finished(sender, **kwargs):
+    FINISHED["count"] += 1
+
+
+request_finished.connect(count_finished)
+
+
+def finished_count(request):
+    """How many times request_finished fired: each response's close() fires it once."""
+    return JsonResponse({"finished": FINISHED["count"]})
+
+
+def big_page(request):
+    """A large ordinary HttpResponse (?size= bytes), sent whole from the event loop."""
+    return HttpResponse(b"x" * int(request.GET.get("size", str(20 * 1024 * 1024))),
+                        content_type="application/octet-stream")
+
+
+def not_modified(request):
+    """A 304 from a view: Django's CommonMiddleware gives it ``Content-Length: 0``."""
+    return HttpResponseNotModified()
+
+
+def system_exit(request):
+    """A view (or a library it calls) that calls sys.exit(): Django does not catch it."""
+    sys.exit(3)

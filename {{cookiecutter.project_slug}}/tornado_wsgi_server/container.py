@@ -35,10 +35,12 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
 
     Per request the application is called on a pool thread; a response that is a list
     or a Django ``HttpResponse`` is drained on that same thread and handed back to the
-    event loop with a single wake-up. Iterators (``StreamingHttpResponse``, files via
-    ``wsgi.file_wrapper``) are sent as they are produced, and the worker waits while more
-    than 1 MB is unsent, so a large download costs little memory. ``close()`` on the
-    response runs on the worker thread, where Django's database connections live.
+    event loop with a single wake-up. Iterators (``StreamingHttpResponse``) are sent as
+    they are produced, and the worker waits while more than 1 MB is unsent, at most
+    ``write_timeout`` seconds without progress. A large regular file via
+    ``wsgi.file_wrapper`` (``FileResponse``, WhiteNoise) is sent by the loop itself, block by
+    block as the client reads, so a client that does not read holds no thread. ``close()``
+    on the response runs on the worker thread, where Django's database connections live.
 
     It also enforces what a server owes its clients: 503 with Retry-After when more than
     ``max_queue`` requests wait for a thread or one has waited too long (``RequestQueue``), 413 and 431 for oversized requests, 500
@@ -62,6 +64,7 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
         self.tornado_paths = tornado_paths
         self.loop = IOLoop.current()
         self.in_flight = 0  # read completely, not yet answered; touched on the loop only
+        self.sending = 0  # files the loop sends on its own, with no thread held
         self.capacity = options.threads + options.max_queue
         # Streams of connections waiting for a request (new or keep-alive), oldest first.
         self.idle: dict = {}
@@ -298,6 +301,7 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
             raise BadResponse(f"headers must be a list of (name, value), not {type(headers).__name__}")
         head = httputil.HTTPHeaders()
         has_length = False
+        declared_length = None
         no_body = code in NO_BODY_STATUS or code < 200
         for item in headers:
             try:
@@ -316,10 +320,17 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
             if lower == "content-length":
                 if not (value.isascii() and value.isdigit()):
                     raise BadResponse(f"invalid Content-Length {value!r}")
-                if code < 200 or code == 204:
-                    continue  # these may not carry one at all
-                if body_length is not None and code != 304:
-                    value = str(body_length)  # a 304 keeps the length of what it stands for
+                if declared_length is not None:
+                    if int(value) != declared_length:
+                        raise BadResponse(f"two different Content-Length values: {declared_length}, {value}")
+                    continue  # the same one twice: send it once
+                declared_length = int(value)
+                if no_body:
+                    # 1xx and 204 may not carry one; a 304's may only repeat the 200's, and
+                    # Django's is the 0 of its own empty body: none is always right.
+                    continue
+                if body_length is not None:
+                    value = str(body_length)
                 has_length = True
             if name in head:
                 head.add(name, value)

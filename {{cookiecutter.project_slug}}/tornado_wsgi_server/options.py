@@ -170,6 +170,9 @@ def options_for(project: Project) -> tuple[Option, ...]:
                "a slower upload is closed.", metavar="SIZE"),
         Option("body_rate_window", _seconds, "10",
                "Seconds over which --min-body-rate is measured.", metavar="SECONDS"),
+        Option("write_timeout", _seconds, "60",
+               "Seconds a response may wait on a client that does not read (accepts less than "
+               "64 KB) before its connection is closed and its thread freed.", metavar="SECONDS"),
         Option("drain_timeout", _seconds, "30",
                "On shutdown, seconds in-flight requests get to finish.", metavar="SECONDS"),
         Option("trusted_proxies", _networks, "",
@@ -218,6 +221,7 @@ class ServerOptions:
     body_timeout: float = 120.0
     min_body_rate: int = 1024
     body_rate_window: float = 10.0
+    write_timeout: float = 60.0
     drain_timeout: float = 30.0
     trusted_proxies: tuple = field(default_factory=tuple)
     max_websockets: int | None = None  # None: half of max_connections

@@ -106,7 +106,7 @@ class Server:
         container.shutting_down = True
         container.close_idle()
         deadline = time.monotonic() + options.drain_timeout
-        while container.in_flight and time.monotonic() < deadline:
+        while (container.in_flight or container.sending) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         if container.in_flight:
             log.warning("%d request(s) still running after %gs; closing them",

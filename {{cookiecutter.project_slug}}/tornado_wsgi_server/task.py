@@ -1,7 +1,8 @@
 """One request on one connection: read on the event loop, answered from a pool thread.
 
 A RequestTask enforces the limits while reading (503, 413, 431), calls the application on a
-worker thread and sends its response whole or streamed with backpressure, from the loop.
+worker thread and hands its response to the loop (sending.py): whole, streamed with
+backpressure, or, for a large file on disk, sent by the loop with no thread held.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import itertools
+import os
 import tempfile
 import time
 
@@ -16,6 +18,7 @@ from tornado import httputil, iostream
 
 from .http1 import MAX_HEADER_FIELDS, TooManyHeaders
 from .logs import access_log, log
+from .sending import ResponseWriter, WriteWatch
 from .uploads import UploadWatch
 from .wsgi import BadRequest, BadResponse, FileWrapper
 
@@ -23,6 +26,7 @@ from .wsgi import BadRequest, BadResponse, FileWrapper
 # once then hold little memory (1000 x 64 KB = 64 MB at most).
 _SPOOL_SIZE = 64 * 1024
 _STREAM_HIGH_WATER = 1024 * 1024  # a streaming worker waits while this much is unsent
+_WAIT_MARGIN = 5.0  # past --write-timeout, a worker stops waiting even if the loop did not
 # A refused body is still read (and dropped) up to this much past --max-body-size and
 # for this long: closing with unread data sends a reset, and a client still uploading
 # (on Windows above all) then loses the 413/503 before it can read it.
@@ -30,7 +34,7 @@ _DRAIN_EXTRA = 16 * 1024 * 1024
 _DRAIN_SECONDS = 10.0
 
 
-class RequestTask(httputil.HTTPMessageDelegate):
+class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
     """One request on one connection: read on the loop, answered from a pool thread.
 
     ``container`` is the ``ThreadedWSGIContainer`` that made it: its pool runs ``run()``,
@@ -54,6 +58,12 @@ class RequestTask(httputil.HTTPMessageDelegate):
         self.received = 0  # body bytes read, kept or not
         self.dispatched = False  # handed to a worker thread, which then owns the body
         self.upload = None  # an UploadWatch while the body is being read
+        self.result = None  # the application's response until it is closed
+        self.drop_body = False  # HEAD or 304 whose head write() sent
+        self.released = False  # in_flight given back
+        self.logged = False
+        self.stall_logged = False
+        self.watch = WriteWatch(container.loop, container.options.write_timeout, self.stalled)
 
     # --- Event loop: reading the request -----------------------------------------------
 
@@ -122,6 +132,8 @@ class RequestTask(httputil.HTTPMessageDelegate):
             return
         self.dispatched = True
         self.container.in_flight += 1
+        # Tornado tells the delegate of a closed connection only while reading the request.
+        self.request_conn.set_close_callback(self.client_gone)
         self.unsent = collections.deque()
         self.unsent_bytes = 0
         self.container.queue.put(self)
@@ -215,7 +227,7 @@ class RequestTask(httputil.HTTPMessageDelegate):
     def run(self) -> None:
         container = self.container
         response: list = []  # [status, headers] once start_response has been called
-        written: list[bytes] = []  # data from the legacy write() callable
+        method = self.start_line.method
 
         def start_response(status, headers, exc_info=None):
             if exc_info is not None:
@@ -227,184 +239,207 @@ class RequestTask(httputil.HTTPMessageDelegate):
             elif response:
                 raise AssertionError("start_response was already called")
             response[:] = [status, headers]
-            return written.append
+            return write
 
-        method = self.start_line.method
-        result = None
+        def write(data: bytes) -> None:
+            # PEP 3333: write() sends (the head first) before it returns, so its data is
+            # committed: a later start_response(..., exc_info) re-raises instead of
+            # putting an error page after it.
+            if not response:
+                raise AssertionError("write() called before start_response")
+            if type(data) is not bytes:
+                raise TypeError(f"write() takes bytes, not {type(data).__name__}")
+            if data:
+                if not self.headers_sent:
+                    self.begin_stream(response, method)
+                self.push(None, None, data)
+
         try:
-            result = container.application(container.environ(self), start_response)
-            if isinstance(result, (list, tuple)) or getattr(result, "streaming", None) is False:
-                body = b"".join(written) + b"".join(result)
-                if not response:
-                    raise BadResponse("the application did not call start_response")
-                start_line, head, no_body = container.response_head(
-                    *response, body_length=len(body), method=method
-                )
-                if no_body or method == "HEAD":
-                    body = b""
-                self._close_result(result)
-                result = None
-                container.call_on_loop(self.send_whole, start_line, head, body)
+            self.result = container.application(container.environ(self), start_response)
+            result = self.result
+            if not self.headers_sent and (
+                isinstance(result, (list, tuple)) or getattr(result, "streaming", None) is False
+            ):
+                body = b"".join(result)
+                if not self.headers_sent:
+                    if not response:
+                        raise BadResponse("the application did not call start_response")
+                    start_line, head, no_body = container.response_head(
+                        *response, body_length=len(body), method=method
+                    )
+                    if no_body or method == "HEAD":
+                        body = b""
+                    self.close_result()
+                    container.call_on_loop(self.send_whole, start_line, head, body)
+                    return
+                self.push(None, None, body)  # write() was called while the body was joined
+                self.end_stream()
             else:
-                self.stream(result, response, written, method)
+                self.stream(self.result, response, method)
         except BadRequest as exc:  # raised by environ(), before the application ran
             container.call_on_loop(self.send_whole, *container.bad_request(str(exc), method))
-        except Exception as exc:
-            self._close_result(result)
-            if isinstance(exc, iostream.StreamClosedError) or self.closed:
-                container.call_on_loop(self.abort, 499)
-            elif self.headers_sent:
-                log.error("Error while streaming %s %s; connection closed",
-                          method, self.start_line.path, exc_info=True)
-                container.call_on_loop(self.abort, self.status)
-            else:
-                if isinstance(exc, BadResponse):
-                    log.error("Bad response from the application for %s %s: %s",
-                              method, self.start_line.path, exc)
-                else:
-                    log.error("Error handling %s %s", method, self.start_line.path, exc_info=True)
-                container.call_on_loop(self.send_error)
+        except BaseException as exc:  # SystemExit too: the client gets an answer, the slot back
+            self.close_result()
+            self.fail(exc, method)
         finally:
             if self.body is not None:
                 self.body.close()
 
-    def _close_result(self, result) -> None:
+    def fail(self, exc: BaseException, method: str) -> None:
+        path = self.start_line.path
+        if not isinstance(exc, Exception):
+            log.error("%s raised while handling %s %s", type(exc).__name__, method, path,
+                      exc_info=exc)
+        if isinstance(exc, iostream.StreamClosedError) or self.closed:
+            self.container.call_on_loop(self.abort, 499)
+        elif self.headers_sent:
+            if isinstance(exc, Exception):
+                log.error("Error while streaming %s %s; connection closed", method, path,
+                          exc_info=exc)
+            self.container.call_on_loop(self.abort, self.status)
+        else:
+            if isinstance(exc, BadResponse):
+                log.error("Bad response from the application for %s %s: %s", method, path, exc)
+            elif isinstance(exc, Exception):
+                log.error("Error handling %s %s", method, path, exc_info=exc)
+            self.container.call_on_loop(self.send_error)
+
+    def close_result(self) -> None:
+        """The response's close(), once, on this thread: Django's request_finished closes
+        the database connections of the thread that ran the view."""
+        result, self.result = self.result, None
         close = getattr(result, "close", None)
         if close is not None:
             try:
                 close()
-            except Exception:
+            except BaseException:
                 log.exception("Error closing the response for %s", self.start_line.path)
 
-    def stream(self, result, response, written, method) -> None:
+    def stream(self, result, response, method) -> None:
         """Send an iterable response as it is produced, waiting on a slow client."""
+        if isinstance(result, FileWrapper) and response and not self.headers_sent:
+            left = result.bytes_left()
+            if left is not None and left > result.block_size:
+                self.send_file_from_loop(result, response, method)
+                return
         iterator = iter(result)
-        first = b"".join(written)
-        if not first:
+        first = b""
+        if not self.headers_sent:
             # Files come whole when they fit in one block: one wake-up, as for HttpResponse.
             for chunk in iterator:
-                if chunk:
+                if chunk or self.headers_sent:
                     first = chunk
                     break
-        if not response:
-            raise BadResponse("the application did not call start_response")
-        later = []
-        whole = False
-        if isinstance(result, FileWrapper) and len(first) < result.block_size:
-            # A short read is the end of a regular file, but not of a pipe or socket.
-            rest = next(iterator, b"")
-            if rest:
-                later.append(rest)
-            else:
-                whole = True
-        start_line, head, no_body = self.container.response_head(
-            *response, body_length=len(first) if whole else None, method=method
-        )
-        self.status = start_line.code
-        if no_body or method == "HEAD":
-            self._close_result(result)
-            self.container.call_on_loop(self.send_whole, start_line, head, b"")
-            return
-        if whole:
-            self._close_result(result)
-            self.container.call_on_loop(self.send_whole, start_line, head, first)
-            return
-        self.headers_sent = True
-        # HTTP/1.0 has no chunked encoding: a body of unknown length ends when the
-        # connection does, even if the client asked for keep-alive.
-        self.close_when_done = (
-            self.start_line.version == "HTTP/1.0" and "Content-Length" not in head
-        )
-        self.push(start_line, head, first)
-        for chunk in itertools.chain(later, iterator):
+        if self.headers_sent:  # write() sent the head while the first part was made
+            if first:
+                self.push(None, None, first)
+        else:
+            if not response:
+                raise BadResponse("the application did not call start_response")
+            later = []
+            whole = False
+            if isinstance(result, FileWrapper) and len(first) < result.block_size:
+                # A short read is the end of a regular file, but not of a pipe or socket.
+                rest = next(iterator, b"")
+                if rest:
+                    later.append(rest)
+                else:
+                    whole = True
+            start_line, head, no_body = self.container.response_head(
+                *response, body_length=len(first) if whole else None, method=method
+            )
+            self.status = start_line.code
+            if no_body or method == "HEAD" or whole:
+                self.close_result()
+                self.container.call_on_loop(self.send_whole, start_line, head,
+                                            first if whole and not no_body and method != "HEAD" else b"")
+                return
+            self.begin_stream(response, method, start_line, head)
+            self.push(None, None, first)
+            iterator = itertools.chain(later, iterator)
+        for chunk in iterator:
             if self.closed:
                 break
             if chunk:
                 self.push(None, None, chunk)
-        self._close_result(result)
-        # Wait for the tail, so a failed write is seen here rather than lost.
-        while self.unsent:
-            self.unsent.popleft()[0].result()
+        self.end_stream()
+
+    def begin_stream(self, response, method, start_line=None, head=None) -> None:
+        """Send the head of a response whose length is not known; its body follows in push()."""
+        if start_line is None:
+            start_line, head, no_body = self.container.response_head(
+                *response, body_length=None, method=method
+            )
+            self.status = start_line.code
+            self.drop_body = no_body or method == "HEAD"
+        if self.start_line.version == "HTTP/1.0" and "Content-Length" not in head:
+            # HTTP/1.0 has no chunked encoding: the body ends when the connection does.
+            head["Connection"] = "close"
+        self.headers_sent = True
+        self.push(start_line, head, b"")
+
+    def end_stream(self) -> None:
+        self.close_result()
+        if self.closed:
+            raise iostream.StreamClosedError()
+        # What is still unsent is the loop's to deliver (the write timeout bounds it): the
+        # thread is free as soon as the last part is handed over.
         self.container.call_on_loop(self.finish_stream)
 
     def push(self, start_line, head, data: bytes) -> None:
+        if self.closed:
+            raise iostream.StreamClosedError()
+        if self.drop_body and start_line is None:
+            return
         done = concurrent.futures.Future()
         self.container.call_on_loop(self.write_part, start_line, head, data, done)
         self.unsent.append((done, len(data)))
         self.unsent_bytes += len(data)
-        # Also collect finished writes: a trickling stream (server-sent events) never
-        # reaches the high-water mark, yet must stop soon once its client is gone.
+        # A trickling stream (server-sent events) never reaches the high-water mark: the
+        # close callback (client_gone) is what stops it once its client is gone.
         while self.unsent and (self.unsent_bytes > _STREAM_HIGH_WATER or self.unsent[0][0].done()):
             future, size = self.unsent.popleft()
-            future.result()  # raises StreamClosedError if the client went away
+            if self.unsent_bytes > _STREAM_HIGH_WATER:
+                self.wait_written(future)  # raises StreamClosedError if the client went away
             self.unsent_bytes -= size
 
-    # --- Event loop: writing the response ----------------------------------------------
+    def wait_written(self, future: concurrent.futures.Future) -> None:
+        """Wait while the client reads; the loop's WriteWatch ends a stall, this is a backstop."""
+        timeout = self.container.options.write_timeout
+        while True:
+            try:
+                return future.result(timeout=timeout)
+            except concurrent.futures.TimeoutError:
+                if self.watch.idle_for() > timeout + _WAIT_MARGIN:
+                    self.container.call_on_loop(self.stalled)
+                    raise iostream.StreamClosedError() from None
 
-    def send_whole(self, start_line, head, body: bytes) -> None:
-        try:
-            self.request_conn.write_headers(start_line, head, body)
-            self.request_conn.finish()
-        except Exception:
-            log.exception("Could not send the response for %s", self.start_line.path)
-            self.request_conn.close()
-        self.done(start_line.code, len(body))
-
-    def send_error(self) -> None:
-        body = b"Internal Server Error\n"
-        head = httputil.HTTPHeaders({
-            "Content-Type": "text/plain; charset=utf-8",
-            "Content-Length": str(len(body)),
-            "Date": self.container.http_date(),
-        })
-        if self.start_line.method == "HEAD":
-            body = b""
-        self.send_whole(httputil.ResponseStartLine("HTTP/1.1", 500, "Internal Server Error"), head, body)
-
-    def write_part(self, start_line, head, data: bytes, done: concurrent.futures.Future) -> None:
-        try:
-            if start_line is not None:
-                self.request_conn.write_headers(start_line, head, data)
-            else:
-                self.request_conn.write(data)
-            # HTTP1Connection resolves only the future of its latest write, so with
-            # several writes queued on a slow client the earlier ones never complete.
-            # The stream's own futures resolve in order, once all before them is sent.
-            written = self.request_conn.stream.write(b"")
-            self.sent_bytes += len(data)
-        except Exception as exc:
-            done.set_exception(exc)
+    def send_file_from_loop(self, result: FileWrapper, response, method) -> None:
+        """Hand a large regular file to the event loop; this thread is free at once."""
+        start_line, head, no_body = self.container.response_head(
+            *response, body_length=None, method=method
+        )
+        self.status = start_line.code
+        if no_body or method == "HEAD":
+            self.close_result()
+            self.container.call_on_loop(self.send_whole, start_line, head, b"")
             return
-
-        def copy_result(future) -> None:
-            exc = future.exception()
-            if exc is None:
-                done.set_result(None)
-            else:
-                done.set_exception(exc)
-
-        written.add_done_callback(copy_result)
-
-    def finish_stream(self) -> None:
+        fd, position = result.duplicate()
         try:
-            self.request_conn.finish()
-        except Exception:
-            log.exception("Response for %s did not match its Content-Length", self.start_line.path)
-            self.request_conn.close()
-        else:
-            if self.close_when_done:
-                stream = self.server_conn.stream
-                if not stream.closed():
-                    stream.write(b"").add_done_callback(lambda _: stream.close())
-        self.done(self.status, self.sent_bytes)
-
-    def abort(self, status: int) -> None:
-        self.request_conn.close()
-        self.done(status, self.sent_bytes)
-
-    def done(self, status: int, size: int) -> None:
-        self.container.in_flight -= 1
-        self.log_access(status, size)
+            # close() here, on the thread that ran the view, not later on the loop: Django's
+            # request_finished closes this thread's database connections. The loop reads
+            # from its own descriptor of the file.
+            self.close_result()
+            os.lseek(fd, position, os.SEEK_SET)
+        except BaseException:
+            os.close(fd)
+            raise
+        length = head.get("Content-Length")
+        if self.start_line.version == "HTTP/1.0" and length is None:
+            head["Connection"] = "close"
+        self.headers_sent = True
+        self.container.call_on_loop(self.send_file, start_line, head, fd,
+                                    int(length) if length is not None else None)
 
     def log_access(self, status: int, size: int) -> None:
         if self.container.options.access_log:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import socket
 import time
 
 import httpx
 import pytest
+
+from .test_streaming import stream_with_unsent_tail
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +31,7 @@ def assert_still_serving(server) -> None:
         ("bad-status", "invalid status 'OK-ish'"),
         ("bad-header", "invalid header 'X-Injected'"),
         ("no-start-response", "did not call start_response"),
+        ("two-lengths", "two different Content-Length values"),
     ],
 )
 def test_broken_application_gets_500(server, fault, logged):
@@ -109,3 +113,88 @@ def test_slow_stream_stops_soon_after_client_leaves(server):
     left = time.monotonic()
     server.wait_for_output(f'"GET {path} HTTP/1.1" 499', timeout=8)
     assert time.monotonic() - left < 3
+
+
+def test_system_exit_in_a_view_gets_500_and_keeps_every_thread(start_server):
+    """Django catches only Exception: sys.exit() in a view reaches the server, which must
+    answer, log it and give the thread and its place in the queue back."""
+    server = start_server("--threads", "2", "--max-queue", "0")
+    for _ in range(3):  # one more than the server has places
+        response = httpx.get(f"{server.url}/__test__/system-exit", timeout=10)
+        assert response.status_code == 500
+    output = server.wait_for_output("SystemExit raised while handling GET /__test__/system-exit", count=3)
+    assert "Traceback (most recent call last)" in output
+    # Both threads are still there: two 1-second requests run side by side.
+    with httpx.Client(timeout=10) as client:
+        started = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            statuses = list(pool.map(lambda _: client.get(f"{server.url}/__test__/block?seconds=1").status_code,
+                                     range(2)))
+    assert statuses == [200, 200]
+    assert time.monotonic() - started < 1.9
+
+
+def test_write_then_error_restart_never_puts_an_error_page_after_written_data(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET /__fault__/write-then-error HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        data = read_until_closed(sock)
+    head, _, body = data.partition(b"\r\n\r\n")
+    # write() committed the 200: the error can only break the connection, which the
+    # client sees as a body without its last chunk.
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert b"partial-secret-data" in body
+    assert b"error page" not in body
+    assert not body.endswith(b"0\r\n\r\n")
+    server.wait_for_output("failed after write() (on purpose)")
+    assert_still_serving(server)
+
+
+def test_data_written_while_the_result_is_iterated_is_sent_in_order(server):
+    response = httpx.get(f"{server.url}/__fault__/write-while-iterating", timeout=10)
+    assert response.status_code == 200
+    assert response.content == b"ABCD"
+
+
+def test_same_content_length_twice_is_sent_once(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET /__fault__/same-length-twice HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Connection: close\r\n\r\n")
+        data = read_until_closed(sock)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert head.lower().count(b"content-length") == 1
+    assert b"content-length: 2" in head.lower()
+    assert body == b"ok"
+
+
+def finished_count(server) -> int:
+    return httpx.get(f"{server.url}/__test__/finished-count", timeout=10).json()["finished"]
+
+
+@pytest.mark.parametrize("stream", ["tail unsent", "trickling"])
+def test_response_is_closed_once_when_the_client_leaves(server, stream):
+    """close() fires Django's request_finished: once per response, whether the client
+    leaves while the end of a stream is still unsent or while it is being made."""
+    before = finished_count(server)
+    if stream == "tail unsent":
+        path = stream_with_unsent_tail()
+    else:
+        path = "/__test__/stream?chunks=100&size=10&delay=0.05"
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        assert sock.recv(12) == b"HTTP/1.1 200"
+        time.sleep(1)  # a tail unsent: the whole stream is made and waits to be read
+    server.wait_for_output(f'"GET {path} HTTP/1.1" ')
+    time.sleep(0.5)
+    # One for the stream, one for the first count request.
+    assert finished_count(server) - before == 2
+
+
+def test_client_that_leaves_before_its_answer_costs_no_error_log(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET /__test__/block?seconds=0.5&gone=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    output = server.wait_for_output('"GET /__test__/block?seconds=0.5&gone=1 HTTP/1.1"')
+    assert "Could not send the response" not in output
+    assert_still_serving(server)

@@ -1,0 +1,283 @@
+"""Writing responses from the event loop without trusting the client to read them.
+
+``ResponseWriter`` (RequestTask's loop side) sends heads and bodies; ``WriteWatch`` closes a
+connection whose response makes no progress (not one 64 KB slice taken by the kernel) for
+``--write-timeout`` seconds; ``FileSender`` sends a regular file from the loop, block by block.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import time
+from collections.abc import Callable
+
+from tornado import httputil, iostream
+from tornado.concurrent import Future
+
+from .logs import log
+
+WRITE_SLICE = 64 * 1024  # the unit of progress, and of a file read on the loop
+_FILE_BLOCKS_QUEUED = 2  # a file's blocks waiting for the kernel: its memory per connection
+
+
+class WriteWatch:
+    """Watches the write futures of one response; ``on_stall()`` runs at most once.
+
+    Each future given to ``track()`` resolves once its data is in the kernel. While one is
+    pending, the resolution of any of them counts as progress; none for ``timeout`` seconds
+    is a stall. A trickling stream with nothing queued is never stalled.
+    """
+
+    def __init__(self, loop, timeout: float, on_stall: Callable[[], None]) -> None:
+        self.loop = loop
+        self.timeout = timeout
+        self.on_stall = on_stall
+        self.pending = 0
+        self.last_progress = time.monotonic()
+        self.timer = None
+        self.stalled = False
+
+    def track(self, future) -> None:
+        if future.done():
+            return
+        if self.pending == 0:
+            self.last_progress = time.monotonic()
+        self.pending += 1
+        future.add_done_callback(self._progress)
+        if self.timer is None and not self.stalled:
+            self.timer = self.loop.call_later(self.timeout, self._check)
+
+    def idle_for(self) -> float:
+        """Seconds without progress while data waits (0 when nothing waits); any thread."""
+        return time.monotonic() - self.last_progress if self.pending else 0.0
+
+    def _progress(self, future) -> None:
+        self.pending -= 1
+        self.last_progress = time.monotonic()
+
+    def _check(self) -> None:
+        self.timer = None
+        if not self.pending or self.stalled:
+            return
+        idle = self.idle_for()
+        if idle >= self.timeout:
+            self.stalled = True
+            self.on_stall()
+        else:
+            self.timer = self.loop.call_later(self.timeout - idle, self._check)
+
+
+class FileSender:
+    """Sends ``limit`` bytes (None: up to the end) of the open file ``fd`` from the loop.
+
+    ``write(block)`` returns a future resolved once the block is in the kernel; the next
+    block is read only then, so a client that does not read costs two blocks of memory and
+    no thread. ``fd`` is closed at the end; ``done(error)`` runs once (error None: all sent).
+    Reads happen on the loop: meant for regular files, which the page cache makes fast.
+    """
+
+    def __init__(self, fd: int, limit: int | None, write: Callable, done: Callable) -> None:
+        self.fd = fd
+        self.left = limit
+        self.write = write
+        self.done = done
+        self.queued = 0
+        self.at_end = False
+        self.finished = False
+
+    def start(self) -> None:
+        self._fill()
+
+    def _fill(self) -> None:
+        try:
+            while not self.at_end and self.queued < _FILE_BLOCKS_QUEUED:
+                size = WRITE_SLICE if self.left is None else min(WRITE_SLICE, self.left)
+                block = os.read(self.fd, size) if size else b""
+                if not block:
+                    self.at_end = True
+                    break
+                if self.left is not None:
+                    self.left -= len(block)
+                future = self.write(block)
+                self.queued += 1
+                future.add_done_callback(self._written)
+        except Exception as exc:  # a closed connection, a read error: end it either way
+            self._end(exc)
+            return
+        if self.at_end and not self.queued:
+            self._end(None)
+
+    def _written(self, future) -> None:
+        self.queued -= 1
+        if self.finished:
+            return
+        error = future.exception()
+        if error is not None:
+            self._end(error)
+        else:
+            self._fill()
+
+    def _end(self, error: BaseException | None) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        os.close(self.fd)
+        self.done(error)
+
+
+class ResponseWriter:
+    """The event-loop half of a RequestTask: writing its response, then ``done()`` once.
+
+    ``done()`` gives the request's place in ``in_flight`` back (``release()`` may do so
+    earlier, when the loop sends a file on its own) and writes the access-log line.
+    """
+
+    def write_head(self, start_line, head, body: bytes = b"") -> None:
+        if head.get("Connection") == "close":
+            self.close_when_done = True
+            if self.start_line.version == "HTTP/1.0":
+                # Tornado answers "Keep-Alive" over ours to a 1.0 client that asked for it.
+                self.headers["Connection"] = "close"
+        self.request_conn.write_headers(start_line, head, body)
+        if self.request_conn.stream.writing():  # the kernel did not take it all at once
+            self.track_written()
+
+    def write_body(self, data) -> Future:
+        """Write ``data`` in slices the WriteWatch can see go; the future of the last one."""
+        view = memoryview(data)
+        future = None
+        for offset in range(0, len(view), WRITE_SLICE):
+            self.request_conn.write(view[offset:offset + WRITE_SLICE])
+            future = self.track_written()
+        self.sent_bytes += len(view)
+        return future if future is not None else self.track_written()
+
+    def track_written(self):
+        # HTTP1Connection resolves only the future of its latest write, so with several
+        # writes queued on a slow client the earlier ones never complete. The stream's
+        # own futures resolve in order, once all before them is sent.
+        try:
+            future = self.request_conn.stream.write(b"")
+        except iostream.StreamClosedError as exc:  # the client left: not worth a traceback
+            future = Future()
+            future.set_exception(exc)
+            future.exception()  # looked at: asyncio would warn about it otherwise
+            return future
+        self.watch.track(future)
+        return future
+
+    def send_whole(self, start_line, head, body: bytes) -> None:
+        self.status = start_line.code
+        try:
+            self.write_head(start_line, head, body[:WRITE_SLICE])
+            if len(body) > WRITE_SLICE:
+                self.write_body(memoryview(body)[WRITE_SLICE:])
+            self.request_conn.finish()
+            self.close_after_response()
+        except Exception:
+            log.exception("Could not send the response for %s", self.start_line.path)
+            self.request_conn.close()
+        self.done(start_line.code, len(body))
+
+    def send_error(self) -> None:
+        body = b"Internal Server Error\n"
+        head = httputil.HTTPHeaders({
+            "Content-Type": "text/plain; charset=utf-8",
+            "Content-Length": str(len(body)),
+            "Date": self.container.http_date(),
+        })
+        if self.container.shutting_down:
+            head["Connection"] = "close"
+        if self.start_line.method == "HEAD":
+            body = b""
+        self.send_whole(httputil.ResponseStartLine("HTTP/1.1", 500, "Internal Server Error"), head, body)
+
+    def write_part(self, start_line, head, data: bytes, done: concurrent.futures.Future) -> None:
+        try:
+            if start_line is not None:
+                self.write_head(start_line, head, b"")
+            written = self.write_body(data)
+        except Exception as exc:
+            done.set_exception(exc)
+            return
+
+        def copy_result(future) -> None:
+            exc = future.exception()
+            if exc is None:
+                done.set_result(None)
+            else:
+                done.set_exception(exc)
+
+        written.add_done_callback(copy_result)
+
+    def send_file(self, start_line, head, fd: int, limit: int | None) -> None:
+        self.release()  # no thread is held from here on
+        try:
+            self.write_head(start_line, head, b"")
+        except Exception:
+            os.close(fd)
+            log.exception("Could not send the response for %s", self.start_line.path)
+            self.abort(start_line.code)
+            return
+        self.container.sending += 1
+        FileSender(fd, limit, self.write_body, self.file_sent).start()
+
+    def file_sent(self, error: BaseException | None) -> None:
+        self.container.sending -= 1
+        if error is None:
+            self.finish_stream()
+            return
+        if not isinstance(error, iostream.StreamClosedError):
+            log.error("Could not send the file for %s", self.start_line.path, exc_info=error)
+        self.abort(499 if self.request_conn.stream.closed() else self.status)
+
+    def finish_stream(self) -> None:
+        if self.request_conn.stream.closed():
+            self.abort(499)
+            return
+        try:
+            self.request_conn.finish()
+        except Exception:
+            log.exception("Response for %s did not match its Content-Length", self.start_line.path)
+            self.request_conn.close()
+        else:
+            self.close_after_response()
+        self.done(self.status, self.sent_bytes)
+
+    def close_after_response(self) -> None:
+        """Close once the response is out, as its head said (Tornado would keep it open)."""
+        if self.close_when_done:
+            stream = self.server_conn.stream
+            if not stream.closed():
+                stream.write(b"").add_done_callback(lambda _: stream.close())
+
+    def stalled(self) -> None:
+        """The client has not taken any of the response for --write-timeout seconds."""
+        if self.stall_logged:
+            return
+        self.stall_logged = True
+        self.closed = True
+        log.warning("Closed the connection of %s: it read nothing of the response to %s %s for %gs",
+                    self.client, self.start_line.method, self.start_line.path,
+                    self.container.options.write_timeout)
+        self.request_conn.close()
+
+    def client_gone(self) -> None:
+        self.closed = True
+
+    def abort(self, status: int) -> None:
+        self.request_conn.close()
+        self.done(status, self.sent_bytes)
+
+    def release(self) -> None:
+        """This request no longer holds a thread or waits for one."""
+        if not self.released:
+            self.released = True
+            self.container.in_flight -= 1
+
+    def done(self, status: int, size: int) -> None:
+        self.release()
+        if not self.logged:
+            self.logged = True
+            self.log_access(status, size)
