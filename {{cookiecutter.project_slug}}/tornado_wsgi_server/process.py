@@ -19,7 +19,7 @@ from tornado.ioloop import PeriodicCallback
 from .application import setup_django, tornado_routes
 from .connections import TornadoServer, bind, raise_open_file_limit, ssl_context
 from .container import ThreadedWSGIContainer
-from .logs import log
+from .logs import log, tolerate_unencodable_output
 from .options import IS_WINDOWS, ServerOptions
 from .project import Project
 
@@ -49,12 +49,18 @@ class Server:
         self.exit_code = 0
 
     def stop(self, reason: str = "stop requested") -> None:
-        """Begin a graceful shutdown; safe to call from any thread or a signal handler."""
+        """Begin a graceful shutdown; safe to call from any thread or a signal handler, before
+        ``run()``, during its start-up, or after it returned (then it does nothing)."""
+        # Flag first, loop second; _serve() publishes the loop first and reads the flag
+        # second: whichever runs last sees the other, so a stop is never lost.
+        self._pending_stop = True
         loop = self.loop
-        if loop is None or self._stop_requested is None:
-            self._pending_stop = True
+        if loop is None:
             return
-        loop.call_soon_threadsafe(self._begin_stop, reason)
+        try:
+            loop.call_soon_threadsafe(self._begin_stop, reason)
+        except RuntimeError:  # the loop is closed: run() has returned
+            pass
 
     def _begin_stop(self, reason: str) -> None:
         if self._stop_requested.is_set():
@@ -74,8 +80,8 @@ class Server:
 
     async def _serve(self, application) -> int:
         options = self.options
-        self.loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
+        self.loop = asyncio.get_running_loop()  # see stop()
         if self._pending_stop:
             self._stop_requested.set()
         tornado_app, tornado_paths = tornado_routes()
@@ -156,6 +162,7 @@ def force_exit() -> None:
 
 
 def serve_single(project: Project, options: ServerOptions) -> int:
+    tolerate_unencodable_output()
     raise_open_file_limit()
     application = setup_django(options)
     sockets = bind(options)

@@ -17,7 +17,7 @@ from typing import Any
 
 from .application import setup_django
 from .connections import bind, raise_open_file_limit
-from .logs import log, setup_logging
+from .logs import log, setup_logging, tolerate_unencodable_output
 from .options import ServerOptions
 from .process import Server, announce, force_exit, install_stop_signals
 from .project import Project
@@ -29,6 +29,7 @@ def worker_main(options: ServerOptions, sockets: list, conn, number: int) -> Non
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "SIGBREAK"):
         signal.signal(signal.SIGBREAK, signal.SIG_IGN)
+    tolerate_unencodable_output()
     raise_open_file_limit()
     application = setup_django(options)
     server = Server(options, sockets)
@@ -152,6 +153,7 @@ class Supervisor:
 
 
 def serve_workers(project: Project, options: ServerOptions) -> int:
+    tolerate_unencodable_output()
     setup_logging(options)
     supervisor = Supervisor(project, options)
     install_stop_signals(supervisor.stop, force_exit)

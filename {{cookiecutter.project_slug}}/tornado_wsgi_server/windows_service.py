@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .application import setup_django
 from .connections import bind, raise_open_file_limit
-from .logs import setup_logging
+from .logs import setup_logging, tolerate_unencodable_output
 from .options import ServerOptions, load_options, read_dotenv
 from .process import Server, announce, force_exit, install_stop_signals, listening_url
 from .project import Project, load_project
@@ -196,6 +196,7 @@ class ServiceRunner:
 
 def run_in_console(project: Project, server_args: list[str]) -> int:
     """``service run``: the service's code path, stopped by Ctrl+C / SIGTERM."""
+    tolerate_unencodable_output()
     try:
         options = build_options(project, server_args)
     except ServiceError as exc:
