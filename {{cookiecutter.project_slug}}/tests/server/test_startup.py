@@ -1,8 +1,10 @@
-"""Start-up on real-world consoles and ports: a project name the console's code page lacks,
-a port another server holds."""
+"""Start-up and the listening socket on real-world systems: a project name the console's
+code page lacks, a port another server holds, running out of file descriptors."""
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 import time
@@ -63,3 +65,46 @@ def test_port_in_use_is_a_clear_error(start_server):
     assert f"ERROR: cannot listen on 127.0.0.1:{first.port}" in output, output
     assert "--port" in output and "Traceback" not in output, output
     assert httpx.get(f"{first.url}/healthz", timeout=30).status_code == 200
+
+
+def tiny_open_file_limit() -> None:
+    """In the server's process before it starts: a hard limit it cannot raise."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="not on Windows: it has no RLIMIT_NOFILE (and /proc is Linux)")
+def test_out_of_file_descriptors_neither_spins_nor_floods_the_log(start_server):
+    server = start_server(preexec_fn=tiny_open_file_limit)
+    clients = []
+    try:
+        for _ in range(80):  # more than the process can hold
+            clients.append(socket.create_connection(("127.0.0.1", server.port), timeout=10))
+        server.wait_for_output("Cannot accept connections")
+        before = cpu_seconds(server.process.pid)
+        time.sleep(3)
+        used = cpu_seconds(server.process.pid) - before
+        assert used < 1.0, f"{used:.2f}s of CPU in 3s while out of file descriptors"
+    finally:
+        for sock in clients:
+            sock.close()
+    # Once connections close, it serves again.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, server.output()[-3000:]
+        time.sleep(0.2)
+    output = server.output()
+    assert output.count("Cannot accept connections") == 1, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    assert server.process.poll() is None
