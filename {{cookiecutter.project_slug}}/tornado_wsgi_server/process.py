@@ -46,11 +46,16 @@ class Server:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested: asyncio.Event | None = None
         self._pending_stop = False
+        # A stop may ask for a shorter drain (a Windows service when Windows shuts down).
+        self.drain_timeout = options.drain_timeout
         self.exit_code = 0
 
-    def stop(self, reason: str = "stop requested") -> None:
+    def stop(self, reason: str = "stop requested", drain_timeout: float | None = None) -> None:
         """Begin a graceful shutdown; safe to call from any thread or a signal handler, before
-        ``run()``, during its start-up, or after it returned (then it does nothing)."""
+        ``run()``, during its start-up, or after it returned (then it does nothing).
+        ``drain_timeout`` shortens the drain, never lengthens it."""
+        if drain_timeout is not None:
+            self.drain_timeout = min(self.drain_timeout, drain_timeout)
         # Flag first, loop second; _serve() publishes the loop first and reads the flag
         # second: whichever runs last sees the other, so a stop is never lost.
         self._pending_stop = True
@@ -66,7 +71,7 @@ class Server:
         if self._stop_requested.is_set():
             return
         log.info("Shutting down (%s): finishing requests in flight, up to %gs",
-                 reason, self.options.drain_timeout)
+                 reason, self.drain_timeout)
         self._stop_requested.set()
 
     def run(self, application) -> int:
@@ -109,12 +114,13 @@ class Server:
         server.stop()  # no new connections; the port is free again
         container.shutting_down = True
         container.close_idle()
-        deadline = time.monotonic() + options.drain_timeout
-        while container.in_flight and time.monotonic() < deadline:
+        draining_since = time.monotonic()
+        # Read on every turn: a later stop() may shorten it.
+        while container.in_flight and time.monotonic() < draining_since + self.drain_timeout:
             await asyncio.sleep(0.05)
         if container.in_flight:
             log.warning("%d request(s) still running after %gs; closing them",
-                        container.in_flight, options.drain_timeout)
+                        container.in_flight, self.drain_timeout)
         server.close_detached()
         try:
             await asyncio.wait_for(server.close_all_connections(), timeout=5)

@@ -46,12 +46,14 @@ def worker_main(options: ServerOptions, sockets: list, conn, number: int) -> Non
 
 def watch_supervisor(conn, server: Server) -> None:
     """Stop when the supervisor says so, or when it is gone (no orphan workers)."""
+    drain_timeout = None
     try:
-        message = conn.recv()
+        message, _, drain = conn.recv().partition(" ")
         reason = f"supervisor: {message}"
+        drain_timeout = float(drain) if drain else None
     except (EOFError, OSError):
         reason = "supervisor is gone"
-    server.stop(reason)
+    server.stop(reason, drain_timeout)
 
 
 @dataclass
@@ -73,9 +75,13 @@ class Supervisor:
         self.workers: dict[int, Worker] = {}
         self.stopping = threading.Event()
         self.stop_reason = ""
+        self.drain_timeout = options.drain_timeout
         self.recent_deaths: collections.deque = collections.deque(maxlen=10)
 
-    def stop(self, reason: str = "stop requested") -> None:
+    def stop(self, reason: str = "stop requested", drain_timeout: float | None = None) -> None:
+        """Stop every worker gracefully; ``drain_timeout`` shortens their drain."""
+        if drain_timeout is not None:
+            self.drain_timeout = min(self.drain_timeout, drain_timeout)
         self.stop_reason = reason
         self.stopping.set()
 
@@ -139,10 +145,11 @@ class Supervisor:
         log.info("Stopping %d worker(s) (%s)", len(self.workers), self.stop_reason)
         for worker in self.workers.values():
             try:
-                worker.conn.send("stop")
+                shorter = self.drain_timeout < self.options.drain_timeout
+                worker.conn.send(f"stop {self.drain_timeout}" if shorter else "stop")
             except (OSError, ValueError):
                 pass
-        deadline = time.monotonic() + self.options.drain_timeout + 10
+        deadline = time.monotonic() + self.drain_timeout + 10
         for worker in self.workers.values():
             worker.process.join(max(0.1, deadline - time.monotonic()))
             if worker.process.is_alive():
