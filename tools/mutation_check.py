@@ -72,6 +72,8 @@ FRAMING = "tests/server/test_framing.py"
 STREAMING = "tests/server/test_streaming.py"
 ERRORS = "tests/server/test_errors.py"
 PROXY = "tests/server/test_tls_proxy.py"
+SERVICE = "tests/server/test_windows_service.py"
+STARTUP = "tests/server/test_startup.py"
 DRAIN_PROMISE = "Ctrl+C, Ctrl+Break, SIGTERM ...: requests in flight get up to `--drain-timeout` seconds"
 PROXY_PROMISE = "`--trusted-proxies`: proxies whose `X-Forwarded-For`/`-Proto` are believed"
 
@@ -100,7 +102,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "P3a", "requests in flight get up to `--drain-timeout` seconds",
         "tornado_wsgi_server/process.py",
-        "while container.in_flight and time.monotonic() < deadline:\n"
+        "while container.in_flight and time.monotonic() < draining_since + self.drain_timeout:\n"
         "            await asyncio.sleep(0.05)\n",
         "pass\n",
         (SHUTDOWN,),
@@ -224,8 +226,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "P16", "`--workers`: Processes sharing the port (a burst spreads over all of them)",
         "tornado_wsgi_server/connections.py",
-        "if not self.container.multiprocess:",
-        "if True:",
+        "per_turn = 1 if self.container.multiprocess else 128",
+        "per_turn = 128",
         (WORKERS,),
     ),
     Mutation(
@@ -275,6 +277,41 @@ MUTATIONS: tuple[Mutation, ...] = (
         "if STAMP.exists() and STAMP.read_text().strip() == wanted:",
         "if STAMP.exists():",
         ("tests/test_bootstrap.py",),
+    ),
+    Mutation(
+        "W1", 'the service reports "starting" until Django is loaded and the port is bound, then "running"',
+        "tornado_wsgi_server/service_runner.py",
+        'self.report("start_pending", 30000)',
+        'self.report("running", 30000)',
+        (SERVICE,),
+    ),
+    Mutation(
+        "W2", 'Asked for its state (`sc interrogate`), it gives the real one, never "running" while it stops',
+        "tornado_wsgi_server/service_runner.py",
+        "self.status.report(self.state, 10000, 0)",
+        'self.status.report("running", 10000, 0)',
+        (SERVICE,),
+    ),
+    Mutation(
+        "W3", "When Windows shuts down ... requests in flight get up to 5 seconds",
+        "tornado_wsgi_server/service_runner.py",
+        'self.stop("Windows is shutting down", SHUTDOWN_DRAIN_TIMEOUT)',
+        'self.stop("Windows is shutting down")',
+        (SERVICE,),
+    ),
+    Mutation(
+        "C1", "out of file descriptors, it logs it once and pauses accepting ... instead of spinning",
+        "tornado_wsgi_server/connections.py",
+        "                loop.remove_handler(sock)\n                loop.call_later(ACCEPT_BACKOFF, resume)\n",
+        "",
+        (STARTUP,),
+    ),
+    Mutation(
+        "O1", "Output never stops the server: a project name or path with characters the console's code page lacks",
+        "tornado_wsgi_server/logs.py",
+        'stream.reconfigure(errors="backslashreplace")',
+        "pass",
+        (STARTUP,),
     ),
     Mutation(
         "H1", "Static files come from WhiteNoise with hashed names, immutable caching",
