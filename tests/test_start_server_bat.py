@@ -145,7 +145,7 @@ def test_missing_bootstrap_python_is_named(wine, spaced_project, tmp_path):
     code, output = run_bat(wine, spaced_project / "start_server.bat", cwd=tmp_path,
                            BOOTSTRAP_PYTHON=missing)
     assert code != 0, output
-    assert f"ERROR: Python 3.10 or newer was not found at {missing}" in output, output
+    assert f'ERROR: Python 3.10 or newer was not found at "{missing}"' in output, output
     assert "Starting the server" not in output
 
 
@@ -177,3 +177,56 @@ def test_port_and_options_reach_the_server(wine, spaced_project, tmp_path, args,
     ran = [line for line in output.splitlines() if line.startswith("FAKE-PYTHON ran")]
     assert ran == [f"FAKE-PYTHON ran bootstrap.py in {windows_path(spaced_project)}",
                    f"FAKE-PYTHON ran {expected} in {windows_path(spaced_project)}"], output
+
+
+def test_folder_with_an_ampersand_is_named_in_the_error(wine, cookies, tmp_path):
+    """A message naming the folder must not turn "R&D" into a command "D"."""
+    result = cookies.bake()
+    assert result.exit_code == 0, result.exception
+    project = tmp_path / "R&D" / "site"
+    project.parent.mkdir()
+    shutil.move(str(result.project_path), str(project))
+    (project / "bootstrap.py").unlink()
+    # Started from its own folder: an "&" on cmd /c's command line would split it there.
+    completed = subprocess.run(["wine", "cmd", "/c", ".\\start_server.bat"], cwd=project, env=wine,
+                               stdin=subprocess.DEVNULL, capture_output=True, timeout=300)
+    code = completed.returncode
+    output = (completed.stdout + completed.stderr).decode("utf-8", "replace").replace("\r\n", "\n")
+    assert code != 0, output
+    assert f'ERROR: cannot run in the folder of this script: "{windows_path(project)}\\"' in output, output
+    assert "is not recognized" not in output and "not found" not in output.lower().replace(
+        "bootstrap.py is missing", ""), output
+
+
+# The py launcher: a stand-in that has only the Pythons listed in FAKE_PY_HAS, and records
+# which ones it was asked for.
+FAKE_PY = "\r\n".join([
+    "@echo off",
+    'if "%~2"=="-c" echo asked for %1>>"%FAKE_PY_LOG%"',
+    'set "HAS=;%FAKE_PY_HAS%;"',
+    'call set "REST=%%HAS:;%~1;=%%"',
+    'if "%~2"=="-c" if not "%REST%"=="%HAS%" exit /b 0',
+    'if "%~2"=="-c" exit /b 1',
+    "echo FAKE-PY ran %*",
+    "exit /b 3",
+    "",
+])
+
+
+@pytest.mark.parametrize("has,chosen", [
+    ("-3.12;-3.14;-3", "py -3.12"),  # not the newest: the newest tested one
+    ("-3.10;-3", "py -3.10"),
+    ("-3", "py -3"),  # only an untested version: still used
+])
+def test_py_launcher_prefers_tested_versions(wine, spaced_project, tmp_path, has, chosen):
+    launcher = tmp_path / "launcher"
+    launcher.mkdir()
+    (launcher / "py.cmd").write_bytes(FAKE_PY.encode())
+    log = tmp_path / "asked.txt"
+    code, output = run_bat(wine, spaced_project / "start_server.bat", cwd=tmp_path,
+                           WINEPATH=windows_path(launcher), FAKE_PY_HAS=has, FAKE_PY_LOG=windows_path(log))
+    assert f"==> Using {chosen}\n" in output, output
+    assert f"FAKE-PY ran {chosen.split()[1]} bootstrap.py" in output, output
+    asked = log.read_text().split()
+    order = ["-3.13", "-3.12", "-3.11", "-3.10", "-3"]
+    assert [a for a in asked if a != "asked" and a != "for"] == order[:order.index(chosen.split()[1]) + 1], asked

@@ -76,6 +76,8 @@ ENVIRON = "tests/server/test_environ.py"
 WEBSOCKET = "tests/server/test_websocket.py"
 ROUTES_PROMISE = "Every Tornado route gets, without extra code, what Django gives its views"
 OVERLOAD = "tests/server/test_overload.py"
+SERVICE = "tests/server/test_windows_service.py"
+STARTUP = "tests/server/test_startup.py"
 DRAIN_PROMISE = "Ctrl+C, Ctrl+Break, SIGTERM ...: requests in flight get up to `--drain-timeout` seconds"
 PROXY_PROMISE = "`--trusted-proxies`: proxies whose `X-Forwarded-For`/`-Proto`/`-Host` are believed"
 
@@ -104,7 +106,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "P3a", "requests in flight get up to `--drain-timeout` seconds",
         "tornado_wsgi_server/process.py",
-        "while (container.in_flight or container.sending) and time.monotonic() < deadline:\n"
+        "while ((container.in_flight or container.sending)\n"
+        "               and time.monotonic() < draining_since + self.drain_timeout):\n"
         "            await asyncio.sleep(0.05)\n",
         "pass\n",
         (SHUTDOWN,),
@@ -145,21 +148,21 @@ MUTATIONS: tuple[Mutation, ...] = (
         (ERRORS, STREAMING),
     ),
     Mutation(
-        "W1", "Large files ... are sent by the event loop itself ...: no thread is held",
+        "R1", "Large files ... are sent by the event loop itself ...: no thread is held",
         "tornado_wsgi_server/task.py",
         "if left is not None and left > result.block_size:",
         "if False:",
         (STREAMING,),
     ),
     Mutation(
-        "W2", "`--write-timeout`: a response that makes no progress ... has its connection closed",
+        "R2", "`--write-timeout`: a response that makes no progress ... has its connection closed",
         "tornado_wsgi_server/sending.py",
         "        if idle >= self.timeout:\n",
         "        if False:\n",
         (STREAMING,),
     ),
     Mutation(
-        "W3", "once a stream is made, the loop sends the rest and its thread is free",
+        "R3", "once a stream is made, the loop sends the rest and its thread is free",
         "tornado_wsgi_server/task.py",
         "        self.container.call_on_loop(self.finish_stream)\n",
         "        for future, _ in self.unsent:\n"
@@ -168,49 +171,49 @@ MUTATIONS: tuple[Mutation, ...] = (
         (STREAMING,),
     ),
     Mutation(
-        "W4", "If the application raises, even `SystemExit`, the client gets a `500`",
+        "R4", "If the application raises, even `SystemExit`, the client gets a `500`",
         "tornado_wsgi_server/task.py",
         "except BaseException as exc:  # SystemExit too",
         "except Exception as exc:  # SystemExit too",
         (ERRORS,),
     ),
     Mutation(
-        "W5", "data given to `write()` is sent at once: an error restart after it closes the connection",
+        "R5", "data given to `write()` is sent at once: an error restart after it closes the connection",
         "tornado_wsgi_server/task.py",
         "                    if self.headers_sent:\n                        raise exc_info",
         "                    if False:\n                        raise exc_info",
         (ERRORS,),
     ),
     Mutation(
-        "W6", "data given to `write()` is sent at once (also while the body is iterated)",
+        "R6", "data given to `write()` is sent at once (also while the body is iterated)",
         "tornado_wsgi_server/task.py",
         "                    self.begin_stream(response, method)\n                self.push(None, None, data)\n",
         "                    self.begin_stream(response, method)\n",
         (ERRORS,),
     ),
     Mutation(
-        "W7", "the response's `close()` runs once, on the worker thread",
+        "R7", "the response's `close()` runs once, on the worker thread",
         "tornado_wsgi_server/task.py",
         "result, self.result = self.result, None",
         "result = self.result",
         (ERRORS,),
     ),
     Mutation(
-        "W8", "HTTP/1.0: a body of unknown length ends with the connection, and says `Connection: close`",
+        "R8", "HTTP/1.0: a body of unknown length ends with the connection, and says `Connection: close`",
         "tornado_wsgi_server/sending.py",
         'self.headers["Connection"] = "close"',
         "pass",
         (STREAMING,),
     ),
     Mutation(
-        "W9", "a `304` carries no `Content-Length`",
+        "R9", "a `304` carries no `Content-Length`",
         "tornado_wsgi_server/container.py",
         "                if no_body:\n",
         "                if code < 200 or code == 204:\n",
         (STREAMING,),
     ),
     Mutation(
-        "W10", "the same `Content-Length` twice is sent once; two different ones are a `500`",
+        "R10", "the same `Content-Length` twice is sent once; two different ones are a `500`",
         "tornado_wsgi_server/container.py",
         "continue  # the same one twice: send it once",
         "pass",
@@ -505,8 +508,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "P16", "`--workers`: Processes sharing the port (a burst spreads over all of them)",
         "tornado_wsgi_server/connections.py",
-        "if not self.container.multiprocess:",
-        "if True:",
+        "per_turn = 1 if self.container.multiprocess else 128",
+        "per_turn = 128",
         (WORKERS,),
     ),
     Mutation(
@@ -577,6 +580,41 @@ MUTATIONS: tuple[Mutation, ...] = (
         "            self.overloaded = (",
         "            self.overloaded = False and (",
         (f"{OVERLOAD}::test_standing_queue_serves_newest_first",),
+    ),
+    Mutation(
+        "SV1", 'the service reports "starting" until Django is loaded and the port is bound, then "running"',
+        "tornado_wsgi_server/service_runner.py",
+        'self.report("start_pending", 30000)',
+        'self.report("running", 30000)',
+        (SERVICE,),
+    ),
+    Mutation(
+        "SV2", 'Asked for its state (`sc interrogate`), it gives the real one, never "running" while it stops',
+        "tornado_wsgi_server/service_runner.py",
+        "self.status.report(self.state, 10000, 0)",
+        'self.status.report("running", 10000, 0)',
+        (SERVICE,),
+    ),
+    Mutation(
+        "SV3", "When Windows shuts down ... requests in flight get up to 5 seconds",
+        "tornado_wsgi_server/service_runner.py",
+        'self.stop("Windows is shutting down", SHUTDOWN_DRAIN_TIMEOUT)',
+        'self.stop("Windows is shutting down")',
+        (SERVICE,),
+    ),
+    Mutation(
+        "C1", "out of file descriptors, it logs it once and pauses accepting ... instead of spinning",
+        "tornado_wsgi_server/connections.py",
+        "                loop.remove_handler(sock)\n                loop.call_later(ACCEPT_BACKOFF, resume)\n",
+        "",
+        (STARTUP,),
+    ),
+    Mutation(
+        "O1", "Output never stops the server: a project name or path with characters the console's code page lacks",
+        "tornado_wsgi_server/logs.py",
+        'stream.reconfigure(errors="backslashreplace")',
+        "pass",
+        (STARTUP,),
     ),
     Mutation(
         "H1", "Static files come from WhiteNoise with hashed names, immutable caching",

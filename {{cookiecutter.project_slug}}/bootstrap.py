@@ -34,6 +34,20 @@ def step(message: str) -> None:
     print(f"==> {message}", flush=True)
 
 
+def warn(message: str) -> None:
+    print(f"WARNING: {message}", flush=True)
+
+
+def tolerate_unencodable_output() -> None:
+    """A path or name the console's code page lacks is printed escaped, not a crash
+    (Windows encodes a redirected stdout in the ANSI code page)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):
+            pass
+
+
 def venv_python() -> Path:
     if os.name == "nt":
         return VENV_DIR / "Scripts" / "python.exe"
@@ -83,11 +97,88 @@ def check_python() -> None:
               f"versions this project is tested on (up to {TESTED_UP_TO[0]}.{TESTED_UP_TO[1]}).")
 
 
+# A probe's output goes through a pipe: in UTF-8 it cannot fail on a path the ANSI code
+# page lacks (C:\Users\Łukasz on cp1252), which would make a working venv look broken.
+PROBE_ENV = {"PYTHONUTF8": "1", "PYTHONIOENCODING": "utf-8"}
+
+
+# Installed files reach ~127 characters past the project folder (.venv\Lib\site-packages\
+# django\...\__pycache__\...pyc); Windows' classic limit is 260.
+LONG_PATH_LIMIT = 130
+
+
+def _folded(path: str) -> str:
+    return str(path).replace("\\", "/").rstrip("/").casefold()
+
+
+def is_under(path: str, folder: str) -> bool:
+    path, folder = _folded(path), _folded(folder)
+    return bool(folder) and (path == folder or path.startswith(folder + "/"))
+
+
+def location_warnings(project_dir: str, environ, base_exec_prefix: str,
+                      long_paths_enabled: bool | None, network_drive: bool = False) -> list[str]:
+    """Why this folder or this Python may break the site later (README: "Where to put the
+    project on Windows"). ``long_paths_enabled`` is None where there is no such limit."""
+    warnings = []
+    for name in ("OneDrive", "OneDriveCommercial", "OneDriveConsumer"):
+        if environ.get(name) and is_under(project_dir, environ[name]):
+            warnings.append(
+                f"{project_dir} is in OneDrive ({name}). Syncing .venv and the SQLite database "
+                "causes conflicts and 'database is locked' errors, and files OneDrive keeps only "
+                "online cannot be read by the Windows service. Move the project to a local "
+                "folder such as C:\\Sites.")
+            break
+    if str(project_dir).startswith(("\\\\", "//")) or network_drive:
+        warnings.append(
+            f"{project_dir} is on a network drive. SQLite cannot lock its database safely "
+            "there, and the Windows service cannot see mapped drives. Use a local folder.")
+    if long_paths_enabled is False and len(str(project_dir)) > LONG_PATH_LIMIT:
+        warnings.append(
+            f"the project folder path is {len(str(project_dir))} characters long; with Windows' "
+            f"260-character limit pip may fail to install packages past ~{LONG_PATH_LIMIT}. "
+            "Use a shorter folder, or enable long paths (LongPathsEnabled, see README).")
+    if "windowsapps" in str(base_exec_prefix).casefold():
+        warnings.append(
+            f"this Python ({base_exec_prefix}) is the Microsoft Store one: the Windows service "
+            "(LocalSystem) may be unable to load it. For a service, install Python from "
+            "https://www.python.org/downloads/ and delete .venv to create it again.")
+    return warnings
+
+
+def windows_long_paths_enabled() -> bool | None:
+    """LongPathsEnabled from the registry on Windows; None elsewhere."""
+    if os.name != "nt":
+        return None
+    import winreg
+
+    try:
+        with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, r"SYSTEM\CurrentControlSet\Control\FileSystem") as key:
+            return bool(winreg.QueryValueEx(key, "LongPathsEnabled")[0])
+    except OSError:
+        return False
+
+
+def windows_network_drive(path: Path) -> bool:
+    if os.name != "nt" or not path.drive:
+        return False
+    import ctypes
+
+    return ctypes.windll.kernel32.GetDriveTypeW(path.drive + "\\") == 4  # DRIVE_REMOTE
+
+
+def warn_about_location() -> None:
+    for message in location_warnings(str(BASE_DIR), os.environ, sys.base_exec_prefix,
+                                     windows_long_paths_enabled(), windows_network_drive(BASE_DIR)):
+        warn(message)
+
+
 def venv_output(*args: str) -> str | None:
     """What the virtual environment's Python prints for ``args``; None if it fails."""
     try:
         completed = subprocess.run([str(venv_python()), *args], cwd=BASE_DIR, capture_output=True,
-                                   text=True, timeout=120)
+                                   env={**os.environ, **PROBE_ENV}, encoding="utf-8",
+                                   errors="replace", timeout=120)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return completed.stdout if completed.returncode == 0 else None
@@ -100,10 +191,19 @@ def requirements_digest() -> str:
     return digest.hexdigest()
 
 
-def venv_usable() -> bool:
-    # A venv made without ensurepip (Debian without python3-venv) or cut short has a
-    # python but no pip, and installing would fail on every run.
-    return venv_python().exists() and venv_output("-m", "pip", "--version") is not None
+def venv_state() -> str:
+    """"missing", "broken" (its python does not run), "no pip", or "ok".
+
+    A venv made without ensurepip (Debian without python3-venv) or cut short has a
+    python but no pip, and installing would fail on every run.
+    """
+    if not venv_python().exists():
+        return "missing"
+    if venv_output("-c", "import sys") is None:
+        return "broken"
+    if venv_output("-c", "import pip") is None:
+        return "no pip"
+    return "ok"
 
 
 def ensurepip_hint() -> str:
@@ -114,18 +214,25 @@ def ensurepip_hint() -> str:
 
 
 def ensure_venv() -> None:
-    if venv_usable():
+    state = venv_state()
+    if state == "ok":
         return
-    if VENV_DIR.exists():
-        step(f"The virtual environment in {VENV_DIR} is incomplete (no working pip); creating it again")
+    command = [sys.executable, "-m", "venv", VENV_DIR]
+    if state == "broken":
+        # Only a venv whose python cannot run is wiped: one in use (a running service)
+        # is never deleted because a probe failed.
+        step(f"The virtual environment in {VENV_DIR} does not run; creating it again")
+        command.insert(3, "--clear")
+    elif state == "no pip":
+        step(f"The virtual environment in {VENV_DIR} is incomplete (no pip); adding pip to it")
     else:
         step(f"Creating the virtual environment in {VENV_DIR}")
     try:
-        run([sys.executable, "-m", "venv", "--clear", VENV_DIR], "Creating the virtual environment")
+        run(command, "Creating the virtual environment")
     except StepFailed as exc:
         raise StepFailed(f"{exc}{ensurepip_hint()}") from None
-    if not venv_usable():
-        raise StepFailed(f"the new virtual environment in {VENV_DIR} has no working pip.{ensurepip_hint()}")
+    if venv_state() != "ok":
+        raise StepFailed(f"the virtual environment in {VENV_DIR} has no working pip.{ensurepip_hint()}")
 
 
 def ensure_requirements() -> None:
@@ -147,8 +254,10 @@ def prepare_django() -> None:
 
 
 def main() -> int:
+    tolerate_unencodable_output()
     try:
         check_python()
+        warn_about_location()
         if ensure_env_file():
             step("Created .env with a new secret key (edit it to configure the site)")
         ensure_venv()

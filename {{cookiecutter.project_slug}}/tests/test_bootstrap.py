@@ -3,6 +3,8 @@ manage.py that does nothing, so only its own steps are exercised."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -58,7 +60,7 @@ def first_run(tmp_path_factory):
 def test_venv_without_pip_is_made_again(first_run):
     project, completed = first_run
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    assert "is incomplete (no working pip); creating it again" in completed.stdout
+    assert "is incomplete (no pip); adding pip to it" in completed.stdout
     assert "Installing requirements" in completed.stdout
     pip = subprocess.run([str(venv_python(project)), "-m", "pip", "--version"], capture_output=True,
                          timeout=120)
@@ -73,7 +75,7 @@ def test_requirements_are_installed_again_only_when_they_change(first_run):
 
     again = bootstrap(project)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "creating it again" not in again.stdout
+    assert "virtual environment" not in again.stdout
     assert "Installing requirements" not in again.stdout
     assert stamp.read_text() == installed
 
@@ -87,3 +89,80 @@ def test_requirements_are_installed_again_only_when_they_change(first_run):
     settled = bootstrap(project)
     assert settled.returncode == 0, settled.stdout + settled.stderr
     assert "Installing requirements" not in settled.stdout
+
+
+@pytest.mark.slow
+def test_working_venv_in_a_folder_outside_the_code_page_is_kept(tmp_path):
+    """A folder name the ANSI code page lacks (a Cyrillic one on cp1252, simulated here with
+    PYTHONIOENCODING, which is what Windows does to piped output) must neither crash bootstrap
+    nor make it wipe and fail a working .venv."""
+    project = tmp_path / "Проекты" / "сайт"
+    project.mkdir(parents=True)
+    for name in ("bootstrap.py", ".env.example"):
+        shutil.copy(PROJECT_DIR / name, project)
+    (project / "requirements.txt").write_text("# nothing to install\n", encoding="utf-8")
+    (project / "manage.py").write_text("", encoding="utf-8")
+    cp1252 = {**os.environ, "PYTHONIOENCODING": "cp1252"}
+    cp1252.pop("PYTHONUTF8", None)
+
+    def run_bootstrap() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "bootstrap.py"], cwd=project, capture_output=True,
+                              env=cp1252, timeout=300)
+
+    first = run_bootstrap()
+    output = (first.stdout + first.stderr).decode("cp1252", "replace")
+    assert first.returncode == 0, output
+    assert "Traceback" not in output
+    marker = project / ".venv" / "kept.txt"
+    marker.write_text("still here", encoding="utf-8")
+    again = run_bootstrap()
+    output = (again.stdout + again.stderr).decode("cp1252", "replace")
+    assert again.returncode == 0, output
+    assert "virtual environment" not in output, output  # neither made again nor repaired
+    assert marker.exists()
+
+
+ONEDRIVE = r"C:\Users\Anna\OneDrive - Contoso Ltd"
+
+
+@pytest.mark.parametrize("project_dir,environ,prefix,long_paths,expected", [
+    # OneDrive, as %OneDriveCommercial% names it, in any letter case.
+    (ONEDRIVE + r"\Documents\site", {"OneDriveCommercial": ONEDRIVE}, r"C:\Python312", True, ["OneDrive"]),
+    (ONEDRIVE.lower() + r"\site", {"OneDrive": ONEDRIVE}, r"C:\Python312", True, ["OneDrive"]),
+    # A sibling folder whose name merely starts the same is not in OneDrive.
+    (ONEDRIVE + r" (old)\site", {"OneDrive": ONEDRIVE}, r"C:\Python312", True, []),
+    (r"C:\Sites\site", {"OneDrive": ONEDRIVE}, r"C:\Python312", True, []),
+    (r"\\fileserver\share\site", {}, r"C:\Python312", True, ["network drive"]),
+    ("C:\\" + "x" * 140, {}, r"C:\Python312", False, ["characters long"]),
+    ("C:\\" + "x" * 140, {}, r"C:\Python312", True, []),  # LongPathsEnabled
+    ("/home/anna/" + "x" * 140, {}, "/usr", None, []),  # no such limit
+    (r"C:\Sites\site", {}, r"C:\Program Files\WindowsApps\PythonSoftwareFoundation.Python.3.12_3.12.2288.0_x64__qbz5n2kfra8p0",
+     True, ["Microsoft Store"]),
+])
+def test_location_warnings(project_dir, environ, prefix, long_paths, expected):
+    bootstrap_module = load_bootstrap()
+    warnings = bootstrap_module.location_warnings(project_dir, environ, prefix, long_paths)
+    assert len(warnings) == len(expected), warnings
+    for warning, words in zip(warnings, expected, strict=True):
+        assert words in warning
+
+
+def test_mapped_network_drive_is_warned_about():
+    warnings = load_bootstrap().location_warnings(r"Z:\site", {}, r"C:\Python312", True, network_drive=True)
+    assert ["network drive" in w for w in warnings] == [True]
+
+
+@pytest.mark.slow
+def test_a_warning_does_not_stop_bootstrap(project):
+    env = {**os.environ, "OneDrive": str(project.parent)}
+    completed = subprocess.run([sys.executable, "bootstrap.py"], cwd=project, capture_output=True, text=True,
+                               env=env, timeout=300)
+    assert "WARNING: " in completed.stdout and "is in OneDrive (OneDrive)" in completed.stdout
+    assert "Creating the virtual environment" in completed.stdout, completed.stdout + completed.stderr
+
+
+def load_bootstrap():
+    spec = importlib.util.spec_from_file_location("bootstrap_under_test", PROJECT_DIR / "bootstrap.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

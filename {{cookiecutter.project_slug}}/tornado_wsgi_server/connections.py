@@ -1,13 +1,16 @@
 """Connections and their limits: Tornado's HTTP server with a connection cap that evicts
-idle keep-alive, then the slowest upload, a cap per client address, one-accept-per-turn for
-worker processes, and the listening sockets (bind, TLS context, the open-file limit).
+idle keep-alive, then the slowest upload, a cap per client address, an accept loop (one per
+turn for worker processes) that backs off when accept() keeps failing, and the listening
+sockets (bind, exclusive on Windows; TLS context; the open-file limit).
 """
 
 from __future__ import annotations
 
 import collections
+import errno
 import ipaddress
 import logging
+import socket
 import ssl
 from collections.abc import Callable
 
@@ -108,36 +111,65 @@ class TornadoServer(HTTPServer):
             self.detached.add(server_conn.stream)
 
     def add_sockets(self, sockets) -> None:
-        if not self.container.multiprocess:
-            super().add_sockets(sockets)
-            return
         # Worker processes share one listening socket and all wake up for a new
         # connection. Tornado accepts up to 128 per wake-up, so the first process awake
         # takes a whole burst of connections and its siblings idle. Taking one per loop
         # turn lets a busy process fall behind and the others take the rest.
+        per_turn = 1 if self.container.multiprocess else 128
         for sock in sockets:
+            sock.setblocking(False)  # one from socket.fromshare() (Windows workers) is blocking
             self._sockets[sock.fileno()] = sock
-            self._handlers[sock.fileno()] = _accept_one_per_turn(sock, self._handle_connection)
+            self._handlers[sock.fileno()] = _accept_handler(sock, self._handle_connection, per_turn)
 
 
-def _accept_one_per_turn(sock, callback: Callable) -> Callable[[], None]:
-    """Like ``tornado.netutil.add_accept_handler``, one connection per readiness event."""
+# After an accept() error that does not go away by itself (out of file descriptors),
+# the listening socket stays readable: wait this long before trying again.
+ACCEPT_BACKOFF = 0.5
+
+
+def _accept_handler(sock, callback: Callable, per_turn: int) -> Callable[[], None]:
+    """Like ``tornado.netutil.add_accept_handler``, with at most ``per_turn`` connections
+    per readiness event, and no busy loop or log flood when accept() keeps failing."""
     loop = IOLoop.current()
     removed = False
+    failing = False
 
     def accept(fd, events) -> None:
-        if removed:
-            return
-        try:
-            connection, address = sock.accept()
-        except (BlockingIOError, ConnectionAbortedError):
-            return  # a sibling process took it, or the client gave up
-        callback(connection, address)
+        nonlocal failing
+        for _ in range(per_turn):
+            if removed:
+                return
+            try:
+                connection, address = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return  # nothing left, or a sibling process took it
+            except (ConnectionAbortedError, ConnectionResetError):
+                continue  # the client gave up before we took it
+            except OSError as exc:  # EMFILE, ENFILE, ENOBUFS...
+                if not failing:
+                    log.error("Cannot accept connections (%s); pausing for %gs at a time until it "
+                              "works again", exc.strerror or exc, ACCEPT_BACKOFF)
+                failing = True
+                loop.remove_handler(sock)
+                loop.call_later(ACCEPT_BACKOFF, resume)
+                return
+            if failing:
+                log.info("Accepting connections again")
+                failing = False
+            callback(connection, address)
+
+    def resume() -> None:
+        if not removed:
+            loop.add_handler(sock, accept, IOLoop.READ)
 
     def remove() -> None:
         nonlocal removed
-        loop.remove_handler(sock)
-        removed = True
+        if not removed:
+            removed = True
+            try:
+                loop.remove_handler(sock)
+            except (KeyError, ValueError):  # paused: not registered right now
+                pass
 
     loop.add_handler(sock, accept, IOLoop.READ)
     return remove
@@ -156,7 +188,7 @@ def ssl_context(options: ServerOptions) -> ssl.SSLContext | None:
 
 def bind(options: ServerOptions) -> list:
     try:
-        return netutil.bind_sockets(options.port, options.host, backlog=1024)
+        return listening_sockets(options.host, options.port, backlog=1024)
     except OSError as exc:
         raise SystemExit(
             f"ERROR: cannot listen on {options.host}:{options.port}: {exc.strerror or exc}. "
@@ -164,6 +196,47 @@ def bind(options: ServerOptions) -> list:
         ) from None
     except ValueError as exc:
         raise SystemExit(f"ERROR: cannot listen on {options.host}:{options.port}: {exc}") from None
+
+
+def listening_sockets(host: str, port: int, backlog: int) -> list[socket.socket]:
+    """Non-blocking sockets listening on every address ``host`` resolves to ("" or "::"
+    may give IPv4 and IPv6). Windows: SO_EXCLUSIVEADDRUSE, so that no other process can
+    bind the same port (Tornado's bind_sockets sets no option there); elsewhere SO_REUSEADDR,
+    so a restart does not wait for old connections in TIME_WAIT."""
+    infos = socket.getaddrinfo(host or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0,
+                               socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            if family == socket.AF_INET6 and address[3] != 0:
+                continue  # a link-local address with a scope; Tornado skips these too
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            if hasattr(socket, "SO_EXCLUSIVEADDRUSE"):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
+            else:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if port == 0 and len(sockets) > 1:  # the same free port on every address
+                address = (address[0], sockets[0].getsockname()[1], *address[2:])
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRNOTAVAIL and len(infos) > 1:
+                    sockets.remove(sock)  # e.g. "localhost" -> ::1 without IPv6
+                    sock.close()
+                    continue
+                raise
+            sock.setblocking(False)
+            sock.listen(backlog)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    if not sockets:
+        raise OSError(errno.EADDRNOTAVAIL, f"no address to listen on for {host!r}")
+    return sockets
 
 
 def raise_open_file_limit() -> None:

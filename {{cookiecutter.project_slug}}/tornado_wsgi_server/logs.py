@@ -1,18 +1,31 @@
 """The server's loggers, and the rotating log file that ``--log-file`` adds.
 
-Console output follows the Django settings' ``LOGGING``; the file handler locks around
-writes and rotation, so several worker processes and a Windows service can share it.
+Console output follows the Django settings' ``LOGGING`` and never fails on a character the
+console lacks; the file handler locks around writes and rotation, so several worker
+processes and a Windows service can share it.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 from .options import ServerOptions
 
 log = logging.getLogger("tornado_server")
 access_log = logging.getLogger("tornado_server.access")
+
+
+def tolerate_unencodable_output() -> None:
+    """Print what the console's code page lacks as escapes instead of failing: Windows
+    encodes a redirected stdout (a file, Task Scheduler, NSSM) in the ANSI code page, where
+    a project name like "Портал" would otherwise stop the server at start-up."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):  # replaced by something else, or closed
+            pass
 
 
 def setup_logging(options: ServerOptions) -> None:

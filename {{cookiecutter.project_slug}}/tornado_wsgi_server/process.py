@@ -19,7 +19,7 @@ from tornado.ioloop import PeriodicCallback
 from .application import setup_django, tornado_routes
 from .connections import TornadoServer, bind, raise_open_file_limit, ssl_context
 from .container import ThreadedWSGIContainer
-from .logs import log
+from .logs import log, tolerate_unencodable_output
 from .options import IS_WINDOWS, ServerOptions
 from .project import Project
 
@@ -46,21 +46,32 @@ class Server:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested: asyncio.Event | None = None
         self._pending_stop = False
+        # A stop may ask for a shorter drain (a Windows service when Windows shuts down).
+        self.drain_timeout = options.drain_timeout
         self.exit_code = 0
 
-    def stop(self, reason: str = "stop requested") -> None:
-        """Begin a graceful shutdown; safe to call from any thread or a signal handler."""
+    def stop(self, reason: str = "stop requested", drain_timeout: float | None = None) -> None:
+        """Begin a graceful shutdown; safe to call from any thread or a signal handler, before
+        ``run()``, during its start-up, or after it returned (then it does nothing).
+        ``drain_timeout`` shortens the drain, never lengthens it."""
+        if drain_timeout is not None:
+            self.drain_timeout = min(self.drain_timeout, drain_timeout)
+        # Flag first, loop second; _serve() publishes the loop first and reads the flag
+        # second: whichever runs last sees the other, so a stop is never lost.
+        self._pending_stop = True
         loop = self.loop
-        if loop is None or self._stop_requested is None:
-            self._pending_stop = True
+        if loop is None:
             return
-        loop.call_soon_threadsafe(self._begin_stop, reason)
+        try:
+            loop.call_soon_threadsafe(self._begin_stop, reason)
+        except RuntimeError:  # the loop is closed: run() has returned
+            pass
 
     def _begin_stop(self, reason: str) -> None:
         if self._stop_requested.is_set():
             return
         log.info("Shutting down (%s): finishing requests in flight, up to %gs",
-                 reason, self.options.drain_timeout)
+                 reason, self.drain_timeout)
         self._stop_requested.set()
 
     def run(self, application) -> int:
@@ -74,8 +85,8 @@ class Server:
 
     async def _serve(self, application) -> int:
         options = self.options
-        self.loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
+        self.loop = asyncio.get_running_loop()  # see stop()
         if self._pending_stop:
             self._stop_requested.set()
         tornado_app, tornado_paths = tornado_routes(options)
@@ -105,12 +116,14 @@ class Server:
         server.stop()  # no new connections; the port is free again
         container.shutting_down = True
         container.close_idle()
-        deadline = time.monotonic() + options.drain_timeout
-        while (container.in_flight or container.sending) and time.monotonic() < deadline:
+        draining_since = time.monotonic()
+        # Read on every turn: a later stop() may shorten it.
+        while ((container.in_flight or container.sending)
+               and time.monotonic() < draining_since + self.drain_timeout):
             await asyncio.sleep(0.05)
         if container.in_flight:
             log.warning("%d request(s) still running after %gs; closing them",
-                        container.in_flight, options.drain_timeout)
+                        container.in_flight, self.drain_timeout)
         server.close_detached()
         try:
             await asyncio.wait_for(server.close_all_connections(), timeout=5)
@@ -158,6 +171,7 @@ def force_exit() -> None:
 
 
 def serve_single(project: Project, options: ServerOptions) -> int:
+    tolerate_unencodable_output()
     raise_open_file_limit()
     application = setup_django(options)
     sockets = bind(options)

@@ -17,7 +17,7 @@ from typing import Any
 
 from .application import setup_django
 from .connections import bind, raise_open_file_limit
-from .logs import log, setup_logging
+from .logs import log, setup_logging, tolerate_unencodable_output
 from .options import ServerOptions
 from .process import Server, announce, force_exit, install_stop_signals
 from .project import Project
@@ -29,6 +29,7 @@ def worker_main(options: ServerOptions, sockets: list, conn, number: int) -> Non
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "SIGBREAK"):
         signal.signal(signal.SIGBREAK, signal.SIG_IGN)
+    tolerate_unencodable_output()
     raise_open_file_limit()
     application = setup_django(options)
     server = Server(options, sockets)
@@ -45,12 +46,14 @@ def worker_main(options: ServerOptions, sockets: list, conn, number: int) -> Non
 
 def watch_supervisor(conn, server: Server) -> None:
     """Stop when the supervisor says so, or when it is gone (no orphan workers)."""
+    drain_timeout = None
     try:
-        message = conn.recv()
+        message, _, drain = conn.recv().partition(" ")
         reason = f"supervisor: {message}"
+        drain_timeout = float(drain) if drain else None
     except (EOFError, OSError):
         reason = "supervisor is gone"
-    server.stop(reason)
+    server.stop(reason, drain_timeout)
 
 
 @dataclass
@@ -72,9 +75,13 @@ class Supervisor:
         self.workers: dict[int, Worker] = {}
         self.stopping = threading.Event()
         self.stop_reason = ""
+        self.drain_timeout = options.drain_timeout
         self.recent_deaths: collections.deque = collections.deque(maxlen=10)
 
-    def stop(self, reason: str = "stop requested") -> None:
+    def stop(self, reason: str = "stop requested", drain_timeout: float | None = None) -> None:
+        """Stop every worker gracefully; ``drain_timeout`` shortens their drain."""
+        if drain_timeout is not None:
+            self.drain_timeout = min(self.drain_timeout, drain_timeout)
         self.stop_reason = reason
         self.stopping.set()
 
@@ -138,10 +145,11 @@ class Supervisor:
         log.info("Stopping %d worker(s) (%s)", len(self.workers), self.stop_reason)
         for worker in self.workers.values():
             try:
-                worker.conn.send("stop")
+                shorter = self.drain_timeout < self.options.drain_timeout
+                worker.conn.send(f"stop {self.drain_timeout}" if shorter else "stop")
             except (OSError, ValueError):
                 pass
-        deadline = time.monotonic() + self.options.drain_timeout + 10
+        deadline = time.monotonic() + self.drain_timeout + 10
         for worker in self.workers.values():
             worker.process.join(max(0.1, deadline - time.monotonic()))
             if worker.process.is_alive():
@@ -152,6 +160,7 @@ class Supervisor:
 
 
 def serve_workers(project: Project, options: ServerOptions) -> int:
+    tolerate_unencodable_output()
     setup_logging(options)
     supervisor = Supervisor(project, options)
     install_stop_signals(supervisor.stop, force_exit)

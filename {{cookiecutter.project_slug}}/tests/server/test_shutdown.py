@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -11,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from ..conftest import ONE_AT_A_TIME, wait_until_busy
+from ..conftest import ONE_AT_A_TIME, PROJECT_DIR, wait_until_busy
 
 
 def refused(port: int) -> bool:
@@ -119,3 +120,48 @@ def test_second_signal_forces_exit(start_server):
     assert time.monotonic() - started < 3
     assert returncode == 1
     assert "Forced stop." in server.output()
+
+
+# Stops a Server from another thread at many points of its start-up, the way the service
+# manager's thread stops the server thread of a Windows service that has just started.
+STOP_DURING_START_UP = """
+import random, sys, threading, time
+sys.path.insert(0, {project!r})
+from tornado import netutil
+from tornado_wsgi_server.application import setup_django
+from tornado_wsgi_server.options import load_options
+from tornado_wsgi_server.process import Server
+from tornado_wsgi_server.project import load_project
+
+options = load_options(load_project({project!r}), sys.argv[1:])
+application = setup_django(options)
+sys.setswitchinterval(1e-6)  # switch threads as often as possible
+lost = 0
+for attempt in range({attempts}):
+    server = Server(options, netutil.bind_sockets(0, "127.0.0.1"), hard_exit=False)
+    thread = threading.Thread(target=server.run, args=(application,), daemon=True)
+    thread.start()
+    if attempt % 2:
+        time.sleep(random.uniform(0, 0.02))  # anywhere in the start-up
+    else:
+        for _ in range(random.randrange(attempt % 200 + 1)):  # right after run() began
+            pass
+    server.stop("test")
+    thread.join(10)
+    if thread.is_alive():
+        lost += 1
+        server.stop("again")  # let it end
+        thread.join(10)
+    server.stop("after run() returned")  # must not raise
+print("lost stops:", lost, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_stop_during_start_up_is_never_lost(server_env):
+    completed = subprocess.run(
+        [sys.executable, "-c", STOP_DURING_START_UP.format(project=str(PROJECT_DIR), attempts=300),
+         "--settings", "tests.settings", "--drain-timeout", "1"],
+        cwd=PROJECT_DIR, env=server_env, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "lost stops: 0" in completed.stdout, completed.stdout + completed.stderr

@@ -4,8 +4,10 @@ runs it (the server on a thread of a Python process, stopped through ServiceRunn
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -264,3 +266,147 @@ def test_run_command_stops_gracefully_on_ctrl_c(server_env, tmp_path):
             process.wait(10)
     assert "Stopped." in (tmp_path / "run.log").read_text(encoding="utf-8")
 
+
+
+def test_service_path_extends_the_machine_path():
+    own = [r"C:\Python312", r"C:\Python312\Lib\site-packages\pywin32_system32", r"C:\Windows\System32"]
+    machine = r"C:\WINDOWS\system32;C:\Windows;C:\Program Files\Git\cmd;;C:\Program Files\PostgreSQL\17\bin"
+    assert windows_service.service_path(own, machine).split(";") == [
+        *own, r"C:\Windows", r"C:\Program Files\Git\cmd", r"C:\Program Files\PostgreSQL\17\bin"]
+
+
+# ServiceLifecycle with a stand-in for pywin32's status calls (the only thing faked): each
+# call is printed as a JSON line after "@@ ", with whether the port accepts connections at that moment.
+# Lines on stdin are the service manager's controls.
+LIFECYCLE_DRIVER = """
+import json, socket, sys, threading
+sys.path.insert(0, {project!r})
+from tornado_wsgi_server.windows_service import ServiceLifecycle
+from tornado_wsgi_server.project import load_project
+
+port = int(sys.argv[1])
+
+def port_open():
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+class Status:
+    def report(self, state, wait_hint, exit_code):
+        print("@@", json.dumps(["report", state, exit_code, port_open()]), flush=True)
+    def error(self, text):
+        print("@@", json.dumps(["error", text]), flush=True)
+    def warning(self, text):
+        print("@@", json.dumps(["warning", text]), flush=True)
+    def info(self, text):
+        print("@@", json.dumps(["info", text]), flush=True)
+
+lifecycle = ServiceLifecycle(load_project({project!r}), Status(), sys.argv[1:] and sys.argv[2:])
+
+def controls():
+    for line in sys.stdin:
+        getattr(lifecycle, line.strip())()
+
+threading.Thread(target=controls, daemon=True).start()
+code = lifecycle.run()
+print("@@", json.dumps(["returned", code, lifecycle.state]), flush=True)
+"""
+
+
+class LifecycleDriver:
+    def __init__(self, server_env, tmp_path, port, *args):
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", LIFECYCLE_DRIVER.format(project=str(PROJECT_DIR)), str(port),
+             "--settings", "tests.settings", "--port", str(port), "--log-file", str(tmp_path / "server.log"), *args],
+            cwd=tmp_path, env=server_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.events = []
+
+    def next_event(self) -> list:
+        while True:  # other lines are the server's own output
+            line = self.process.stdout.readline()
+            assert line, f"the driver ended: {self.events}"
+            if line.startswith("@@ "):
+                self.events.append(json.loads(line[3:]))
+                return self.events[-1]
+
+    def until(self, *wanted) -> list:
+        while self.next_event()[:len(wanted)] != list(wanted):
+            pass
+        return self.events[-1]
+
+    def control(self, name: str) -> None:
+        self.process.stdin.write(name + "\n")
+        self.process.stdin.flush()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_service_reports_running_once_it_serves_and_its_real_state_when_asked(server_env, tmp_path, workers):
+    port = free_port()
+    driver = LifecycleDriver(server_env, tmp_path, port, "--workers", workers, *ONE_AT_A_TIME)
+    try:
+        assert driver.next_event() == ["report", "start_pending", 0, False]
+        assert driver.until("report", "running") == ["report", "running", 0, True]
+        assert all(event[1] == "start_pending" for event in driver.events[:-1] if event[0] == "report")
+        driver.control("interrogate")
+        assert driver.until("report") == ["report", "running", 0, True]
+        with ThreadPoolExecutor(1) as pool:
+            slow = pool.submit(httpx.get, f"http://127.0.0.1:{port}/__test__/block?seconds=3", timeout=60)
+            wait_until_busy(port)
+            driver.control("stop")
+            assert driver.until("report")[:2] == ["report", "stop_pending"]
+            driver.control("interrogate")  # mid-drain: still stopping, not "running"
+            assert driver.until("report")[:2] == ["report", "stop_pending"]
+            assert slow.result().status_code == 200
+        assert driver.until("returned") == ["returned", 0, "stopped"]
+        assert driver.process.wait(30) == 0
+        stopping = next(i for i, e in enumerate(driver.events) if e[:2] == ["report", "stop_pending"])
+        assert "running" not in [e[1] for e in driver.events[stopping:] if e[0] == "report"], driver.events
+    finally:
+        driver.close()
+
+
+@pytest.mark.slow
+def test_service_that_cannot_bind_stops_with_a_clear_error(server_env, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        driver = LifecycleDriver(server_env, tmp_path, port)
+        try:
+            error = driver.until("error")
+            assert "could not start" in error[1] and f"127.0.0.1:{port}" in error[1], error
+            assert driver.until("returned") == ["returned", 1, "stopped"]
+            assert driver.process.wait(30) == 0
+            assert "running" not in [event[1] for event in driver.events if event[0] == "report"]
+        finally:
+            driver.close()
+
+
+@pytest.mark.slow
+def test_windows_shutdown_drains_briefly(server_env, tmp_path):
+    """At system shutdown Windows waits only seconds: the drain is cut to a few."""
+    port = free_port()
+    driver = LifecycleDriver(server_env, tmp_path, port, "--drain-timeout", "60", *ONE_AT_A_TIME)
+    try:
+        driver.until("report", "running")
+        with ThreadPoolExecutor(1) as pool:
+            stuck = pool.submit(httpx.get, f"http://127.0.0.1:{port}/__test__/block?seconds=120", timeout=180)
+            wait_until_busy(port)
+            asked = time.monotonic()
+            driver.control("shutdown")
+            # Requests still running at the end of the short drain: "stopped", then the process ends.
+            assert driver.until("report", "stopped")[:2] == ["report", "stopped"]
+            assert driver.process.wait(30) == 0
+            assert time.monotonic() - asked < windows_service.SHUTDOWN_DRAIN_TIMEOUT + 15
+            with pytest.raises(httpx.HTTPError):
+                stuck.result()
+    finally:
+        driver.close()
