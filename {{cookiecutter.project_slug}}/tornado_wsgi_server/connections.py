@@ -14,12 +14,12 @@ import socket
 import ssl
 from collections.abc import Callable
 
-from tornado import netutil
 from tornado.httpserver import HTTPServer, _HTTPRequestContext
 from tornado.ioloop import IOLoop
 
 from .container import ThreadedWSGIContainer
 from .http1 import ServerConnection
+from .logs import log
 from .options import ServerOptions
 
 
