@@ -76,6 +76,7 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
         if stream.closed():
             # Evicted or closed while this request sat in the read buffer: never run it.
             self.rejected = True
+            self.log_access(499, 0)
             return None
         if isinstance(headers, TooManyHeaders):
             return self.reject(431, "Request Header Fields Too Large",
@@ -126,6 +127,8 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
         if self.rejected or self.server_conn.stream.closed():
             # A refused body has been read to its end; its answer closes the connection.
             # A request read from the buffer of a closed connection is dropped unrun.
+            if not self.rejected:
+                self.log_access(499, 0)
             self.discard_body()
             if not self.server_conn.stream.closed():
                 self.request_conn.finish()
