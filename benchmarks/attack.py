@@ -61,6 +61,12 @@ SERVERS = {
     "tornado_server": bench.ServerSpec(
         "tornado_server", ["{python}", "tornado_server.py", "--port", "{port}"],
         "1 process, default options (8 threads, access log on)"),
+    # The same, with the per-address cap lifted: as if the attack came from many addresses,
+    # so the other defences (eviction, minimum body rate, files sent from the loop) carry it.
+    "tornado_server (no per-address cap)": bench.ServerSpec(
+        "tornado_server (no per-address cap)",
+        ["{python}", "tornado_server.py", "--port", "{port}", "--max-connections-per-ip", "100000"],
+        "1 process, default options but --max-connections-per-ip 100000"),
     "waitress": bench.ServerSpec(
         "waitress", ["{python}", "-m", "waitress", "--listen=127.0.0.1:{port}",
                      f"{bench.SLUG}.wsgi:application"],

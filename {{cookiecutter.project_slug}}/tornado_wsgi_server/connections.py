@@ -1,6 +1,6 @@
-"""Connections and their limits: Tornado's HTTP server with a connection cap that evicts
-idle keep-alive, then the slowest upload, a cap per client address, an accept loop (one per
-turn for worker processes) that backs off when accept() keeps failing, and the listening
+"""Connections and their limits: Tornado's HTTP server with a connection cap that evicts idle
+keep-alive, then the slowest upload, then a stalled reader; a cap per client address; an accept
+loop (one per turn for workers) that backs off when accept() keeps failing; the listening
 sockets (bind, exclusive on Windows; TLS context; the open-file limit).
 """
 
@@ -85,7 +85,7 @@ class TornadoServer(HTTPServer):
             stream.close()
             return
         if self.open_connections() >= self.max_connections and not (
-            container.close_idle(1) or container.evict_upload()
+            container.close_idle(1) or container.evict_upload() or container.evict_stalled_reader()
         ):
             container.note(client, "limit", "Connection limit (%d) reached; refusing %s",
                            self.max_connections, client, level=logging.WARNING)

@@ -30,6 +30,12 @@ from .wsgi import BAD_VALUE_CHARS, HOP_BY_HOP, NO_BODY_STATUS, TOKEN, BadRequest
 _ABSOLUTE_FORM = re.compile(r"(?i)https?://([^/?#]*)(.*)", re.S)
 
 
+# At the connection limit, a response whose client has taken none of it for this long may be
+# closed to make room (after idle keep-alive and the slowest upload): a slow link still reads
+# a block in far less, a client that stopped reading frees its place long before --write-timeout.
+STALLED_READER_EVICT = 5.0
+
+
 class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
     """Runs a WSGI application on a thread pool behind Tornado's HTTP/1.1 server.
 
@@ -67,6 +73,8 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
         self.sending = 0  # files the loop sends on its own, with no thread held
         self.capacity = options.threads + options.max_queue
         # Streams of connections waiting for a request (new or keep-alive), oldest first.
+        # Requests handed to a thread and not yet answered in full; a stalled one may be evicted.
+        self.responding: set = set()
         self.idle: dict = {}
         # Streams still sending a request body -> their UploadWatch, oldest first.
         self.uploads: dict = {}
@@ -113,6 +121,26 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
         self.note(upload.client, "evicted", "Connection limit reached; closing the slowest upload "
                   "(from %s, %d bytes in %.0fs)", upload.client, upload.received, now - upload.started)
         stream.close()
+        return True
+
+    def evict_stalled_reader(self) -> bool:
+        """Close the response that has waited longest on a client that takes none of it
+        (at least ``STALLED_READER_EVICT`` seconds) to make room; True if one was."""
+        victim, longest = None, STALLED_READER_EVICT
+        for task in list(self.responding):
+            if task.server_conn.stream.closed():
+                self.responding.discard(task)
+                continue
+            waited = task.watch.idle_for()
+            if waited >= longest:
+                victim, longest = task, waited
+        if victim is None:
+            return False
+        self.responding.discard(victim)
+        self.note(victim.client, "evicted-reader", "Connection limit reached; closing a response "
+                  "its client has not read for %.0fs (from %s, %s)", longest, victim.client,
+                  victim.start_line.path)
+        victim.evict()
         return True
 
     def note(self, address: str, kind: str, message: str, *args, level: int = logging.INFO) -> None:

@@ -263,6 +263,12 @@ class ResponseWriter:
                     self.container.options.write_timeout)
         self.request_conn.close()
 
+    def evict(self) -> None:
+        """Closed to make room at the connection limit; the container has logged why."""
+        self.stall_logged = True  # no second line about the same client
+        self.closed = True
+        self.request_conn.close()
+
     def client_gone(self) -> None:
         self.closed = True
 
@@ -278,6 +284,7 @@ class ResponseWriter:
 
     def done(self, status: int, size: int) -> None:
         self.release()
+        self.container.responding.discard(self)
         if not self.logged:
             self.logged = True
             self.log_access(status, size)

@@ -135,6 +135,7 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
             return
         self.dispatched = True
         self.container.in_flight += 1
+        self.container.responding.add(self)
         # Tornado tells the delegate of a closed connection only while reading the request.
         self.request_conn.set_close_callback(self.client_gone)
         self.unsent = collections.deque()

@@ -153,6 +153,32 @@ def test_slow_uploads_at_the_connection_limit_are_evicted(start_server):
     assert "closing the slowest upload" in server.output()
 
 
+def test_stalled_readers_at_the_connection_limit_are_evicted(start_server, tmp_path):
+    """Clients that stop reading a download do not lock out new ones at --max-connections:
+    the one that has read nothing for longest makes room."""
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as handle:
+        handle.truncate(20 * 1024 * 1024)
+    server = start_server("--max-connections", "3", "--max-connections-per-ip", "100",
+                          env={"TEST_FILE": str(big)})
+    readers = []
+    for _ in range(3):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(b"GET /__test__/file HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        readers.append(sock)
+    try:
+        time.sleep(6.5)  # each has read nothing for longer than the 5 s it takes to be evictable
+        status, elapsed = timed_get(server.url)
+        assert status == 200
+        assert elapsed < 5
+    finally:
+        for sock in readers:
+            sock.close()
+    assert "closing a response its client has not read" in server.output()
+
+
 def closed_within(sock: socket.socket, seconds: float) -> bool:
     sock.settimeout(seconds)
     try:
