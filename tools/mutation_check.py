@@ -78,6 +78,7 @@ ROUTES_PROMISE = "Every Tornado route gets, without extra code, what Django give
 OVERLOAD = "tests/server/test_overload.py"
 SERVICE = "tests/server/test_windows_service.py"
 STARTUP = "tests/server/test_startup.py"
+WATCHDOG = "tests/server/test_watchdog.py"
 DRAIN_PROMISE = "Ctrl+C, Ctrl+Break, SIGTERM ...: requests in flight get up to `--drain-timeout` seconds"
 PROXY_PROMISE = "`--trusted-proxies`: proxies whose `X-Forwarded-For`/`-Proto`/`-Host` are believed"
 
@@ -622,6 +623,55 @@ MUTATIONS: tuple[Mutation, ...] = (
         "href=\"{% static 'css/site.css' %}\"",
         'href="/static/css/site.css"',
         ("tests/test_site.py",),
+    ),
+    Mutation(
+        "WD1", "Such a request gets `504 Gateway Timeout` ... if none of its response was sent",
+        "tornado_wsgi_server/container.py",
+        "Watchdog(self, options.request_timeout) if options.request_timeout else None",
+        "None",
+        (WATCHDOG,),
+    ),
+    Mutation(
+        "WD2", "`504 Gateway Timeout` with `Connection: close`: the connection ends after it",
+        "tornado_wsgi_server/sending.py",
+        '                "Connection": "close",\n            })\n            self.send_whole(',
+        '            })\n            self.send_whole(',
+        (WATCHDOG,),
+    ),
+    Mutation(
+        "WD3", "the server counts it [a stuck thread] as busy: new requests ... get `503`",
+        "tornado_wsgi_server/sending.py",
+        "if not self.released and not self.stuck:",
+        "if not self.released:",
+        (WATCHDOG,),
+    ),
+    Mutation(
+        "WD4", "When the view returns, the thread serves again",
+        "tornado_wsgi_server/request_queue.py",
+        "                        self._returned(finished)\n",
+        "                        pass\n",
+        (WATCHDOG,),
+    ),
+    Mutation(
+        "WD5", "one `WARNING` ... with ... the Python stack of its thread",
+        "tornado_wsgi_server/watchdog.py",
+        "frames.get(task.thread_ident)",
+        "None",
+        (WATCHDOG,),
+    ),
+    Mutation(
+        "WD6", "a streaming response makes progress each time its iterator gives a part",
+        "tornado_wsgi_server/task.py",
+        "self.app_since = time.monotonic()  # progress: the watchdog counts from here",
+        "pass",
+        (WATCHDOG,),
+    ),
+    Mutation(
+        "WD7", "When all threads of a process are stuck, one more `WARNING` says so",
+        "tornado_wsgi_server/watchdog.py",
+        "if self.stuck >= self.threads and not self.all_stuck_reported:",
+        "if False:",
+        (WATCHDOG,),
     ),
 )
 

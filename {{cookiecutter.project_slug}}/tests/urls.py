@@ -9,6 +9,7 @@ urlpatterns = [
     path("__test__/upload-memory", views.upload_memory),
     path("__test__/stream", views.stream),
     path("__test__/stream-error", views.stream_error),
+    path("__test__/stall-stream", views.stall_stream),
     path("__test__/file", views.big_file),
     path("__test__/echo", views.echo),
     path("__test__/whoami", views.whoami),

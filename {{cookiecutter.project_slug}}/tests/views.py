@@ -28,6 +28,18 @@ def block(request):
     return HttpResponse(f"slept {seconds}s on {threading.current_thread().name}\n")
 
 
+def stall_stream(request):
+    """A stream that sends its first part, then stalls ?seconds= before its last one."""
+    seconds = float(request.GET.get("seconds", "10"))
+
+    def produce():
+        yield b"first part\n"
+        time.sleep(seconds)
+        yield b"late part\n"
+
+    return StreamingHttpResponse(produce(), content_type="text/plain")
+
+
 def hold(request):
     """Hold a worker thread while the file ?path= exists; ``<path>.started`` says it began."""
     path = Path(request.GET["path"])

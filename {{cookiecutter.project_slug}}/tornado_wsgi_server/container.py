@@ -24,6 +24,7 @@ from .options import ServerOptions
 from .proxies import Proxies, is_proxy_header, last_value, split_host
 from .request_queue import RequestQueue
 from .task import RequestTask
+from .watchdog import Watchdog
 from .wsgi import BAD_VALUE_CHARS, HOP_BY_HOP, NO_BODY_STATUS, TOKEN, BadRequest, BadResponse, FileWrapper
 
 # Absolute-form request target: scheme (any case), authority, then path and query.
@@ -61,7 +62,9 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
                  tornado_paths: re.Pattern | None = None) -> None:
         self.application = application
         self.options = options
-        self.queue = RequestQueue(options.threads, options.max_queue_wait, self._shed)
+        self.queue = RequestQueue(options.threads, options.max_queue_wait, self._shed,
+                                  returned=self._thread_returned)
+        self.watchdog = Watchdog(self, options.request_timeout) if options.request_timeout else None
         self._shed_reported = 0
         self._next_shed_report = 0.0
         self._sweeper = PeriodicCallback(self._sweep, 100)
@@ -191,8 +194,13 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
     def _shed(self, task: RequestTask, reason: str) -> None:
         self.call_on_loop(task.shed, reason)
 
+    def _thread_returned(self, task: RequestTask) -> None:
+        self.call_on_loop(self.watchdog.returned, task)
+
     def _sweep(self) -> None:
         self.queue.sweep()
+        if self.watchdog is not None:
+            self.watchdog.check()
         # One line per interval at most: under overload a line per request would flood.
         shed = self.queue.shed_counts["deadline"]
         now = time.monotonic()

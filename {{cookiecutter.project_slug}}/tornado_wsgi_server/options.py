@@ -54,6 +54,16 @@ def _seconds(raw: str) -> float:
 _SIZE_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "M": 1024**2, "MB": 1024**2, "G": 1024**3, "GB": 1024**3}
 
 
+def _seconds_or_off(raw: str) -> float:
+    """Seconds greater than 0, or 0 / "off" for no limit at all (returned as 0.0)."""
+    if raw.strip().lower() in ("0", "off"):
+        return 0.0
+    try:
+        return _seconds(raw)
+    except OptionError:
+        raise OptionError("must be a number of seconds greater than 0, or 0 / off for no limit") from None
+
+
 def _size(raw: str) -> int:
     match = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", raw)
     unit = match.group(2).upper() if match else None
@@ -173,6 +183,11 @@ def options_for(project: Project) -> tuple[Option, ...]:
         Option("write_timeout", _seconds, "60",
                "Seconds a response may wait on a client that does not read (accepts less than "
                "64 KB) before its connection is closed and its thread freed.", metavar="SECONDS"),
+        Option("request_timeout", _seconds_or_off, "300",
+               "Seconds a request may stay inside Django (a stream: without producing a part); "
+               "past that its client gets 504 (or, once the response began, a closed connection), "
+               "its late answer is dropped and the stuck thread's stack is logged. 0 or off: no limit.",
+               metavar="SECONDS"),
         Option("drain_timeout", _seconds, "30",
                "On shutdown, seconds in-flight requests get to finish.", metavar="SECONDS"),
         Option("trusted_proxies", _networks, "",
@@ -222,6 +237,7 @@ class ServerOptions:
     min_body_rate: int = 1024
     body_rate_window: float = 10.0
     write_timeout: float = 60.0
+    request_timeout: float = 300.0  # 0: no limit
     drain_timeout: float = 30.0
     trusted_proxies: tuple = field(default_factory=tuple)
     max_websockets: int | None = None  # None: half of max_connections

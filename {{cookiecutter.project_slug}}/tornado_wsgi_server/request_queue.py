@@ -2,6 +2,7 @@
 
 Nobody waits forever: past ``--max-queue-wait`` a request is shed with 503, a request whose
 client has gone is dropped unrun, and under sustained overload the newest are served first.
+The queue also knows which task each thread runs, for the stuck-request watchdog.
 """
 
 from __future__ import annotations
@@ -47,12 +48,21 @@ class RequestQueue:
     ``"deadline"`` or ``"client gone"``; ``shed`` must be thread-safe (it hands over to the
     loop). ``sweep()``, called ten times a second, sheds expired tasks nobody picks up and
     samples the queue's length for the overload rule.
+
+    A running task gets ``thread_ident``, ``run_started`` and ``app_since`` (monotonic; the
+    task sets ``app_since`` to None while it waits on its client, and renews it as its
+    application makes progress). ``overdue()`` marks tasks ``timed_out``; when the thread of
+    such a task returns, ``returned(task)`` is called on that thread, with the queue's lock
+    held (it must only hand over to the loop), so a task is either never marked or always
+    reported back, exactly once.
     """
 
     def __init__(self, threads: int, max_wait: float, shed: Callable[[object, str], None],
-                 name: str = "wsgi") -> None:
+                 name: str = "wsgi", returned: Callable[[object], None] | None = None) -> None:
         self.max_wait = max_wait
         self._shed = shed
+        self._returned = returned
+        self._running: dict = {}  # thread ident -> the task it runs; under the lock
         self._waiting: collections.deque = collections.deque()
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
@@ -103,11 +113,19 @@ class RequestQueue:
             return min(max(SHORT_WAIT_MIN, SHORT_WAIT_RUNS * self.typical_run), self.max_wait)
         return self.max_wait
 
-    def _take(self):
-        """The next task to run, shedding the expired and abandoned on the way; None to stop."""
+    def _take(self, ident: int, finished=None):
+        """The next task to run, shedding the expired and abandoned on the way; None to stop.
+
+        ``finished`` is the task this thread has just run: its slot is cleared under the
+        same lock, so the bookkeeping costs no extra lock per request.
+        """
         shed = []
         try:
             with self._lock:
+                if finished is not None:
+                    del self._running[ident]
+                    if finished.timed_out:
+                        self._returned(finished)
                 while True:
                     while not self._waiting and not self._stopping:
                         self._ready.wait()
@@ -120,6 +138,9 @@ class RequestQueue:
                         self._emptied(now)
                     reason = _verdict(task, now, longest)
                     if reason is None:
+                        task.thread_ident = ident
+                        task.run_started = task.app_since = now
+                        self._running[ident] = task
                         return task
                     shed.append((task, reason))
         finally:
@@ -152,13 +173,27 @@ class RequestQueue:
         self.shed_counts[reason] += 1
         self._shed(task, reason)
 
+    def overdue(self, limit: float, now: float) -> list:
+        """Running tasks whose application has gone ``limit`` seconds without progress;
+        each is marked ``timed_out`` and returned once."""
+        found = []
+        with self._lock:
+            for task in self._running.values():
+                since = task.app_since
+                if since is not None and now - since > limit and not task.timed_out:
+                    task.timed_out = True
+                    found.append(task)
+        return found
+
     def _work(self) -> None:
-        while (task := self._take()) is not None:
-            started = time.monotonic()
+        ident = threading.get_ident()
+        task = None
+        while (task := self._take(ident, task)) is not None:
             task.run()
-            took = time.monotonic() - started
-            # A plain float update: a lost race between threads only skips one sample.
-            self.typical_run += (took - self.typical_run) * _AVERAGE_WEIGHT if self.typical_run else took
+            if not task.timed_out:  # a stuck request says nothing about typical ones
+                took = time.monotonic() - task.run_started
+                # A plain float update: a lost race between threads only skips one sample.
+                self.typical_run += (took - self.typical_run) * _AVERAGE_WEIGHT if self.typical_run else took
 
     def shutdown(self, wait: bool = True, run_waiting: bool = True) -> None:
         """Stop the threads once the queue is empty (or drop what waits, unrun)."""

@@ -131,7 +131,15 @@ class ResponseWriter:
 
     ``done()`` gives the request's place in ``in_flight`` back (``release()`` may do so
     earlier, when the loop sends a file on its own) and writes the access-log line.
+    ``time_out()`` (the watchdog) answers for an application that is stuck; from then on
+    whatever the worker sends is dropped, and the place is given back only when
+    ``thread_returned()`` says the thread is free again.
     """
+
+    head_out = False  # a response head has been written (loop side)
+    timed_out = False  # marked by the queue's overdue(), under its lock
+    cut_off = False  # the watchdog answered: later parts from the worker are dropped
+    stuck = False  # cut off while its thread still runs the application
 
     def write_head(self, start_line, head, body: bytes = b"") -> None:
         if head.get("Connection") == "close":
@@ -139,6 +147,7 @@ class ResponseWriter:
             if self.start_line.version == "HTTP/1.0":
                 # Tornado answers "Keep-Alive" over ours to a 1.0 client that asked for it.
                 self.headers["Connection"] = "close"
+        self.head_out = True
         self.request_conn.write_headers(start_line, head, body)
         if self.request_conn.stream.writing():  # the kernel did not take it all at once
             self.track_written()
@@ -168,6 +177,8 @@ class ResponseWriter:
         return future
 
     def send_whole(self, start_line, head, body: bytes) -> None:
+        if self.cut_off:
+            return  # a late answer: its client already has the 504
         self.status = start_line.code
         try:
             self.write_head(start_line, head, body[:WRITE_SLICE])
@@ -194,6 +205,9 @@ class ResponseWriter:
         self.send_whole(httputil.ResponseStartLine("HTTP/1.1", 500, "Internal Server Error"), head, body)
 
     def write_part(self, start_line, head, data: bytes, done: concurrent.futures.Future) -> None:
+        if self.cut_off:
+            done.set_exception(iostream.StreamClosedError())  # the worker must not wait on it
+            return
         try:
             if start_line is not None:
                 self.write_head(start_line, head, b"")
@@ -212,6 +226,9 @@ class ResponseWriter:
         written.add_done_callback(copy_result)
 
     def send_file(self, start_line, head, fd: int, limit: int | None) -> None:
+        if self.cut_off:
+            os.close(fd)
+            return
         self.release()  # no thread is held from here on
         try:
             self.write_head(start_line, head, b"")
@@ -233,6 +250,8 @@ class ResponseWriter:
         self.abort(499 if self.request_conn.stream.closed() else self.status)
 
     def finish_stream(self) -> None:
+        if self.cut_off:
+            return
         if self.request_conn.stream.closed():
             self.abort(499)
             return
@@ -254,7 +273,7 @@ class ResponseWriter:
 
     def stalled(self) -> None:
         """The client has not taken any of the response for --write-timeout seconds."""
-        if self.stall_logged:
+        if self.stall_logged or self.cut_off:
             return
         self.stall_logged = True
         self.closed = True
@@ -273,12 +292,45 @@ class ResponseWriter:
         self.closed = True
 
     def abort(self, status: int) -> None:
+        if self.cut_off:
+            return  # closing now could cut the 504 short
         self.request_conn.close()
         self.done(status, self.sent_bytes)
 
+    def time_out(self) -> str:
+        """The application has been stuck past --request-timeout: 504 if no head is out yet,
+        else close the connection; the worker's later calls are dropped from now on.
+        Returns what the client got."""
+        self.stuck = True  # its thread is still busy: keep its place in in_flight
+        self.closed = True  # the worker's next push() raises and its stream ends there
+        if self.request_conn.stream.closed():
+            outcome = "its client had already left"
+            self.abort(499)
+        elif self.head_out:
+            outcome = "closed its connection mid-response"
+            self.abort(self.status)
+        else:
+            outcome = "answered 504"
+            body = b"The server took too long to answer this request.\n"
+            head = httputil.HTTPHeaders({
+                "Content-Type": "text/plain; charset=utf-8",
+                "Content-Length": str(len(body)),
+                "Date": self.container.http_date(),
+                "Connection": "close",
+            })
+            self.send_whole(httputil.ResponseStartLine("HTTP/1.1", 504, "Gateway Timeout"), head,
+                            b"" if self.start_line.method == "HEAD" else body)
+        self.cut_off = True
+        return outcome
+
+    def thread_returned(self) -> None:
+        """The thread of a request cut off by time_out() is free again."""
+        self.stuck = False
+        self.release()
+
     def release(self) -> None:
         """This request no longer holds a thread or waits for one."""
-        if not self.released:
+        if not self.released and not self.stuck:
             self.released = True
             self.container.in_flight -= 1
 

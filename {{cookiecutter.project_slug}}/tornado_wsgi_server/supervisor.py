@@ -165,3 +165,8 @@ def serve_workers(project: Project, options: ServerOptions) -> int:
     supervisor = Supervisor(project, options)
     install_stop_signals(supervisor.stop, force_exit)
     return supervisor.run()
+
+
+def ask_to_be_replaced(reason: str) -> bool:
+    """Ask the supervisor for a fresh worker in this one's place; False if there is none."""
+    return False

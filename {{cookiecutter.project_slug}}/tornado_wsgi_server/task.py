@@ -362,6 +362,7 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
             self.push(None, None, first)
             iterator = itertools.chain(later, iterator)
         for chunk in iterator:
+            self.app_since = time.monotonic()  # progress: the watchdog counts from here
             if self.closed:
                 break
             if chunk:
@@ -410,13 +411,17 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
     def wait_written(self, future: concurrent.futures.Future) -> None:
         """Wait while the client reads; the loop's WriteWatch ends a stall, this is a backstop."""
         timeout = self.container.options.write_timeout
-        while True:
-            try:
-                return future.result(timeout=timeout)
-            except concurrent.futures.TimeoutError:
-                if self.watch.idle_for() > timeout + _WAIT_MARGIN:
-                    self.container.call_on_loop(self.stalled)
-                    raise iostream.StreamClosedError() from None
+        self.app_since = None  # waiting on the client, not stuck in the application
+        try:
+            while True:
+                try:
+                    return future.result(timeout=timeout)
+                except concurrent.futures.TimeoutError:
+                    if self.watch.idle_for() > timeout + _WAIT_MARGIN:
+                        self.container.call_on_loop(self.stalled)
+                        raise iostream.StreamClosedError() from None
+        finally:
+            self.app_since = time.monotonic()
 
     def send_file_from_loop(self, result: FileWrapper, response, method) -> None:
         """Hand a large regular file to the event loop; this thread is free at once."""
