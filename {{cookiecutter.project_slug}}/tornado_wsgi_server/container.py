@@ -20,6 +20,7 @@ from tornado import httputil
 from tornado.ioloop import IOLoop, PeriodicCallback
 
 from .logs import log
+from .metrics import NO_COUNTING
 from .options import ServerOptions
 from .request_queue import RequestQueue
 from .task import RequestTask
@@ -57,6 +58,7 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
         self.tornado_app = tornado_app
         self.tornado_paths = tornado_paths
         self.loop = IOLoop.current()
+        self.metrics = NO_COUNTING  # counts once --metrics is on (metrics_hub.start_reporter)
         self.in_flight = 0  # read completely, not yet answered; touched on the loop only
         self.capacity = options.threads + options.max_queue
         # Streams of connections waiting for a request (new or keep-alive), oldest first.
