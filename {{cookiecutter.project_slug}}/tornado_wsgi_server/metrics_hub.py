@@ -243,11 +243,11 @@ def start_reporter(server_process, container, http_server) -> None:
     def report() -> None:
         loop = server_process.loop
         while loop is not None and not loop.is_closed():
-            time.sleep(1)
             try:
                 sink.send(metrics.snapshot(counters, container, http_server))
             except (OSError, ValueError, EOFError):
                 return  # the supervisor is gone; the worker stops on its own
+            time.sleep(1)
 
     threading.Thread(target=report, name="metrics-report", daemon=True).start()
 
