@@ -148,11 +148,11 @@ COUNTER_FIELDS = ("requests", "buckets")
 
 
 def add_counts(total: dict, snap: dict) -> None:
-    """Add the counters (not the gauges) of ``snap`` into ``total``."""
+    """Add the counters (not the gauges) of ``snap`` into ``total`` (from ``empty_counts()``)."""
     for field in COUNTER_FIELDS:
-        total[field] = [a + b for a, b in zip(total.get(field) or [0] * len(snap[field]), snap[field])]
-    total["duration_sum"] = total.get("duration_sum", 0.0) + snap["duration_sum"]
-    events = total.setdefault("events", dict.fromkeys(EVENTS, 0))
+        total[field] = [a + b for a, b in zip(total[field], snap[field], strict=True)]
+    total["duration_sum"] += snap["duration_sum"]
+    events = total["events"]
     for key, value in snap["events"].items():
         events[key] = events.get(key, 0) + value
 
@@ -180,7 +180,7 @@ def render(total: dict, processes: list[dict], restarts: int) -> str:
             lines.append(f'{name}{{method="{method}",status_class="{status_class}"}} {count}')
     name = family("request_duration_seconds", "histogram")
     cumulative = 0
-    for bound, count in zip((*BUCKETS, "+Inf"), total["buckets"]):
+    for bound, count in zip((*BUCKETS, "+Inf"), total["buckets"], strict=True):
         cumulative += count
         lines.append(f'{name}_bucket{{le="{bound}"}} {cumulative}')
     lines.append(f"{name}_sum {total['duration_sum']:.6f}")

@@ -130,7 +130,7 @@ class MetricsHub:
         self._recent.append((now, total))
         then, before = self._recent[0]
         seconds = max(now - then, 1.0)
-        buckets = [a - b for a, b in zip(total["buckets"], before["buckets"])]
+        buckets = [a - b for a, b in zip(total["buckets"], before["buckets"], strict=True)]
         p50, p99 = (metrics.quantile(q, buckets) for q in (0.5, 0.99))
         shed_now = sum(v for k, v in total["events"].items() if k in ("shed queue full", "shed deadline"))
         shed_then = sum(v for k, v in before["events"].items() if k in ("shed queue full", "shed deadline"))
