@@ -1,7 +1,7 @@
 // The server status page: polls data.json and draws the last 15 minutes as inline SVG.
 (function () {
   "use strict";
-  var WINDOW = 15 * 60, POLL_MS = 2000, SVG = "http://www.w3.org/2000/svg";
+  var LONGEST = 15 * 60, SHORTEST = 60, POLL_MS = 2000, SVG = "http://www.w3.org/2000/svg";
   var root = document.querySelector(".server-status");
   if (!root) { return; }
   var charts = [
@@ -29,6 +29,9 @@
   }
   function draw(chart, history, now) {
     var svg = document.getElementById(chart.id), width = 600, height = 160;
+    // The x axis spans what there is, from one minute up to fifteen.
+    var span = history.length ? Math.min(LONGEST, Math.max(SHORTEST, now - history[0].t)) : SHORTEST;
+    svg.parentNode.querySelector(".span").textContent = "last " + duration(Math.round(span));
     var top = 0;
     history.forEach(function (point) {
       chart.series.forEach(function (key) { if (point[key] > top) { top = point[key]; } });
@@ -46,7 +49,7 @@
       history.forEach(function (point) {
         var value = point[key];
         if (value === null || value === undefined) { drawing = false; return; }
-        var x = width - (now - point.t) / WINDOW * width;
+        var x = width - (now - point.t) / span * width;
         var y = height - value / top * (height - 16);
         d += (drawing ? "L" : "M") + x.toFixed(1) + " " + y.toFixed(1) + " ";
         drawing = true;
