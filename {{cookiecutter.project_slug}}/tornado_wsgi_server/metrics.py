@@ -21,23 +21,24 @@ STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 # Upper bounds of the duration histogram, in seconds; the last bucket is +Inf.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
-# Event counters: one line each. Count with ``container.metrics.count(key)`` where it
-# happens; every key with the same metric name is one family, told apart by its labels.
+# Event counters, one line each: key -> (metric name, labels, help). Count with
+# ``container.metrics.count(key)`` where it happens; keys that share a metric name form one
+# family told apart by their labels (the first one's help is the family's).
 EVENTS = {
-    "shed queue full": ("requests_shed_total", 'reason="queue_full"'),
-    "shed deadline": ("requests_shed_total", 'reason="deadline"'),
-    "shed client gone": ("requests_shed_total", 'reason="client_gone"'),
-    "rejected 413": ("requests_rejected_total", 'status="413"'),
-    "rejected 431": ("requests_rejected_total", 'status="431"'),
+    "shed queue full": ("requests_shed_total", 'reason="queue_full"',
+                        "Requests dropped unrun: 503 when the queue was full (or the server stopping) "
+                        "or past --max-queue-wait; no answer when the client had gone."),
+    "shed deadline": ("requests_shed_total", 'reason="deadline"', ""),
+    "shed client gone": ("requests_shed_total", 'reason="client_gone"', ""),
+    "rejected 413": ("requests_rejected_total", 'status="413"',
+                     "Requests refused at once: 413 body too large, 431 headers too large."),
+    "rejected 431": ("requests_rejected_total", 'status="431"', ""),
 }
 HELP = {
     "requests_total": "Requests answered, by method and status class.",
     "request_duration_seconds": "Time from the end of the request headers to the end of the response.",
     "requests_in_flight": "Requests read and not yet answered (running or waiting for a thread).",
     "queue_depth": "Requests waiting for a free thread.",
-    "requests_shed_total": "Requests dropped unrun: 503 when the queue was full (or the server "
-                           "stopping) or past --max-queue-wait; no answer when the client had gone.",
-    "requests_rejected_total": "Requests refused at once: 413 body too large, 431 headers too large.",
     "open_connections": "Open client connections, HTTP (keep-alive included) and WebSocket.",
     "worker_restarts_total": "Worker processes that died and were replaced.",
     "workers": "Server processes currently reporting.",
@@ -167,9 +168,9 @@ def render(total: dict, processes: list[dict], restarts: int) -> str:
     """The Prometheus text exposition (format 0.0.4) of the summed counts and the gauges."""
     lines: list[str] = []
 
-    def family(name: str, kind: str) -> str:
+    def family(name: str, kind: str, help_text: str = "") -> str:
         full = PREFIX + name
-        lines.append(f"# HELP {full} {HELP[name]}")
+        lines.append(f"# HELP {full} {help_text or HELP[name]}")
         lines.append(f"# TYPE {full} {kind}")
         return full
 
@@ -189,10 +190,10 @@ def render(total: dict, processes: list[dict], restarts: int) -> str:
         name = family(gauge, "gauge")
         lines.append(f"{name} {sum(process[field] for process in processes)}")
     seen: set = set()
-    for key, (metric, labels) in EVENTS.items():
+    for key, (metric, labels, help_text) in EVENTS.items():
         if metric not in seen:
             seen.add(metric)
-            name = family(metric, "counter")
+            family(metric, "counter", help_text)
         lines.append(f"{PREFIX}{metric}{{{labels}}} {total['events'].get(key, 0)}")
     name = family("open_connections", "gauge")
     for kind in ("http", "websocket"):
