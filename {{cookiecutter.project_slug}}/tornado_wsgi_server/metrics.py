@@ -164,6 +164,11 @@ def empty_counts() -> dict:
             "events": dict.fromkeys(EVENTS, 0)}
 
 
+def series(name: str, labels: str, value) -> str:
+    """One sample line: ``name{labels} value``."""
+    return name + "{" + labels + "} " + str(value)
+
+
 def render(total: dict, processes: list[dict], restarts: int) -> str:
     """The Prometheus text exposition (format 0.0.4) of the summed counts and the gauges."""
     lines: list[str] = []
@@ -178,12 +183,12 @@ def render(total: dict, processes: list[dict], restarts: int) -> str:
     for index, count in enumerate(total["requests"]):
         if count:
             method, status_class = METHODS[index // 5], STATUS_CLASSES[index % 5]
-            lines.append(f'{name}{{method="{method}",status_class="{status_class}"}} {count}')
+            lines.append(series(name, f'method="{method}",status_class="{status_class}"', count))
     name = family("request_duration_seconds", "histogram")
     cumulative = 0
     for bound, count in zip((*BUCKETS, "+Inf"), total["buckets"], strict=True):
         cumulative += count
-        lines.append(f'{name}_bucket{{le="{bound}"}} {cumulative}')
+        lines.append(series(name + "_bucket", f'le="{bound}"', cumulative))
     lines.append(f"{name}_sum {total['duration_sum']:.6f}")
     lines.append(f"{name}_count {cumulative}")
     for gauge, field in (("requests_in_flight", "in_flight"), ("queue_depth", "queue")):
@@ -194,10 +199,10 @@ def render(total: dict, processes: list[dict], restarts: int) -> str:
         if metric not in seen:
             seen.add(metric)
             family(metric, "counter", help_text)
-        lines.append(f"{PREFIX}{metric}{{{labels}}} {total['events'].get(key, 0)}")
+        lines.append(series(PREFIX + metric, labels, total["events"].get(key, 0)))
     name = family("open_connections", "gauge")
     for kind in ("http", "websocket"):
-        lines.append(f'{name}{{kind="{kind}"}} {sum(p[kind + "_connections"] for p in processes)}')
+        lines.append(series(name, f'kind="{kind}"', sum(p[kind + "_connections"] for p in processes)))
     lines.append(f"{family('worker_restarts_total', 'counter')} {restarts}")
     lines.append(f"{family('workers', 'gauge')} {len(processes)}")
     for gauge, field, kind in (("process_resident_memory_bytes", "memory", "gauge"),
@@ -205,7 +210,7 @@ def render(total: dict, processes: list[dict], restarts: int) -> str:
                                ("process_start_time_seconds", "started", "gauge")):
         name = family(gauge, kind)
         for process in processes:
-            lines.append(f'{name}{{worker="{process["worker"]}"}} {process[field]:.3f}')
+            lines.append(series(name, f'worker="{process["worker"]}"', f"{process[field]:.3f}"))
     return "\n".join(lines) + "\n"
 
 
