@@ -197,7 +197,7 @@ def test_worker_takes_one_new_connection_per_loop_turn(workers, taken_in_one_tur
         loop.run_forever()
         assert server.open_connections() == taken_in_one_turn
         server.stop()
-        server.container.executor.shutdown(wait=False)
+        server.container.stop_queue(wait=False)
     finally:
         for client in clients:
             client.close()
