@@ -78,8 +78,8 @@ def wait_for(condition, timeout: float = 30, message: str = "condition"):
 
 def line_heights(browser, series: str) -> set[str]:
     """The distinct y coordinates of one chart line (an empty set if it is not drawn)."""
-    path = browser.find_element("css selector", f"path.line.{series}").get_attribute("d") or ""
-    return set(re.findall(r"[ML][\d.-]+ ([\d.-]+)", path))
+    paths = browser.find_elements("css selector", f"path.line.{series}")  # none before the first poll
+    return set(re.findall(r"[ML][\d.-]+ ([\d.-]+)", paths[0].get_attribute("d") or "")) if paths else set()
 
 
 def figure(browser, name: str) -> str:
