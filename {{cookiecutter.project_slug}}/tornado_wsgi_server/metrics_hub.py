@@ -226,8 +226,10 @@ def start_hub(options: ServerOptions) -> MetricsHub | None:
 
 def _url_host(address: tuple[str, int]) -> str:
     host, port = address
-    if host in ("0.0.0.0", "::", ""):
+    if host in ("0.0.0.0", ""):
         host = "127.0.0.1"
+    elif host == "::":  # IPv6 only on Windows: 127.0.0.1 would not reach it
+        host = "::1"
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 

@@ -11,6 +11,7 @@ import threading
 import time
 
 import httpx
+import psutil
 import pytest
 
 from ..conftest import ONE_AT_A_TIME, PROJECT_DIR, free_port, second_loopback_address, wait_until_busy
@@ -143,3 +144,39 @@ def test_a_bare_port_listens_on_loopback_only(start_server):
     if second_loopback_address():  # 127.0.0.1 only: another address of this host is refused
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.2", metrics_port), timeout=5).close()
+
+
+def test_a_replaced_worker_is_counted_and_its_requests_stay_in_the_total(start_server):
+    metrics_port = free_port()
+    server = start_server("--workers", "2", "--metrics", str(metrics_port))
+    with httpx.Client(timeout=10) as http:
+        for _ in range(20):
+            assert http.get(f"{server.url}/healthz").status_code == 200
+    wait_for_metric(metrics_port, "tornado_server_requests_total", 20)
+    workers = psutil.Process(server.process.pid).children()
+    assert len(workers) >= 2
+    for worker in workers:  # both: whichever served the requests is among them
+        worker.kill()
+    server.wait_for_output("starting a new one", count=2)
+    text = wait_for_metric(metrics_port, "tornado_server_worker_restarts_total", 2)
+    # The dead workers' counts are kept: a counter never goes down.
+    assert total(text, "tornado_server_requests_total") == 20
+    assert total(text, "tornado_server_request_duration_seconds_count") == 20
+    wait_for_metric(metrics_port, "tornado_server_workers", 2)
+
+
+def test_open_connections_are_counted(start_server):
+    metrics_port = free_port()
+    server = start_server("--metrics", str(metrics_port))
+    clients = []
+    try:
+        for _ in range(3):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert sock.recv(12) == b"HTTP/1.1 200"
+            clients.append(sock)  # kept open: idle keep-alive connections
+        wait_for_metric(metrics_port, "tornado_server_open_connections", 3, '{kind="http"}')
+    finally:
+        for sock in clients:
+            sock.close()
+    wait_for_metric(metrics_port, "tornado_server_open_connections", 0, '{kind="http"}')
