@@ -329,13 +329,6 @@ MUTATIONS: tuple[Mutation, ...] = (
         (f"{METRICS}::test_shed_and_rejected_requests_are_counted_by_reason",),
     ),
     Mutation(
-        "M7", "a worker that crashes ... its earlier counts stay in the totals",
-        "tornado_wsgi_server/metrics_hub.py",
-        "                metrics.add_counts(self.retired, gone)",
-        "                pass",
-        (f"{METRICS}::test_a_replaced_worker_is_counted_and_its_requests_stay_in_the_total",),
-    ),
-    Mutation(
         "M5", "The status page is for staff only: anyone else is sent to the admin login",
         "tornado_wsgi_server/status/views.py",
         "@staff_member_required\n@never_cache\ndef status_page(request):",
@@ -348,6 +341,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         ".then(function () { window.setTimeout(poll, POLL_MS); });",
         ";",
         (f"{STATUS_PAGE}::test_staff_see_the_chart_move_while_requests_come_in",),
+    ),
+    Mutation(
+        "M7", "a worker that crashes ... its earlier counts stay in the totals",
+        "tornado_wsgi_server/metrics_hub.py",
+        "                metrics.add_counts(self.retired, gone)",
+        "                pass",
+        (f"{METRICS}::test_a_replaced_worker_is_counted_and_its_requests_stay_in_the_total",),
     ),
     Mutation(
         "H1", "Static files come from WhiteNoise with hashed names, immutable caching",
