@@ -39,6 +39,7 @@ class MetricsHub:
         self._readers: dict = {}  # Pipe end -> worker
         self._writers: dict = {}  # worker -> the parent's copy of the child's end
         self.http = _bind(options)
+        self.http.hub = self
         threading.Thread(target=self.http.serve_forever, name="metrics-http", daemon=True).start()
         threading.Thread(target=self._collect, name="metrics-collect", daemon=True).start()
 
@@ -208,7 +209,6 @@ def _bind(options: ServerOptions) -> ThreadingHTTPServer:
             f"ERROR: cannot listen for metrics on {host}:{port}: {exc.strerror or exc}. "
             "Is something else using this port? Choose another with --metrics."
         ) from None
-    http.hub = None
     return http
 
 
@@ -218,7 +218,6 @@ def start_hub(options: ServerOptions) -> MetricsHub | None:
     if options.metrics is None:
         return None
     hub = MetricsHub(options)
-    hub.http.hub = hub
     listener_address = options.metrics
     log.info("Metrics at http://%s/metrics", _url_host(options.metrics))
     return hub

@@ -18,6 +18,10 @@ from django.views.decorators.cache import never_cache
 
 from ..metrics_hub import status_url
 
+# Straight to the listener on this machine, whatever proxy the environment (or, on Windows,
+# the registry) names for outgoing HTTP.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
 
 @staff_member_required
 @never_cache
@@ -35,7 +39,7 @@ def status_data(request):
         return JsonResponse({"enabled": False, "reason": "Metrics are off: start the server with "
                              "--metrics 9100 (or SERVER_METRICS=9100) to see them here."})
     try:
-        with urllib.request.urlopen(url, timeout=3) as answer:
+        with _DIRECT.open(url, timeout=3) as answer:
             data = json.load(answer)
     except (OSError, urllib.error.URLError, ValueError) as exc:
         return JsonResponse({"enabled": False, "reason": f"The metrics listener at {url} did not answer: {exc}"},
