@@ -270,6 +270,8 @@ def server_specs() -> dict[str, ServerSpec]:
         ServerSpec("tornado_server --workers 2", [*ts, "--no-access-log", "--workers", "2"],
                    "2 processes x 8 threads, no access log"),
         ServerSpec("tornado_server + access log", ts, "1 process, 8 threads, access log to stderr"),
+        ServerSpec("tornado_server + metrics", [*ts, "--no-access-log", "--metrics", "{metrics_port}"],
+                   "1 process, 8 threads, no access log, --metrics on (counting + 1 s snapshots)"),
         ServerSpec("waitress", ["{python}", "-m", "waitress", f"--threads={THREADS}",
                                 "--listen=127.0.0.1:{port}", f"{SLUG}.wsgi:application"],
                    "1 process, 8 threads (logs no access lines)", signal.SIGTERM),
@@ -287,7 +289,7 @@ class RunningServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.logfile = open(logdir / (re.sub(r"\W+", "_", spec.name) + ".log"), "wb")
-        args = [a.format(python=python, port=self.port) for a in spec.args]
+        args = [a.format(python=python, port=self.port, metrics_port=free_port()) for a in spec.args]
         self.process = subprocess.Popen(
             args, cwd=project, env=env, stdout=self.logfile, stderr=subprocess.STDOUT,
             start_new_session=not IS_WINDOWS,

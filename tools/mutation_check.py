@@ -79,6 +79,8 @@ OVERLOAD = "tests/server/test_overload.py"
 SERVICE = "tests/server/test_windows_service.py"
 STARTUP = "tests/server/test_startup.py"
 WATCHDOG = "tests/server/test_watchdog.py"
+METRICS = "tests/server/test_metrics.py"
+STATUS_PAGE = "tests/server/test_status_page.py"
 DRAIN_PROMISE = "Ctrl+C, Ctrl+Break, SIGTERM ...: requests in flight get up to `--drain-timeout` seconds"
 PROXY_PROMISE = "`--trusted-proxies`: proxies whose `X-Forwarded-For`/`-Proto`/`-Host` are believed"
 
@@ -616,6 +618,55 @@ MUTATIONS: tuple[Mutation, ...] = (
         'stream.reconfigure(errors="backslashreplace")',
         "pass",
         (STARTUP,),
+    ),
+    Mutation(
+        "M1", "`/metrics` sums every worker process: one scrape shows the whole server",
+        "tornado_wsgi_server/metrics_hub.py",
+        "            for snap in processes:\n                metrics.add_counts(total, snap)",
+        "            for snap in processes[:1]:\n                metrics.add_counts(total, snap)",
+        (f"{METRICS}::test_requests_over_two_workers_are_counted_once_each",),
+    ),
+    Mutation(
+        "M2", "An address other than loopback is refused unless `--metrics-public` is given",
+        "tornado_wsgi_server/options.py",
+        "    if options.metrics and not options.metrics_public and not is_loopback(options.metrics[0]):",
+        "    if False:",
+        (f"{METRICS}::test_metrics_listener_refuses_a_public_address_unless_asked",),
+    ),
+    Mutation(
+        "M3", "A bare port listens on 127.0.0.1 only",
+        "tornado_wsgi_server/options.py",
+        '        host = "127.0.0.1"',
+        '        host = "::"',
+        (f"{METRICS}::test_a_bare_port_listens_on_loopback_only",),
+    ),
+    Mutation(
+        "M4", "`tornado_server_requests_shed_total` by reason: `queue_full` (503 at once) ...; `tornado_server_requests_rejected_total`",
+        "tornado_wsgi_server/task.py",
+        '        self.container.metrics.count("shed queue full" if code == 503 else f"rejected {code}")',
+        "        pass",
+        (f"{METRICS}::test_shed_and_rejected_requests_are_counted_by_reason",),
+    ),
+    Mutation(
+        "M5", "The status page is for staff only: anyone else is sent to the admin login",
+        "tornado_wsgi_server/status/views.py",
+        "@staff_member_required\n@never_cache\ndef status_page(request):",
+        "@never_cache\ndef status_page(request):",
+        (f"{STATUS_PAGE}::test_anonymous_users_are_sent_to_the_login_page",),
+    ),
+    Mutation(
+        "M6", "The status page's charts update themselves every 2 seconds",
+        "tornado_wsgi_server/status/static/tornado_status/status.js",
+        ".then(function () { window.setTimeout(poll, POLL_MS); });",
+        ";",
+        (f"{STATUS_PAGE}::test_staff_see_the_chart_move_while_requests_come_in",),
+    ),
+    Mutation(
+        "M7", "a worker that crashes ... its earlier counts stay in the totals",
+        "tornado_wsgi_server/metrics_hub.py",
+        "                metrics.add_counts(self.retired, gone)",
+        "                pass",
+        (f"{METRICS}::test_a_replaced_worker_is_counted_and_its_requests_stay_in_the_total",),
     ),
     Mutation(
         "H1", "Static files come from WhiteNoise with hashed names, immutable caching",

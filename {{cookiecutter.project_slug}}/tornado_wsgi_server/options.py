@@ -108,6 +108,31 @@ def _networks(raw: str) -> tuple:
     return tuple(networks)
 
 
+def _metrics_address(raw: str) -> tuple[str, int] | None:
+    """``PORT`` (on 127.0.0.1), ``HOST:PORT`` or ``[IPv6]:PORT``; empty: metrics off."""
+    value = raw.strip()
+    if not value:
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        host = "127.0.0.1"
+    host = host.strip("[]")
+    if not port.isdigit() or not 1 <= int(port) <= 65535 or (sep and not host) or any(
+        ch.isspace() or ch == "/" for ch in host
+    ):
+        raise OptionError("must be a port (listens on 127.0.0.1) or HOST:PORT, e.g. 9100 or 127.0.0.1:9100")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
 def _existing_file(raw: str) -> str:
     path = Path(raw.strip()).expanduser()
     if not path.is_file():
@@ -214,6 +239,13 @@ def options_for(project: Project) -> tuple[Option, ...]:
                "and on Windows).", metavar="PATH"),
         Option("log_max_bytes", _size, "10M", "Rotate the log file at this size.", metavar="SIZE"),
         Option("log_backups", _int_range(0, 1000), "5", "Rotated log files to keep."),
+        Option("metrics", _metrics_address, "",
+               "Serve Prometheus metrics (GET /metrics) and the admin status page's data on "
+               "this separate listener: a port (127.0.0.1) or HOST:PORT. Empty: off.",
+               metavar="[HOST:]PORT"),
+        Option("metrics_public", _bool, "false",
+               "Allow --metrics on an address other than loopback; the numbers show your "
+               "traffic to whoever reaches the port.", flag=True),
     )
 
 
@@ -250,6 +282,8 @@ class ServerOptions:
     log_file: str = ""
     log_max_bytes: int = 10 * 1024**2
     log_backups: int = 5
+    metrics: tuple[str, int] | None = None
+    metrics_public: bool = False
 
     @property
     def scheme(self) -> str:
@@ -298,6 +332,13 @@ def load_options(project: Project, argv: list[str] | None = None,
     options = ServerOptions(**values)
     if options.keyfile and not options.certfile:
         parser.error("--keyfile needs --certfile (SERVER_CERTFILE) as well")
+    if options.metrics and not options.metrics_public and not is_loopback(options.metrics[0]):
+        parser.error(
+            f"--metrics={options.metrics[0]}:{options.metrics[1]}: not a loopback address. "
+            "Metrics tell anyone who can reach them your traffic, paths' methods, errors and "
+            "load; serve them on 127.0.0.1 and let Prometheus scrape through a tunnel or a "
+            "local agent, or add --metrics-public (SERVER_METRICS_PUBLIC=true) behind a firewall"
+        )
     if IS_WINDOWS and sys.version_info < (3, 13) and options.workers > 31:
         # The supervisor waits on two handles per worker; Windows' wait takes 63 at most
         # before Python 3.13.

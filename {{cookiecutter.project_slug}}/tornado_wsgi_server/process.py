@@ -20,6 +20,7 @@ from .application import setup_django, tornado_routes
 from .connections import TornadoServer, bind, raise_open_file_limit, ssl_context
 from .container import ThreadedWSGIContainer
 from .logs import log, tolerate_unencodable_output
+from .metrics_hub import single_process_sink, start_reporter
 from .options import IS_WINDOWS, ServerOptions
 from .project import Project
 
@@ -49,6 +50,7 @@ class Server:
         # A stop may ask for a shorter drain (a Windows service when Windows shuts down).
         self.drain_timeout = options.drain_timeout
         self.exit_code = 0
+        self.metrics_sink = None  # where this process reports its counts (--metrics)
 
     def stop(self, reason: str = "stop requested", drain_timeout: float | None = None) -> None:
         """Begin a graceful shutdown; safe to call from any thread or a signal handler, before
@@ -106,6 +108,7 @@ class Server:
         )
         sockets = self.sockets or bind(options)
         server.add_sockets(sockets)
+        start_reporter(self, container, server)
         waker = PeriodicCallback(lambda: None, 200) if IS_WINDOWS else None
         if waker:  # lets Ctrl+C reach Python while select() waits
             waker.start()
@@ -176,6 +179,7 @@ def serve_single(project: Project, options: ServerOptions) -> int:
     application = setup_django(options)
     sockets = bind(options)
     server = Server(options, sockets, on_ready=lambda: announce(project, options))
+    server.metrics_sink = single_process_sink(options)
     install_stop_signals(server.stop, force_exit)
     return server.run(application)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from .application import setup_django
 from .connections import bind, raise_open_file_limit
 from .logs import setup_logging, tolerate_unencodable_output
+from .metrics_hub import single_process_sink
 from .options import ServerOptions, load_options, read_dotenv
 from .process import Server, announce, force_exit, install_stop_signals, listening_url
 from .project import Project
@@ -121,6 +122,7 @@ class ServiceRunner:
             # No os._exit() inside the server after the drain timeout: a service must
             # first report that it stopped (see exit_if_unfinished()).
             self._server = Server(self.options, sockets, on_ready=self._on_ready, hard_exit=False)
+            self._server.metrics_sink = single_process_sink(self.options)
             target = lambda: self._server.run(application)  # noqa: E731
         if self._stopping.is_set():
             self.stop(self._stop_reason, self._stop_drain)

@@ -18,12 +18,13 @@ from typing import Any
 from .application import setup_django
 from .connections import bind, raise_open_file_limit
 from .logs import log, setup_logging, tolerate_unencodable_output
+from .metrics_hub import start_hub
 from .options import ServerOptions
 from .process import Server, announce, force_exit, install_stop_signals
 from .project import Project
 
 
-def worker_main(options: ServerOptions, sockets: list, conn, number: int) -> None:
+def worker_main(options: ServerOptions, sockets: list, conn, number: int, metrics_conn=None) -> None:
     """Entry point of a worker process (spawned, so it starts fresh on every OS)."""
     # The supervisor owns Ctrl+C / Ctrl+Break and tells us to stop through the pipe.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -33,6 +34,7 @@ def worker_main(options: ServerOptions, sockets: list, conn, number: int) -> Non
     raise_open_file_limit()
     application = setup_django(options)
     server = Server(options, sockets)
+    server.metrics_sink = metrics_conn
 
     def ready() -> None:
         conn.send("ready")
@@ -77,6 +79,7 @@ class Supervisor:
         self.stop_reason = ""
         self.drain_timeout = options.drain_timeout
         self.recent_deaths: collections.deque = collections.deque(maxlen=10)
+        self.metrics = start_hub(options)  # None unless --metrics
 
     def stop(self, reason: str = "stop requested", drain_timeout: float | None = None) -> None:
         """Stop every worker gracefully; ``drain_timeout`` shortens their drain."""
@@ -88,11 +91,14 @@ class Supervisor:
     def start_worker(self, number: int, sockets: list) -> None:
         parent_conn, child_conn = self.context.Pipe()
         process = self.context.Process(
-            target=worker_main, args=(self.options, sockets, child_conn, number),
+            target=worker_main, args=(self.options, sockets, child_conn, number,
+                                      self.metrics and self.metrics.channel(str(number))),
             name=f"tornado-worker-{number}",
         )
         process.start()
         child_conn.close()
+        if self.metrics:
+            self.metrics.started(str(number))
         self.workers[number] = Worker(number, process, parent_conn)
 
     def run(self) -> int:
@@ -128,6 +134,8 @@ class Supervisor:
                     log.warning("Worker %d (pid %s) exited unexpectedly with code %s; starting a new one.",
                                 worker.number, worker.process.pid, code)
                     self.recent_deaths.append(time.monotonic())
+                    if self.metrics:
+                        self.metrics.worker_replaced(str(worker.number))
                     if len(self.recent_deaths) == self.recent_deaths.maxlen and (
                         self.recent_deaths[-1] - self.recent_deaths[0] < 60
                     ):

@@ -190,6 +190,7 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
     def reject(self, code: int, reason: str, text: str, extra: dict | None = None) -> None:
         """Answer at once from the loop (nothing reaches Django) and close the connection."""
         self.rejected = True
+        self.container.metrics.count("shed queue full" if code == 503 else f"rejected {code}")
         body = text.encode()
         head = httputil.HTTPHeaders({
             "Content-Type": "text/plain; charset=utf-8",
@@ -451,6 +452,7 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
                                     int(length) if length is not None else None)
 
     def log_access(self, status: int, size: int) -> None:
+        self.container.metrics.request_done(self.start_line.method, status, time.perf_counter() - self.started)
         if self.container.options.access_log:
             line = self.start_line
             access_log.info(

@@ -25,6 +25,9 @@ CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 PROJECT_NAME = {{ cookiecutter.project_name | jsonify }}
 
 INSTALLED_APPS = [
+    # The server's live status page for staff, linked from the admin index (listed before
+    # the admin so its admin/index.html adds the link).
+    "tornado_wsgi_server.status",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
