@@ -325,11 +325,11 @@ class Supervisor:
                 pass
             text = (f"Worker {old.number} (pid {old.process.pid}) replaced by worker {new.number} "
                     f"(pid {new.process.pid}, serving after {seconds:.1f}s): {current.reason}")
-            if current.kind == "reload":
+            if current.kind == "reload":  # the reload's end is one event of its own
                 log.info("%s", text)
             else:
                 log.warning("%s", text)
-            self.event("watchdog" if current.kind == worker_link.STUCK else "worker_replaced", text)
+                self.event("watchdog" if current.kind == worker_link.STUCK else "worker_replaced", text)
         if current.result is not None:
             current.result.replaced(seconds)
 
