@@ -70,13 +70,21 @@ def code_file(tmp_path) -> Path:
 def test_reload_under_load_serves_new_code_and_fails_nothing(start_server, server_env, code_file):
     env = {"TEST_CODE_FILE": str(code_file)}
     server = start_server("--workers", "2", "--threads", "4", env=env)
+    # Keep-alive connections left idle across the reload: the next request on each, once
+    # reload has returned, must get the new code too.
+    idle = [httpx.Client(timeout=30) for _ in range(10)]
+    assert all(client.get(f"{server.url}/__test__/code-version").text.startswith("v1 ") for client in idle)
     with Load(server.url) as load:
         time.sleep(2)
         code_file.write_text('CODE_VERSION = "v2"\n', encoding="utf-8")
         began = time.monotonic()
         result = run_command(server, "reload", env={**server_env, **env})
         returned = time.monotonic()
+        after_idle = [client.get(f"{server.url}/__test__/code-version").text for client in idle]
         time.sleep(2)
+    for client in idle:
+        client.close()
+    assert all(body.startswith("v2 ") for body in after_idle), after_idle
     assert result.returncode == 0, result.stdout + result.stderr + server.output()
     assert "Reloaded: 2 worker(s)" in result.stdout
     assert load.failures() == [], f"{len(load.failures())} of {len(load.results)} failed"
