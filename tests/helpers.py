@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 IS_WINDOWS = sys.platform == "win32"
-SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
+SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13", "3.14")
 # The interpreter the full baked suite and start_server run with, when it is installed; the
 # other supported Pythons get a smoke subset. TEMPLATE_MAIN_PYTHON=3.13 picks another one (the
 # GitHub workflow sets its matrix version, so each job runs the full suite on its Python).

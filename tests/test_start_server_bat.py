@@ -214,7 +214,8 @@ FAKE_PY = "\r\n".join([
 
 
 @pytest.mark.parametrize("has,chosen", [
-    ("-3.12;-3.14;-3", "py -3.12"),  # not the newest: the newest tested one
+    ("-3.12;-3.15;-3", "py -3.12"),  # not the newest: the newest tested one
+    ("-3.13;-3.14;-3.15;-3", "py -3.14"),
     ("-3.10;-3", "py -3.10"),
     ("-3", "py -3"),  # only an untested version: still used
 ])
@@ -228,5 +229,5 @@ def test_py_launcher_prefers_tested_versions(wine, spaced_project, tmp_path, has
     assert f"==> Using {chosen}\n" in output, output
     assert f"FAKE-PY ran {chosen.split()[1]} bootstrap.py" in output, output
     asked = log.read_text().split()
-    order = ["-3.13", "-3.12", "-3.11", "-3.10", "-3"]
+    order = ["-3.14", "-3.13", "-3.12", "-3.11", "-3.10", "-3"]
     assert [a for a in asked if a != "asked" and a != "for"] == order[:order.index(chosen.split()[1]) + 1], asked

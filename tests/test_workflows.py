@@ -57,10 +57,10 @@ def test_template_workflow_runs_services_and_requires_them_on_linux():
     check_steps(windows)
     for job in (linux, windows):
         assert job["env"]["TEMPLATE_MAIN_PYTHON"] == "${{ matrix.python }}"
-        assert job["strategy"]["matrix"]["python"] == ["3.10", "3.11", "3.12", "3.13"]
+        assert job["strategy"]["matrix"]["python"] == ["3.10", "3.11", "3.12", "3.13", "3.14"]
         test_step = next(step for step in job["steps"] if step.get("name") == "Template tests")
         assert test_step["run"].strip() == "python -m pytest"
-        for version in ("3_10", "3_11", "3_12", "3_13"):
+        for version in ("3_10", "3_11", "3_12", "3_13", "3_14"):
             assert f"PYTHON_{version}" in test_step["env"]
 
 

@@ -66,6 +66,7 @@ class Mutation:
 
 SHUTDOWN = "tests/server/test_shutdown.py"
 WORKERS = "tests/server/test_workers.py"
+RELOAD = "tests/server/test_reload.py"
 LIMITS = "tests/server/test_limits.py"
 CONNECTIONS = "tests/server/test_connections.py"
 FRAMING = "tests/server/test_framing.py"
@@ -723,6 +724,48 @@ MUTATIONS: tuple[Mutation, ...] = (
         "if self.stuck >= self.threads and not self.all_stuck_reported:",
         "if False:",
         (WATCHDOG,),
+    ),
+    Mutation(
+        "RL1", "reload returns once every worker is new, so every request after it gets the new code",
+        "tornado_wsgi_server/control.py",
+        "if len(self.times) >= self.total and self.gone >= self.total:",
+        "if len(self.times) >= self.total:",
+        (RELOAD,),
+    ),
+    Mutation(
+        "RL2", "Reload: the old worker answers what still comes on its open connections; no request fails",
+        "tornado_wsgi_server/process.py",
+        "        if self.retire:\n",
+        "        if False:\n",
+        (RELOAD,),
+    ),
+    Mutation(
+        "RL3", "If a new worker cannot start (the code does not import), the old workers keep serving",
+        "tornado_wsgi_server/application.py",
+        "get_resolver().url_patterns  # noqa: B018",
+        "pass",
+        (RELOAD,),
+    ),
+    Mutation(
+        "RL4", "The control channel obeys only a request carrying the random token",
+        "tornado_wsgi_server/control.py",
+        "not hmac.compare_digest(token.encode(), self.token.encode())",
+        "False",
+        (RELOAD,),
+    ),
+    Mutation(
+        "RL5", "On Linux and macOS the control file is readable by the server's user only (mode 0600)",
+        "tornado_wsgi_server/control.py",
+        "os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)",
+        "os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)",
+        (RELOAD,),
+    ),
+    Mutation(
+        "RL6", "--max-requests N replaces each worker after about N requests",
+        "tornado_wsgi_server/process.py",
+        "if container.requests_started >= limit and",
+        "if container.requests_started >= limit * 1000 and",
+        (RELOAD,),
     ),
 )
 

@@ -23,7 +23,7 @@ ENV_EXAMPLE = BASE_DIR / ".env.example"
 REQUIREMENTS = BASE_DIR / "requirements.txt"
 STAMP = VENV_DIR / "requirements.sha256"
 MIN_PYTHON = (3, 10)
-TESTED_UP_TO = (3, 13)
+TESTED_UP_TO = (3, 14)
 
 
 class StepFailed(Exception):

@@ -1,13 +1,13 @@
 @echo off
 rem Manage the Windows service of this project; run in a console opened "as Administrator".
 rem   service.bat install [-- server options]   install (starts with Windows)
-rem   service.bat start ^| stop ^| restart ^| remove ^| status
+rem   service.bat start ^| stop ^| restart ^| reload ^| remove ^| status
 rem   service.bat run [server options]          run in this console exactly as the service does
 rem Short for: .venv\Scripts\python.exe tornado_server.py service ...
 setlocal
 cd /d "%~dp0"
 if "%~1"=="" (
-    echo Usage: service.bat install^|start^|stop^|restart^|remove^|status^|run
+    echo Usage: service.bat install^|start^|stop^|restart^|reload^|remove^|status^|run
     exit /b 2
 )
 rem The service runs with the project's .venv, which start_server.bat creates and keeps

@@ -18,7 +18,8 @@ set "PYTHON="
 rem Quotes around the value are dropped; the path is quoted again where it is used.
 if defined BOOTSTRAP_PYTHON set "BOOTSTRAP_PYTHON=%BOOTSTRAP_PYTHON:"=%"
 if defined BOOTSTRAP_PYTHON call :try_python "%BOOTSTRAP_PYTHON%"
-if not defined BOOTSTRAP_PYTHON call :try_python py -3.13
+if not defined BOOTSTRAP_PYTHON call :try_python py -3.14
+if not defined PYTHON if not defined BOOTSTRAP_PYTHON call :try_python py -3.13
 if not defined PYTHON if not defined BOOTSTRAP_PYTHON call :try_python py -3.12
 if not defined PYTHON if not defined BOOTSTRAP_PYTHON call :try_python py -3.11
 if not defined PYTHON if not defined BOOTSTRAP_PYTHON call :try_python py -3.10
@@ -56,7 +57,7 @@ goto :fail
 
 :no_python
 if defined BOOTSTRAP_PYTHON goto :no_bootstrap_python
-echo ERROR: Python 3.10 or newer was not found (tried: py -3.13 ... py -3.10, py -3, python).
+echo ERROR: Python 3.10 or newer was not found (tried: py -3.14 ... py -3.10, py -3, python).
 goto :python_help
 :no_bootstrap_python
 echo ERROR: Python 3.10 or newer was not found at "%BOOTSTRAP_PYTHON%" (from BOOTSTRAP_PYTHON).

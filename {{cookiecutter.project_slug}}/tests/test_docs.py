@@ -71,7 +71,7 @@ def test_readme_layout_lists_only_what_exists():
 def test_readme_layout_lists_every_top_level_file_and_server_module():
     listed = layout_tree()
     for entry in PROJECT_DIR.iterdir():
-        if entry.name not in GENERATED and not entry.name.endswith((".sqlite3", ".log")):
+        if entry.name not in GENERATED and not entry.name.endswith((".sqlite3", ".log", ".control")):
             assert Path(entry.name) in listed, f"{entry.name} is missing from README's layout"
     for module in (PROJECT_DIR / "tornado_wsgi_server").glob("*.py"):
         assert Path("tornado_wsgi_server", module.name) in listed, f"{module.name} is missing"

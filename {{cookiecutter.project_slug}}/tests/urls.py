@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from . import views
+from . import reload_views, views
 
 urlpatterns = [
     path("__test__/block", views.block),
@@ -28,5 +28,7 @@ urlpatterns = [
     path("__test__/big-page", views.big_page),
     path("__test__/system-exit", views.system_exit),
     path("__test__/not-modified", views.not_modified),
+    path("__test__/code-version", reload_views.code_version),
+    path("__test__/ask-to-be-replaced", reload_views.ask_to_be_replaced),
     path("", include("{{ cookiecutter.project_slug }}.urls")),
 ]

@@ -32,6 +32,14 @@ def setup_django(options: ServerOptions):
         raise SystemExit(f"ERROR: Django settings {options.settings!r}: {exc}") from None
     except ModuleNotFoundError as exc:
         raise SystemExit(f"ERROR: cannot import Django settings {options.settings!r}: {exc}") from None
+    from django.conf import settings
+    from django.urls import get_resolver
+
+    try:  # import the URLconf and its views now: broken code fails the start, not each request
+        get_resolver().url_patterns  # noqa: B018
+    except Exception as exc:
+        raise SystemExit(f"ERROR: cannot load the URLs and views ({settings.ROOT_URLCONF}): "
+                         f"{type(exc).__name__}: {exc}") from None
     setup_logging(options)
     return application
 

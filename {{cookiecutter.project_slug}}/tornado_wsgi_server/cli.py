@@ -1,7 +1,9 @@
 """``python tornado_server.py``: serve the project, or manage its Windows service.
 
     tornado_server.py [options]             serve (one process, or --workers N)
-    tornado_server.py service COMMAND ...   install/start/stop/remove/status/run the service
+    tornado_server.py reload [--port P]     replace the running server's workers (new code)
+    tornado_server.py status [--port P]     the running server's processes
+    tornado_server.py service COMMAND ...   install/start/stop/reload/remove/status/run the service
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ def main(project: Project, argv: list[str] | None = None) -> int:
 
         return service_main(project, argv[1:])
     read_dotenv(project.dotenv)
+    if argv[:1] in (["reload"], ["status"]):
+        from .control import run_client
+
+        return run_client(project, load_options(project, argv[1:]), argv[0])
     options = load_options(project, argv)
     if options.workers > 1:
         return serve_workers(project, options)

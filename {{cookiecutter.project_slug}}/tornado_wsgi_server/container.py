@@ -85,6 +85,8 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
         self.uploads: dict = {}
         self._noted: dict = {}  # (kind, address) -> when last logged; see note()
         self.shutting_down = False
+        self.retiring = False  # replaced: answer what comes, then close (Connection: close)
+        self.requests_started = 0  # for --max-requests
         self.trusted = options.trusted_proxies
         self.proxies = Proxies(options.trusted_proxies)
         self.multiprocess = options.workers > 1
@@ -101,6 +103,7 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
         else:
             self.idle.pop(server_conn.stream, None)
             self.idle[server_conn.stream] = None
+            self.requests_started += 1
         return RequestTask(self, server_conn, request_conn)
 
     def on_close(self, server_conn) -> None:
@@ -378,7 +381,7 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
             head["Content-Length"] = str(body_length)
         if "Date" not in head:
             head["Date"] = self.http_date()
-        if self.shutting_down:
+        if self.shutting_down or self.retiring:
             head["Connection"] = "close"
         return httputil.ResponseStartLine("HTTP/1.1", code, reason or "Unknown"), head, no_body
 

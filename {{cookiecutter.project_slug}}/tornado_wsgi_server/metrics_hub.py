@@ -62,8 +62,12 @@ class MetricsHub:
 
     def worker_replaced(self, worker: str) -> None:
         """Keep a dead worker's counts in the totals (counters never go down) and count it."""
+        self.worker_gone(worker, restart=True)
+
+    def worker_gone(self, worker: str, restart: bool) -> None:
+        """A worker ended: its counts stay in the totals; ``restart``: it died unasked."""
         with self._lock:
-            self.restarts += 1
+            self.restarts += restart
             gone = self.latest.pop(worker, None)
             if gone is not None:
                 metrics.add_counts(self.retired, gone)

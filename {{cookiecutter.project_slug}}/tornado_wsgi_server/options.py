@@ -213,6 +213,13 @@ def options_for(project: Project) -> tuple[Option, ...]:
                "past that its client gets 504 (or, once the response began, a closed connection), "
                "its late answer is dropped and the stuck thread's stack is logged. 0 or off: no limit.",
                metavar="SECONDS"),
+        Option("max_requests", _int_range(0), "0",
+               "With --workers: replace a worker by a fresh process after about this many "
+               "requests (new one first, no request fails); bounds slow memory leaks. 0: never.",
+               metavar="N"),
+        Option("max_requests_jitter", _int_range(0), "0",
+               "Add a random 0 to N to each worker's --max-requests, so workers are not all "
+               "replaced at the same moment.", metavar="N"),
         Option("drain_timeout", _seconds, "30",
                "On shutdown, seconds in-flight requests get to finish.", metavar="SECONDS"),
         Option("trusted_proxies", _networks, "",
@@ -270,6 +277,8 @@ class ServerOptions:
     body_rate_window: float = 10.0
     write_timeout: float = 60.0
     request_timeout: float = 300.0  # 0: no limit
+    max_requests: int = 0
+    max_requests_jitter: int = 0
     drain_timeout: float = 30.0
     trusted_proxies: tuple = field(default_factory=tuple)
     max_websockets: int | None = None  # None: half of max_connections

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import signal
 import sys
 import time
@@ -16,9 +17,11 @@ from collections.abc import Callable
 
 from tornado.ioloop import PeriodicCallback
 
+from . import worker_link
 from .application import setup_django, tornado_routes
 from .connections import TornadoServer, bind, raise_open_file_limit, ssl_context
 from .container import ThreadedWSGIContainer
+from .control import SINGLE_PROCESS_RELOAD, ControlChannel
 from .logs import log, tolerate_unencodable_output
 from .metrics_hub import single_process_sink, start_reporter
 from .options import IS_WINDOWS, ServerOptions
@@ -51,13 +54,18 @@ class Server:
         self.drain_timeout = options.drain_timeout
         self.exit_code = 0
         self.metrics_sink = None  # where this process reports its counts (--metrics)
+        # Replaced by a new worker: keep answering requests on open connections until each
+        # closes (see _retire()), so that no client sees its connection cut.
+        self.retire = False
 
-    def stop(self, reason: str = "stop requested", drain_timeout: float | None = None) -> None:
+    def stop(self, reason: str = "stop requested", drain_timeout: float | None = None,
+             retire: bool = False) -> None:
         """Begin a graceful shutdown; safe to call from any thread or a signal handler, before
         ``run()``, during its start-up, or after it returned (then it does nothing).
         ``drain_timeout`` shortens the drain, never lengthens it."""
         if drain_timeout is not None:
             self.drain_timeout = min(self.drain_timeout, drain_timeout)
+        self.retire = self.retire or retire
         # Flag first, loop second; _serve() publishes the loop first and reads the flag
         # second: whichever runs last sees the other, so a stop is never lost.
         self._pending_stop = True
@@ -112,14 +120,19 @@ class Server:
         waker = PeriodicCallback(lambda: None, 200) if IS_WINDOWS else None
         if waker:  # lets Ctrl+C reach Python while select() waits
             waker.start()
+        recycler = self._recycle_after(options, container)
         if self.on_ready:
             self.on_ready()
         await self._stop_requested.wait()
 
         server.stop()  # no new connections; the port is free again
+        if recycler:
+            recycler.stop()
+        draining_since = time.monotonic()
+        if self.retire:
+            await self._retire(server, container, draining_since)
         container.shutting_down = True
         container.close_idle()
-        draining_since = time.monotonic()
         # Read on every turn: a later stop() may shorten it.
         while ((container.in_flight or container.sending)
                and time.monotonic() < draining_since + self.drain_timeout):
@@ -142,6 +155,44 @@ class Server:
             logging.shutdown()
             os._exit(self.exit_code)
         return self.exit_code
+
+
+    async def _retire(self, server: TornadoServer, container: ThreadedWSGIContainer, since: float) -> None:
+        """A new worker serves in our place: answer every request that still comes on our
+        open connections, each answer with ``Connection: close``, and close a connection
+        only once it has sat idle for a moment (a client about to reuse it has done so by
+        then), so no client ever finds its request cut off."""
+        container.retiring = True
+        idle_since: dict = {}
+        while server.open_connections() and time.monotonic() < since + self.drain_timeout:
+            now = time.monotonic()
+            idle_since = {stream: idle_since.get(stream, now) for stream in container.idle}
+            for stream, first_seen in idle_since.items():
+                if now - first_seen > RETIRE_IDLE_GRACE:
+                    container.idle.pop(stream, None)
+                    stream.close()
+            await asyncio.sleep(0.05)
+
+    def _recycle_after(self, options: ServerOptions, container: ThreadedWSGIContainer):
+        """--max-requests: a worker that started about that many asks to be replaced."""
+        if not options.max_requests or not worker_link.is_worker():
+            return None
+        limit = options.max_requests + random.randint(0, options.max_requests_jitter)
+
+        def check() -> None:
+            if container.requests_started >= limit and worker_link.ask_for_replacement(
+                worker_link.RECYCLE, f"it started {container.requests_started} requests "
+                f"(--max-requests {options.max_requests})"
+            ):
+                recycler.stop()
+
+        recycler = PeriodicCallback(check, 100)
+        recycler.start()
+        return recycler
+
+
+# A retiring worker closes a keep-alive connection idle this long (seconds).
+RETIRE_IDLE_GRACE = 1.0
 
 
 def install_stop_signals(stop: Callable[[str], None], second: Callable[[], None]) -> None:
@@ -181,7 +232,22 @@ def serve_single(project: Project, options: ServerOptions) -> int:
     server = Server(options, sockets, on_ready=lambda: announce(project, options))
     server.metrics_sink = single_process_sink(options)
     install_stop_signals(server.stop, force_exit)
-    return server.run(application)
+    if options.max_requests:
+        log.warning("--max-requests needs --workers 2 or more: one process is never recycled")
+    control = ControlChannel(project, options, single_process_command).start()
+    try:
+        return server.run(application)
+    finally:
+        control.close()
+
+
+def single_process_command(command: str) -> dict:
+    """The control channel of a one-process server: ``status``; ``reload`` is refused."""
+    if command == "reload":
+        return {"ok": False, "error": SINGLE_PROCESS_RELOAD}
+    if command == "status":
+        return {"ok": True, "mode": "single", "pid": os.getpid()}
+    return {"ok": False, "error": f"unknown command {command!r}"}
 
 
 def announce(project: Project, options: ServerOptions) -> None:

@@ -17,16 +17,39 @@ from pathlib import Path
 
 from .application import setup_django
 from .connections import bind, raise_open_file_limit
+from .control import ControlChannel
 from .logs import setup_logging, tolerate_unencodable_output
 from .metrics_hub import single_process_sink
 from .options import ServerOptions, load_options, read_dotenv
-from .process import Server, announce, force_exit, install_stop_signals, listening_url
+from .process import Server, announce, force_exit, install_stop_signals, listening_url, single_process_command
 from .project import Project
 from .supervisor import Supervisor
 
 DEFAULT_LOG_FILE = Path("logs") / "server.log"
 
 log = logging.getLogger("windows_service")
+
+
+# Event Log IDs (Application log, source = the service name), one per kind of event.
+EVENT_IDS = {
+    "started": 100,  # serving: the port answers
+    "stopped": 101,  # a clean stop
+    "start_failed": 102,  # could not start (settings, port in use...)
+    "failed": 103,  # stopped unexpectedly
+    "unfinished": 104,  # requests cut off at the end of the drain
+    "reloaded": 110,  # every worker replaced by one running the current code
+    "reload_failed": 111,  # a new worker could not start; the old ones keep serving
+    "worker_crash": 120,  # a worker process died; a new one is started
+    "worker_replaced": 121,  # a worker recycled after --max-requests
+    "watchdog": 130,  # a worker whose threads were all stuck was replaced
+}
+EVENT_LEVELS = {"start_failed": "error", "failed": "error", "reload_failed": "error",
+                "unfinished": "warning", "worker_crash": "warning", "watchdog": "warning"}
+
+
+def event_record(kind: str, text: str) -> tuple[int, str, str]:
+    """(event ID, level "info"/"warning"/"error", text) of an event of ``kind``."""
+    return EVENT_IDS[kind], EVENT_LEVELS.get(kind, "info"), text
 
 
 class ServiceError(Exception):
@@ -97,10 +120,12 @@ class ServiceRunner:
     processes. ``stop()`` may be called from any thread, before or after the start.
     """
 
-    def __init__(self, project: Project, options: ServerOptions, on_ready=None) -> None:
+    def __init__(self, project: Project, options: ServerOptions, on_ready=None, on_event=None) -> None:
         self.project = project
         self.options = options
         self.on_ready = on_ready  # called once the port is bound and every process serves
+        self.on_event = on_event  # (kind, text) of worker events, for the Event Log
+        self._control: ControlChannel | None = None
         self.exit_code: int | None = None
         self.error: BaseException | None = None
         self.ready = threading.Event()
@@ -114,7 +139,7 @@ class ServiceRunner:
         raise_open_file_limit()
         if self.options.workers > 1:
             setup_logging(self.options)
-            self._supervisor = Supervisor(self.project, self.options)
+            self._supervisor = Supervisor(self.project, self.options, on_event=self.on_event)
             target = self._run_supervisor
         else:
             application = setup_django(self.options)
@@ -123,6 +148,7 @@ class ServiceRunner:
             # first report that it stopped (see exit_if_unfinished()).
             self._server = Server(self.options, sockets, on_ready=self._on_ready, hard_exit=False)
             self._server.metrics_sink = single_process_sink(self.options)
+            self._control = ControlChannel(self.project, self.options, single_process_command).start()
             target = lambda: self._server.run(application)  # noqa: E731
         if self._stopping.is_set():
             self.stop(self._stop_reason, self._stop_drain)
@@ -162,7 +188,15 @@ class ServiceRunner:
             self.exit_code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 1
             log.exception("The server stopped with an error")
         finally:
+            if self._control is not None:
+                self._control.close()
             self.ready.set()
+
+    def reload(self) -> dict:
+        """Replace every worker (blocks until done); the control channel's answer."""
+        if self._supervisor is None:
+            return single_process_command("reload")
+        return self._supervisor.reload().as_answer()
 
     def stop(self, reason: str = "service stop", drain_timeout: float | None = None) -> None:
         """Graceful stop; ``drain_timeout`` shortens the drain (Windows shutting down)."""
@@ -226,8 +260,8 @@ class ServiceLifecycle:
     """What the service reports to the service manager, and when; no pywin32 here.
 
     ``status`` is the pywin32 boundary: ``report(state, wait_hint_ms, exit_code)`` with the
-    states "start_pending", "running", "stop_pending", "stopped", and ``error(text)``,
-    ``warning(text)``, ``info(text)`` for the Event Log. "running" is reported once the
+    states "start_pending", "running", "stop_pending", "stopped", and
+    ``event(event_id, level, text)`` for the Event Log (EVENT_IDS). "running" is reported once the
     port is bound and the server answers; a failed start is an Event Log error and a
     non-zero ``run()``, which the host turns into "stopped" with an error code.
     """
@@ -250,6 +284,10 @@ class ServiceLifecycle:
             self.state = state
             self.status.report(state, wait_hint, exit_code)
 
+    def _running(self) -> None:
+        self.report("running")
+        self.event("started", getattr(self, "started_text", f"{self.name} serves"))
+
     def interrogate(self) -> None:
         """The service manager asks: tell it the real state (not always "running")."""
         with self._lock:
@@ -265,6 +303,29 @@ class ServiceLifecycle:
         """Windows is shutting down: drain briefly, it will not wait long."""
         self.stop("Windows is shutting down", SHUTDOWN_DRAIN_TIMEOUT)
 
+    def event(self, kind: str, text: str) -> None:
+        """One Event Log entry, with the event ID of its kind (EVENT_IDS)."""
+        self.status.event(*event_record(kind, text))
+
+    def reload(self) -> None:
+        """The reload control request (service.bat reload, `sc control NAME 128`): replace
+        the workers on a thread (the control handler must answer at once); the Event Log
+        gets the outcome."""
+        runner = self.runner
+        if runner is None or self.state != "running":
+            return
+
+        def run() -> None:
+            answer = runner.reload()
+            if answer.get("ok"):
+                self.event("reloaded", f"{self.name} reloaded: {answer['replaced']} worker(s) "
+                           "replaced by new processes running the current code")
+            elif runner._supervisor is None:
+                self.event("reload_failed", f"{self.name}: {answer.get('error')}")
+            # A failed reload of workers is reported by the supervisor itself.
+
+        threading.Thread(target=run, name="reload", daemon=True).start()
+
     def run(self) -> int:
         """Start, serve until stopped, and return the exit code (0 for a clean stop)."""
         self.report("start_pending", 30000)
@@ -272,15 +333,15 @@ class ServiceLifecycle:
             options = build_options(self.project, self.server_args)
             if options.workers > 1 and self.worker_python_path:
                 multiprocessing.set_executable(worker_python(self.worker_python_path))
-            self.runner = ServiceRunner(self.project, options, on_ready=lambda: self.report("running"))
+            self.runner = ServiceRunner(self.project, options, on_ready=self._running, on_event=self.event)
             if self.stop_requested.is_set():
                 self.runner.stop()
             self.runner.start()  # loads Django and binds the port (or fails here)
         except BaseException as exc:  # SystemExit from a bind or settings error included
-            self.status.error(f"{self.name} could not start: {exc}")
+            self.event("start_failed", f"{self.name} could not start: {exc}")
             self.state = "stopped"  # the service host reports it, with the error, on return
             return 1
-        self.status.info(f"{self.name} starts on {listening_url(options)} (log: {options.log_file})")
+        self.started_text = f"{self.name} serves on {listening_url(options)} (log: {options.log_file})"
         while True:
             code = self.runner.wait(2)
             if code is not None:
@@ -289,10 +350,12 @@ class ServiceLifecycle:
                 self.report(self.state)  # still progressing: a new checkpoint
         failed = self.runner.error is not None or bool(code and not self.stop_requested.is_set())
         if failed:
-            self.status.error(f"{self.name} stopped unexpectedly (exit code {code}): {self.runner.error}")
+            self.event("failed", f"{self.name} stopped unexpectedly (exit code {code}): {self.runner.error}")
+        else:
+            self.event("stopped", f"{self.name} stopped")
         if self.runner.unfinished:
-            self.status.warning(f"{self.name}: {self.runner.unfinished} request(s) did not finish "
-                                "within the drain timeout; they were cut off")
+            self.event("unfinished", f"{self.name}: {self.runner.unfinished} request(s) did not finish "
+                       "within the drain timeout; they were cut off")
         if self.runner.unfinished:
             # Threads stuck in views would keep the process alive: report "stopped" before
             # ending it, a clean stop and not a crash that `sc failure` would restart.

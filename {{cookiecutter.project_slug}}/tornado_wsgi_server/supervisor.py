@@ -1,7 +1,9 @@
 """Worker processes: the supervisor binds the port once and hands it to spawned children.
 
 Spawn is the only start method Windows has, so every OS uses it. A worker that dies is
-replaced; a worker whose supervisor is gone stops by itself.
+replaced; a worker whose supervisor is gone stops by itself. A worker is *replaced* (reload,
+--max-requests, all threads stuck) by starting the new one first and stopping the old one
+once the new one serves, so no request fails.
 """
 
 from __future__ import annotations
@@ -12,16 +14,38 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import worker_link
 from .application import setup_django
 from .connections import bind, raise_open_file_limit
+from .control import ControlChannel, ReloadResult
 from .logs import log, setup_logging, tolerate_unencodable_output
 from .metrics_hub import start_hub
 from .options import ServerOptions
 from .process import Server, announce, force_exit, install_stop_signals
 from .project import Project
+
+# A new worker that is not serving after this long has failed to start.
+START_TIMEOUT = 120.0
+# An old worker whose threads are all stuck gets this long for the rest of its requests.
+STUCK_DRAIN_TIMEOUT = 5.0
+
+
+def ask_to_be_replaced(reason: str) -> bool:
+    """Called in a worker (from its event-loop thread) whose threads are all stuck: the
+    supervisor starts a new worker, then stops this one after a short drain. False when this
+    process is not a supervised worker (a one-process server), True once the supervisor
+    was told."""
+    return worker_link.ask_for_replacement(worker_link.STUCK, reason)
+
+
+def describe_failure(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit) and isinstance(exc.code, str):
+        return exc.code.removeprefix("ERROR: ").strip()
+    return f"{type(exc).__name__}: {exc}".strip()
 
 
 def worker_main(options: ServerOptions, sockets: list, conn, number: int, metrics_conn=None) -> None:
@@ -32,12 +56,17 @@ def worker_main(options: ServerOptions, sockets: list, conn, number: int, metric
         signal.signal(signal.SIGBREAK, signal.SIG_IGN)
     tolerate_unencodable_output()
     raise_open_file_limit()
-    application = setup_django(options)
-    server = Server(options, sockets)
-    server.metrics_sink = metrics_conn
+    worker_link.connect(conn)
+    try:
+        application = setup_django(options)
+        server = Server(options, sockets)
+        server.metrics_sink = metrics_conn
+    except BaseException as exc:  # the supervisor says why (a reload keeps the old workers)
+        worker_link.send(f"failed {describe_failure(exc)}")
+        raise
 
     def ready() -> None:
-        conn.send("ready")
+        worker_link.send("ready")
         threading.Thread(target=watch_supervisor, args=(conn, server), daemon=True).start()
 
     server.on_ready = ready
@@ -49,13 +78,15 @@ def worker_main(options: ServerOptions, sockets: list, conn, number: int, metric
 def watch_supervisor(conn, server: Server) -> None:
     """Stop when the supervisor says so, or when it is gone (no orphan workers)."""
     drain_timeout = None
+    retire = False
     try:
         message, _, drain = conn.recv().partition(" ")
-        reason = f"supervisor: {message}"
+        retire = message == "retire"
+        reason = "replaced by a new worker" if retire else f"supervisor: {message}"
         drain_timeout = float(drain) if drain else None
     except (EOFError, OSError):
         reason = "supervisor is gone"
-    server.stop(reason, drain_timeout)
+    server.stop(reason, drain_timeout, retire=retire)
 
 
 @dataclass
@@ -65,12 +96,29 @@ class Worker:
     conn: Any
     ready: bool = False
     started: float = field(default_factory=time.monotonic)
+    failure: str = ""  # why it could not start, as it said
+    retiring_since: float | None = None  # told to stop: its replacement serves
+    drain_timeout: float = 0.0
+    reload: ReloadResult | None = None  # the reload waiting for it to end
+
+
+@dataclass
+class Replacement:
+    """Replace worker ``old``: start ``new``, and once it serves, retire ``old``."""
+
+    old: int
+    kind: str  # "reload", worker_link.RECYCLE or worker_link.STUCK
+    reason: str
+    result: ReloadResult | None = None  # the reload this is part of
+    new: int | None = None
+    began: float = 0.0
 
 
 class Supervisor:
     """Runs ``workers`` processes on one listening socket; respawns any that die."""
 
-    def __init__(self, project: Project, options: ServerOptions) -> None:
+    def __init__(self, project: Project, options: ServerOptions,
+                 on_event: Callable[[str, str], None] | None = None) -> None:
         self.project = project
         self.options = options
         self.context = multiprocessing.get_context("spawn")
@@ -79,7 +127,20 @@ class Supervisor:
         self.stop_reason = ""
         self.drain_timeout = options.drain_timeout
         self.recent_deaths: collections.deque = collections.deque(maxlen=10)
+        self.on_event = on_event  # (kind, text): the Windows service's Event Log
+        self.next_number = 1
+        self.replacements: collections.deque[Replacement] = collections.deque()
+        self.current: Replacement | None = None
+        self._requests: collections.deque[Callable[[], None]] = collections.deque()
+        self.control: ControlChannel | None = None
         self.metrics = start_hub(options)  # None unless --metrics
+
+    def event(self, kind: str, text: str) -> None:
+        if self.on_event is not None:
+            try:
+                self.on_event(kind, text)
+            except Exception:  # the Event Log must never stop the server
+                log.exception("Could not write to the event log")
 
     def stop(self, reason: str = "stop requested", drain_timeout: float | None = None) -> None:
         """Stop every worker gracefully; ``drain_timeout`` shortens their drain."""
@@ -88,7 +149,24 @@ class Supervisor:
         self.stop_reason = reason
         self.stopping.set()
 
-    def start_worker(self, number: int, sockets: list) -> None:
+    def reload(self, timeout: float | None = None) -> ReloadResult:
+        """Replace every worker with a new process running the current code, one by one;
+        any thread. The result says when all are new, or why the reload stopped."""
+        result = ReloadResult()
+        self._requests.append(lambda: self._queue_reload(result))
+        result.wait(timeout)
+        return result
+
+    def _queue_reload(self, result: ReloadResult) -> None:
+        olds = [w.number for w in self.workers.values() if w.retiring_since is None]
+        result.total = len(olds)
+        log.info("Reload: replacing %d worker(s) with new processes running the current code", len(olds))
+        for number in olds:
+            self.replacements.append(Replacement(number, "reload", "reload requested", result))
+
+    def start_worker(self, sockets: list) -> Worker:
+        number = self.next_number
+        self.next_number += 1
         parent_conn, child_conn = self.context.Pipe()
         process = self.context.Process(
             target=worker_main, args=(self.options, sockets, child_conn, number,
@@ -99,48 +177,40 @@ class Supervisor:
         child_conn.close()
         if self.metrics:
             self.metrics.started(str(number))
-        self.workers[number] = Worker(number, process, parent_conn)
+        worker = self.workers[number] = Worker(number, process, parent_conn)
+        return worker
 
     def run(self) -> int:
         from multiprocessing.connection import wait
 
         sockets = bind(self.options)
-        for number in range(1, self.options.workers + 1):
-            self.start_worker(number, sockets)
+        self.control = ControlChannel(self.project, self.options, self.control_command).start()
+        try:
+            return self._run(sockets, wait)
+        finally:
+            self.control.close()
+
+    def _run(self, sockets: list, wait) -> int:
+        for _ in range(self.options.workers):
+            self.start_worker(sockets)
         announced = False
         while not self.stopping.is_set():
             sentinels = {w.process.sentinel: w for w in self.workers.values()}
-            conns = {w.conn: w for w in self.workers.values() if not w.ready}
-            for ready in wait(list(sentinels) + list(conns), timeout=0.5):
+            conns = {w.conn: w for w in self.workers.values()}
+            for ready in wait(list(sentinels) + list(conns), timeout=0.2):
                 if ready in conns:
-                    worker = conns[ready]
-                    try:
-                        worker.ready = worker.conn.recv() == "ready"
-                    except (EOFError, OSError):
-                        pass
+                    self._receive(conns[ready])
                 elif ready in sentinels:
                     worker = sentinels[ready]
-                    if self.stopping.is_set():
+                    if self.stopping.is_set() or worker.number not in self.workers:
                         break
-                    worker.process.join(1)
-                    code = worker.process.exitcode
-                    worker.conn.close()
-                    if not worker.ready:
-                        log.error("Worker %d failed to start (exit code %s); stopping.",
-                                  worker.number, code)
-                        self.stop("a worker failed to start")
+                    if not self._ended(worker, sockets, announced):
                         self.shutdown()
                         return 1
-                    log.warning("Worker %d (pid %s) exited unexpectedly with code %s; starting a new one.",
-                                worker.number, worker.process.pid, code)
-                    self.recent_deaths.append(time.monotonic())
-                    if self.metrics:
-                        self.metrics.worker_replaced(str(worker.number))
-                    if len(self.recent_deaths) == self.recent_deaths.maxlen and (
-                        self.recent_deaths[-1] - self.recent_deaths[0] < 60
-                    ):
-                        time.sleep(1)  # crashing in a loop: do not spin
-                    self.start_worker(worker.number, sockets)
+            while self._requests:
+                self._requests.popleft()()
+            self._advance_replacements(sockets)
+            self._kill_overdue()
             if not announced and all(w.ready for w in self.workers.values()):
                 announced = True
                 announce(self.project, self.options)
@@ -149,7 +219,155 @@ class Supervisor:
         self.shutdown()
         return 0
 
+    def _receive(self, worker: Worker) -> bool:
+        """Handle one message from ``worker``; False at the end of its pipe."""
+        try:
+            message = worker.conn.recv()
+        except (EOFError, OSError):  # it is ending: its sentinel says so next
+            return False
+        kind, _, text = str(message).partition(" ")
+        if kind == "ready":
+            worker.ready = True
+        elif kind == "failed":
+            worker.failure = text
+        elif kind == "replace" and worker.retiring_since is None:
+            why, _, reason = text.partition(" ")
+            if not any(r.old == worker.number for r in self._all_replacements()):
+                log.info("Worker %d asks to be replaced: %s", worker.number, reason)
+                self.replacements.append(Replacement(worker.number, why, reason))
+        return True
+
+    def _all_replacements(self) -> list[Replacement]:
+        return [*self.replacements, *([self.current] if self.current else [])]
+
+    def _ended(self, worker: Worker, sockets: list, announced: bool) -> bool:
+        """A worker process ended; False when the whole server must stop."""
+        worker.process.join(1)
+        code = worker.process.exitcode
+        try:  # what it said last ("failed ...") may be read after its end
+            while worker.conn.poll() and self._receive(worker):
+                pass
+        except (EOFError, OSError):
+            pass
+        worker.conn.close()
+        del self.workers[worker.number]
+        if self.metrics:  # its counts stay in the totals; a crash also counts as a restart
+            crashed = worker.retiring_since is None and worker.ready
+            self.metrics.worker_gone(str(worker.number), restart=crashed)
+        current = self.current
+        if worker.retiring_since is not None:
+            log.info("Worker %d (pid %s) stopped after %.1fs of drain", worker.number,
+                     worker.process.pid, time.monotonic() - worker.retiring_since)
+            if worker.reload is not None:
+                worker.reload.old_gone()
+            return True
+        if current is not None and current.new == worker.number:
+            why = worker.failure or f"it exited with code {code} before serving"
+            self._replacement_failed(f"the new worker {worker.number} could not start: {why}")
+            return True
+        if not worker.ready and not announced:
+            log.error("Worker %d failed to start (exit code %s); stopping.", worker.number, code)
+            self.stop("a worker failed to start")
+            return False
+        for dropped in [r for r in self.replacements if r.old == worker.number]:
+            self.replacements.remove(dropped)
+            if dropped.result is not None:  # the one started in its place runs the new code
+                dropped.result.replaced(0.0)
+                dropped.result.old_gone()
+        if current is not None and current.old == worker.number:
+            current.old = 0  # its replacement is on the way: no second one
+            if current.result is not None:
+                current.result.old_gone()
+        text = f"Worker {worker.number} (pid {worker.process.pid}) exited unexpectedly with code {code}"
+        self.event("worker_crash", text)
+        if current is not None and current.old == 0:
+            log.warning("%s; its replacement is starting.", text)
+            return True
+        log.warning("%s; starting a new one.", text)
+        self.recent_deaths.append(time.monotonic())
+        if len(self.recent_deaths) == self.recent_deaths.maxlen and (
+            self.recent_deaths[-1] - self.recent_deaths[0] < 60
+        ):
+            time.sleep(1)  # crashing in a loop: do not spin
+        self.start_worker(sockets)
+        return True
+
+    def _replacement_failed(self, why: str) -> None:
+        current, self.current = self.current, None
+        log.error("Reload failed, the old workers keep serving: %s", why)
+        self.event("reload_failed", f"Reload failed, the old workers keep serving: {why}")
+        if current.result is not None:
+            # The rest of the same reload would fail the same way.
+            self.replacements = collections.deque(r for r in self.replacements if r.result is not current.result)
+            current.result.finish(error=why)
+
+    def _advance_replacements(self, sockets: list) -> None:
+        current = self.current
+        if current is not None:
+            new = self.workers.get(current.new)
+            if new is not None and new.ready:
+                self._retire(current, new)
+            elif new is not None and time.monotonic() - new.started > START_TIMEOUT:
+                new.process.kill()  # its sentinel then fails the replacement
+            return
+        while self.replacements and self.current is None:
+            replacement = self.replacements.popleft()
+            if replacement.old not in self.workers:
+                continue
+            replacement.began = time.monotonic()
+            replacement.new = self.start_worker(sockets).number
+            self.current = replacement
+
+    def _retire(self, current: Replacement, new: Worker) -> None:
+        self.current = None
+        seconds = time.monotonic() - current.began
+        old = self.workers.get(current.old)
+        if old is not None:
+            drain = self.options.drain_timeout
+            if current.kind == worker_link.STUCK:
+                drain = min(drain, STUCK_DRAIN_TIMEOUT)
+            old.retiring_since, old.drain_timeout = time.monotonic(), drain
+            old.reload = current.result
+            try:
+                old.conn.send(f"retire {drain}")
+            except (OSError, ValueError):
+                pass
+            text = (f"Worker {old.number} (pid {old.process.pid}) replaced by worker {new.number} "
+                    f"(pid {new.process.pid}, serving after {seconds:.1f}s): {current.reason}")
+            if current.kind == "reload":  # the reload's end is one event of its own
+                log.info("%s", text)
+            else:
+                log.warning("%s", text)
+                self.event("watchdog" if current.kind == worker_link.STUCK else "worker_replaced", text)
+        if current.result is not None:
+            current.result.replaced(seconds)
+
+    def _kill_overdue(self) -> None:
+        """An old worker that did not finish its drain (stuck threads) is ended."""
+        for worker in self.workers.values():
+            if worker.retiring_since is not None and worker.process.is_alive() and (
+                time.monotonic() - worker.retiring_since > worker.drain_timeout + 10
+            ):
+                log.warning("Worker %d did not stop in time; killing it.", worker.number)
+                worker.process.kill()
+
+    def control_command(self, command: str) -> dict:
+        """What the control channel runs: ``reload`` or ``status``."""
+        if command == "reload":
+            return self.reload().as_answer()
+        if command == "status":
+            workers = [{"number": w.number, "pid": w.process.pid, "ready": w.ready,
+                        "retiring": w.retiring_since is not None,
+                        "age": round(time.monotonic() - w.started, 1)} for w in list(self.workers.values())]
+            return {"ok": True, "mode": "workers", "workers": workers}
+        return {"ok": False, "error": f"unknown command {command!r}"}
+
     def shutdown(self) -> None:
+        while self._requests:  # a reload asked for as we stop
+            self._requests.popleft()()
+        for replacement in self._all_replacements():
+            if replacement.result is not None:
+                replacement.result.finish(error="the server is stopping")
         log.info("Stopping %d worker(s) (%s)", len(self.workers), self.stop_reason)
         for worker in self.workers.values():
             try:
@@ -173,8 +391,3 @@ def serve_workers(project: Project, options: ServerOptions) -> int:
     supervisor = Supervisor(project, options)
     install_stop_signals(supervisor.stop, force_exit)
     return supervisor.run()
-
-
-def ask_to_be_replaced(reason: str) -> bool:
-    """Ask the supervisor for a fresh worker in this one's place; False if there is none."""
-    return False

@@ -10,6 +10,7 @@ import sys
 import time
 import traceback
 
+from . import worker_link
 from .logs import log
 
 
@@ -64,10 +65,8 @@ class Watchdog:
 
     def ask_for_replacement(self) -> None:
         """Every thread is stuck: nothing more will be served by this process."""
-        from .supervisor import ask_to_be_replaced  # not at the top: supervisor imports container
-
         reason = f"all {self.threads} threads stuck past --request-timeout {self.timeout:g}s"
-        if ask_to_be_replaced(reason):
+        if worker_link.ask_for_replacement(worker_link.STUCK, reason):
             self.replacement_asked = True
             log.warning("All %d threads of this worker are stuck past --request-timeout (%gs); "
                         "the supervisor starts a fresh worker in its place.", self.threads, self.timeout)

@@ -11,6 +11,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from .control import run_client
 from .project import Project, load_project
 
 # The pywin32-free part, named here too: the service host and the tests import it from here.
@@ -24,6 +25,10 @@ from .service_runner import (  # noqa: F401
     service_names,
     worker_python,
 )
+
+# The reload control request: `sc control NAME 128` (user-defined codes are 128-255);
+# PARAMCHANGE (`sc control NAME paramchange`) does the same.
+RELOAD_CONTROL = 128
 
 # Registry values (HKLM\SYSTEM\CurrentControlSet\Services\<name>\Parameters).
 SERVER_ARGS_OPTION = "ServerArgs"
@@ -41,8 +46,13 @@ if sys.platform == "win32":
 
     _STATES = {"start_pending": win32service.SERVICE_START_PENDING, "running": win32service.SERVICE_RUNNING,
                "stop_pending": win32service.SERVICE_STOP_PENDING, "stopped": win32service.SERVICE_STOPPED}
+    import win32evtlog
+    import win32evtlogutil
+
     _ACCEPT_PRESHUTDOWN = getattr(win32service, "SERVICE_ACCEPT_PRESHUTDOWN", 0x100)
     _CONTROL_PRESHUTDOWN = getattr(win32service, "SERVICE_CONTROL_PRESHUTDOWN", 0x0F)
+    _EVENT_TYPES = {"info": win32evtlog.EVENTLOG_INFORMATION_TYPE, "warning": win32evtlog.EVENTLOG_WARNING_TYPE,
+                    "error": win32evtlog.EVENTLOG_ERROR_TYPE}
 
     class DjangoTornadoService(win32serviceutil.ServiceFramework):
         """pythonservice.exe imports this class by the PythonClass value ``install`` stored
@@ -63,17 +73,17 @@ if sys.platform == "win32":
         def report(self, state, wait_hint, exit_code):
             self.ReportServiceStatus(_STATES[state], waitHint=wait_hint, win32ExitCode=exit_code)
 
-        def error(self, text):
-            servicemanager.LogErrorMsg(text)
-
-        def warning(self, text):
-            servicemanager.LogWarningMsg(text)
-
-        def info(self, text):
-            servicemanager.LogInfoMsg(text)
+        def event(self, event_id, level, text):
+            try:  # under the event source `install` registered (see register_event_source())
+                win32evtlogutil.ReportEvent(self._svc_name_, event_id, eventType=_EVENT_TYPES[level],
+                                            strings=[text])
+            except Exception:  # no source of our own: pywin32's generic messages, no ID
+                {"info": servicemanager.LogInfoMsg, "warning": servicemanager.LogWarningMsg,
+                 "error": servicemanager.LogErrorMsg}[level](text)
 
         def GetAcceptedControls(self):
-            return super().GetAcceptedControls() | _ACCEPT_PRESHUTDOWN
+            return (super().GetAcceptedControls() | _ACCEPT_PRESHUTDOWN
+                    | win32service.SERVICE_ACCEPT_PARAMCHANGE)
 
         def SvcRun(self):  # pywin32's reports "running" before the port is bound
             os.chdir(self.lifecycle.project.directory)
@@ -95,6 +105,8 @@ if sys.platform == "win32":
         def SvcOtherEx(self, control, event_type, data):
             if control == _CONTROL_PRESHUTDOWN:
                 self.lifecycle.shutdown()
+            elif control in (RELOAD_CONTROL, win32service.SERVICE_CONTROL_PARAMCHANGE):
+                self.lifecycle.reload()
 
 
 def handle_command_line(project: Project, argv: list[str]) -> int:
@@ -114,6 +126,8 @@ def handle_command_line(project: Project, argv: list[str]) -> int:
     name = project.slug
     if commands[:1] == ["status"]:
         return print_status(name)
+    if commands[:1] == ["reload"]:
+        return reload_service(project, name)
     if commands[:1] == ["install"] and not any(arg.startswith("--startup") for arg in argv):
         argv = [argv[0], "--startup", "auto", *argv[1:]]
     if commands[:1] in (["install"], ["update"]):
@@ -123,6 +137,7 @@ def handle_command_line(project: Project, argv: list[str]) -> int:
         win32serviceutil.SetServiceCustomOption(name, SERVER_ARGS_OPTION, shlex.join(server_args))
         win32serviceutil.SetServiceCustomOption(name, PYTHON_OPTION, worker_python(sys.executable))
         set_service_path(name)
+        register_event_source(name)
 
     if commands[:1] in (["start"], ["restart"]) and server_args:
         argv = argv + server_args
@@ -131,6 +146,29 @@ def handle_command_line(project: Project, argv: list[str]) -> int:
      service_class._svc_description_) = service_names(project)
     return win32serviceutil.HandleCommandLine(service_class, serviceClassString=service_class_string(project),
                                               argv=argv, customOptionHandler=remember) or 0
+
+
+def reload_service(project: Project, name: str) -> int:
+    """``service reload``: through the control channel the service opened, which waits
+    for every worker to be new and says how it went (``sc control NAME 128`` does the same
+    without waiting; the Event Log has the outcome)."""
+    try:
+        stored = win32serviceutil.GetServiceCustomOption(name, SERVER_ARGS_OPTION, "")
+    except win32service.error as exc:
+        print(f"ERROR: {name}: {exc.strerror}", file=sys.stderr)
+        return 1
+    return run_client(project, build_options(project, shlex.split(stored or "")), "reload")
+
+
+def register_event_source(name: str) -> None:
+    """Event Log source ``name`` whose entries show their text under any event ID: pywin32's
+    messages first (its own start/stop entries), then .NET's EventLogMessages.dll, which
+    defines every ID as its text."""
+    system_root = os.environ.get("SystemRoot", r"C:\Windows")
+    generic = [os.path.join(system_root, "Microsoft.NET", folder, "v4.0.30319", "EventLogMessages.dll")
+               for folder in ("Framework64", "Framework")]
+    files = [servicemanager.__file__] + [path for path in generic if os.path.isfile(path)][:1]
+    win32evtlogutil.AddSourceToRegistry(name, ";".join(files), "Application")
 
 
 def service_class_string(project: Project) -> str:
@@ -217,7 +255,7 @@ def main(project: Project, argv: list[str]) -> int:
     if argv[:1] == ["run"]:
         return run_in_console(project, argv[1:])
     if not argv:
-        print("Usage: tornado_server.py service install|start|stop|restart|remove|status|run "
+        print("Usage: tornado_server.py service install|start|stop|restart|reload|remove|status|run "
               "[-- server options]", file=sys.stderr)
         return 2
     return handle_command_line(project, ["tornado_server.py service", *argv])

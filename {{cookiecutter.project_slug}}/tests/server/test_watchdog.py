@@ -108,3 +108,21 @@ def test_request_timeout_bad_value_is_refused(raw, capsys):
         load_options(load_project(PROJECT_DIR), ["--request-timeout", raw], environ={})
     assert exit_info.value.code == 2
     assert f"--request-timeout={raw!r}" in capsys.readouterr().err
+
+
+def test_worker_with_every_thread_stuck_is_replaced_while_the_other_serves(start_server):
+    """--workers: a worker whose only thread is stuck past --request-timeout is replaced by a
+    fresh process; the other worker answers throughout."""
+    server = start_server("--workers", "2", "--threads", "1", "--request-timeout", "1",
+                          "--max-queue", "0")
+    with httpx.Client(timeout=30) as http:
+        stuck = http.get(f"{server.url}/__test__/block?seconds=20")
+        assert stuck.status_code == 504
+        output = server.wait_for_output("replaced by worker", timeout=60)
+        assert "threads stuck past --request-timeout" in output
+        # Whichever worker is left answers; a busy one would say 503 (no queue).
+        statuses = [http.get(f"{server.url}/healthz", headers={"Connection": "close"}).status_code
+                    for _ in range(20)]
+    assert statuses.count(200) >= 10, statuses
+    server.wait_for_output("stopped after", timeout=30)
+    assert server.stop() == 0

@@ -108,7 +108,7 @@ def test_service_command_without_arguments_shows_usage():
     completed = subprocess.run([sys.executable, "tornado_server.py", "service"], cwd=PROJECT_DIR,
                                capture_output=True, text=True, timeout=60)
     assert completed.returncode == 2
-    assert "install|start|stop|restart|remove|status|run" in completed.stderr
+    assert "install|start|stop|restart|reload|remove|status|run" in completed.stderr
 
 
 def test_service_host_finds_the_class_in_the_package():
@@ -296,12 +296,8 @@ def port_open():
 class Status:
     def report(self, state, wait_hint, exit_code):
         print("@@", json.dumps(["report", state, exit_code, port_open()]), flush=True)
-    def error(self, text):
-        print("@@", json.dumps(["error", text]), flush=True)
-    def warning(self, text):
-        print("@@", json.dumps(["warning", text]), flush=True)
-    def info(self, text):
-        print("@@", json.dumps(["info", text]), flush=True)
+    def event(self, event_id, level, text):
+        print("@@", json.dumps([level, text, event_id]), flush=True)
 
 lifecycle = ServiceLifecycle(load_project({project!r}), Status(), sys.argv[1:] and sys.argv[2:])
 
@@ -408,5 +404,40 @@ def test_windows_shutdown_drains_briefly(server_env, tmp_path):
             assert time.monotonic() - asked < windows_service.SHUTDOWN_DRAIN_TIMEOUT + 15
             with pytest.raises(httpx.HTTPError):
                 stuck.result()
+    finally:
+        driver.close()
+
+
+def test_every_event_has_its_own_id_and_the_readme_lists_it():
+    from tornado_wsgi_server.service_runner import EVENT_IDS, event_record
+
+    assert len(set(EVENT_IDS.values())) == len(EVENT_IDS)
+    readme = (PROJECT_DIR / "README.md").read_text(encoding="utf-8")
+    for kind, event_id in EVENT_IDS.items():
+        assert f"| {event_id} |" in readme, kind
+    assert event_record("worker_crash", "x") == (120, "warning", "x")
+    assert event_record("reloaded", "x") == (110, "info", "x")
+    assert event_record("reload_failed", "x") == (111, "error", "x")
+
+
+@pytest.mark.slow
+def test_service_reload_control_replaces_the_workers_and_logs_it(server_env, tmp_path):
+    port = free_port()
+    driver = LifecycleDriver(server_env, tmp_path, port, "--workers", "2")
+    try:
+        driver.until("report", "running")
+        assert driver.until("info")[2] == 100  # started
+        with httpx.Client(timeout=30) as http:
+            before = {http.get(f"http://127.0.0.1:{port}/__test__/whoami",
+                               headers={"Connection": "close"}).json()["pid"] for _ in range(10)}
+            driver.control("reload")
+            reloaded = driver.until("info")
+            assert reloaded[2] == 110 and "2 worker(s) replaced" in reloaded[1], reloaded
+            after = {http.get(f"http://127.0.0.1:{port}/__test__/whoami",
+                              headers={"Connection": "close"}).json()["pid"] for _ in range(10)}
+        assert not before & after
+        driver.control("stop")
+        assert driver.until("returned") == ["returned", 0, "stopped"]
+        assert [e for e in driver.events if e[0] == "info"][-1][2] == 101  # stopped
     finally:
         driver.close()
