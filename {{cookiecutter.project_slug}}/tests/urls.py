@@ -27,5 +27,6 @@ urlpatterns = [
     path("__test__/big-page", views.big_page),
     path("__test__/system-exit", views.system_exit),
     path("__test__/not-modified", views.not_modified),
+    path("__test__/view-error", views.view_error),
     path("", include("{{ cookiecutter.project_slug }}.urls")),
 ]
