@@ -254,10 +254,15 @@ PIP_HINT = (" Behind a proxy or without internet: set PIP_INDEX_URL, HTTPS_PROXY
             "or put the wheels in the wheelhouse folder (README: \"Corporate networks and offline servers\").")
 
 
+def requirements_changed() -> bool:
+    """True when requirements.txt (or the venv's Python) changed since the last install."""
+    return not (STAMP.exists() and STAMP.read_text().strip() == requirements_digest())
+
+
 def ensure_requirements() -> None:
-    wanted = requirements_digest()
-    if STAMP.exists() and STAMP.read_text().strip() == wanted:
+    if not requirements_changed():
         return
+    wanted = requirements_digest()
     source = " from wheelhouse/ only (no network)" if has_wheelhouse() else ""
     step(f"Installing requirements{source} (requirements.txt changed or first run)")
     try:
