@@ -16,7 +16,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import PROJECT_DIR, database_url, is_postgresql, postgresql_connect, with_database_name
+from .conftest import (
+    PROJECT_DIR,
+    database_url,
+    drop_postgresql_database,
+    is_postgresql,
+    postgresql_connect,
+    with_database_name,
+)
 
 WRITERS = 20
 
@@ -77,11 +84,7 @@ def fresh_database(request, server_env, tmp_path):
     with postgresql_connect(url) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
 
-    def drop():
-        with postgresql_connect(url) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    request.addfinalizer(drop)
+    request.addfinalizer(lambda: drop_postgresql_database(url, name))
     return with_database_name(url, name)
 
 
