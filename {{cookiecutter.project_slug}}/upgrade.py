@@ -27,9 +27,11 @@ def service_state() -> str | None:
     """"running", "stopped"... for this project's Windows service; None when there is none
     (not installed, or not Windows: ``service status`` then fails)."""
     completed = server_command("service", "status")
-    if completed.returncode != 0:
+    lines = completed.stdout.strip().splitlines()
+    if completed.returncode != 0 or not lines:
         return None
-    return completed.stdout.strip().rpartition(": ")[2] or None
+    # The first line is "<name>: <state>"; anything after it is detail.
+    return lines[0].rpartition(": ")[2].split()[0] if ": " in lines[0] else None
 
 
 def service(command: str) -> None:
