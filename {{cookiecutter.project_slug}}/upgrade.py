@@ -31,7 +31,7 @@ def service_state() -> str | None:
     if completed.returncode != 0 or not lines:
         return None
     # The first line is "<name>: <state>"; anything after it is detail.
-    return lines[0].rpartition(": ")[2].split()[0] if ": " in lines[0] else None
+    return (lines[0].rpartition(": ")[2].split() or [None])[0]
 
 
 def service(command: str) -> None:
