@@ -560,8 +560,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "B1", "installs `requirements.txt` into it — again only when that file changes",
         "bootstrap.py",
-        "if STAMP.exists() and STAMP.read_text().strip() == wanted:",
-        "if STAMP.exists():",
+        "return not (STAMP.exists() and STAMP.read_text().strip() == requirements_digest())",
+        "return not STAMP.exists()",
         ("tests/test_bootstrap.py",),
     ),
     Mutation(
@@ -766,6 +766,62 @@ MUTATIONS: tuple[Mutation, ...] = (
         "if container.requests_started >= limit and",
         "if container.requests_started >= limit * 1000 and",
         (RELOAD,),
+    ),
+    Mutation(
+        "DT1", "a request whose `Host` is not in `DJANGO_ALLOWED_HOSTS` ... is one `WARNING` line at most once a minute",
+        f"{PACKAGE}/settings.py",
+        '"django.security.DisallowedHost": {"filters": ["disallowed_host"], "propagate": True},',
+        "",
+        ("tests/test_error_reports.py::test_a_flood_of_wrong_host_headers_logs_a_few_warnings",),
+    ),
+    Mutation(
+        "DT2", "once `EMAIL_URL` names a mail server, mailed to `DJANGO_ADMINS`",
+        f"{PACKAGE}/settings.py",
+        '"handlers": ["mail_admins"] if EMAIL_URL else []',
+        '"handlers": []',
+        ("tests/test_error_reports.py::test_a_server_error_is_mailed_to_the_admins",),
+    ),
+    Mutation(
+        "DT3", "A file is taken as PFX by its name (`.pfx`, `.p12`) or when it is not PEM text",
+        "tornado_wsgi_server/tls.py",
+        'return not start.startswith(b"-----") and b"-----BEGIN" not in start',
+        "return False",
+        (PROXY,),
+    ),
+    Mutation(
+        "DT4", "the key is written ... to a private temporary file that is deleted as soon as it is loaded",
+        "tornado_wsgi_server/tls.py",
+        "        os.unlink(temporary)",
+        "        pass",
+        (PROXY,),
+    ),
+    Mutation(
+        "DT5", "SQLite: the copy is made with SQLite's online backup API ... with every committed write",
+        f"{PACKAGE}/backups.py",
+        "        source.backup(copy, pages=-1)",
+        "        shutil.copyfile(database_file, target)",
+        ("tests/test_backups.py::test_backup_while_clients_write_restores_every_acknowledged_write",),
+    ),
+    Mutation(
+        "DT6", "when the project has a `wheelhouse` folder with wheels in it, `bootstrap.py` installs from it alone",
+        "bootstrap.py",
+        '        command += ["--no-index", "--find-links", WHEELHOUSE]',
+        "        pass",
+        ("tests/test_bootstrap.py::test_first_start_installs_from_the_wheelhouse_with_no_network",),
+    ),
+    Mutation(
+        "DT7", "If they changed while the Windows service runs, the service is stopped first",
+        "upgrade.py",
+        "    if bootstrap.requirements_changed() and service_running:",
+        "    if False:",
+        ("tests/test_upgrade.py",),
+    ),
+    Mutation(
+        "DT8", "If that is not possible, the service gets a drained restart",
+        "upgrade.py",
+        '    if service_running:\n        step("No reload possible',
+        '    if False:\n        step("No reload possible',
+        ("tests/test_upgrade.py",),
     ),
 )
 

@@ -22,6 +22,8 @@ ENV_FILE = BASE_DIR / ".env"
 ENV_EXAMPLE = BASE_DIR / ".env.example"
 REQUIREMENTS = BASE_DIR / "requirements.txt"
 STAMP = VENV_DIR / "requirements.sha256"
+# Wheels for servers without internet (README: "Corporate networks and offline servers").
+WHEELHOUSE = BASE_DIR / "wheelhouse"
 MIN_PYTHON = (3, 10)
 TESTED_UP_TO = (3, 14)
 
@@ -235,13 +237,38 @@ def ensure_venv() -> None:
         raise StepFailed(f"the virtual environment in {VENV_DIR} has no working pip.{ensurepip_hint()}")
 
 
+def has_wheelhouse() -> bool:
+    return WHEELHOUSE.is_dir() and any(WHEELHOUSE.glob("*.whl"))
+
+
+def pip_install_command() -> list:
+    """pip install of requirements.txt; from wheelhouse/ alone when it holds wheels. pip
+    reads PIP_INDEX_URL, HTTPS_PROXY, PIP_CERT... from the environment, passed on as is."""
+    command = [venv_python(), "-m", "pip", "install", "--disable-pip-version-check"]
+    if has_wheelhouse():
+        command += ["--no-index", "--find-links", WHEELHOUSE]
+    return [*command, "-r", REQUIREMENTS]
+
+
+PIP_HINT = (" Behind a proxy or without internet: set PIP_INDEX_URL, HTTPS_PROXY or PIP_CERT, "
+            "or put the wheels in the wheelhouse folder (README: \"Corporate networks and offline servers\").")
+
+
+def requirements_changed() -> bool:
+    """True when requirements.txt (or the venv's Python) changed since the last install."""
+    return not (STAMP.exists() and STAMP.read_text().strip() == requirements_digest())
+
+
 def ensure_requirements() -> None:
-    wanted = requirements_digest()
-    if STAMP.exists() and STAMP.read_text().strip() == wanted:
+    if not requirements_changed():
         return
-    step("Installing requirements (requirements.txt changed or first run)")
-    run([venv_python(), "-m", "pip", "install", "--disable-pip-version-check", "-r", REQUIREMENTS],
-        "Installing requirements")
+    wanted = requirements_digest()
+    source = " from wheelhouse/ only (no network)" if has_wheelhouse() else ""
+    step(f"Installing requirements{source} (requirements.txt changed or first run)")
+    try:
+        run(pip_install_command(), "Installing requirements")
+    except StepFailed as exc:
+        raise StepFailed(f"{exc}{PIP_HINT}") from None
     STAMP.write_text(wanted + "\n")
 
 

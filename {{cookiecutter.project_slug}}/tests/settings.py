@@ -29,6 +29,10 @@ TEST_ENVIRONMENT = {
     "DJANGO_SECURE_HSTS_PRELOAD": "false",
     "DATABASE_CONN_MAX_AGE": "60",
     "SQLITE_TIMEOUT": "20",
+    "DJANGO_ADMINS": "Test Admin <admin@example.com>",
+    "EMAIL_URL": "",
+    "DJANGO_SERVER_EMAIL": "server@example.com",
+    "DJANGO_DEFAULT_FROM_EMAIL": "site@example.com",
 }
 # The pytest process takes them here. A process the fixtures start already has them in the
 # environment they give it (marked by TEST_ENVIRONMENT_SET), with whatever a test changed

@@ -166,3 +166,58 @@ def load_bootstrap():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def make_wheel(folder, name: str, version: str) -> None:
+    """A minimal pure-Python wheel (PEP 427) holding one module."""
+    import base64
+    import hashlib
+    import zipfile
+
+    dist_info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}.py": f"VERSION = {version!r}\n",
+        f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    record.append(f"{dist_info}/RECORD,,")
+    folder.mkdir(exist_ok=True)
+    with zipfile.ZipFile(folder / f"{name}-{version}-py3-none-any.whl", "w") as wheel:
+        for path, text in files.items():
+            wheel.writestr(path, text)
+        wheel.writestr(f"{dist_info}/RECORD", "\n".join(record) + "\n")
+
+
+# Any attempt to reach a package index or a proxy fails at once (port 9 is "discard").
+NO_NETWORK = {"PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_EXTRA_INDEX_URL": "",
+              "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
+              "PIP_RETRIES": "0", "PIP_TIMEOUT": "5"}
+
+
+@pytest.mark.slow
+def test_first_start_installs_from_the_wheelhouse_with_no_network(tmp_path):
+    shutil.copy(PROJECT_DIR / "bootstrap.py", tmp_path)
+    shutil.copy(PROJECT_DIR / ".env.example", tmp_path)
+    (tmp_path / "requirements.txt").write_text("offline_only_pkg==1.0\n", encoding="utf-8")
+    (tmp_path / "manage.py").write_text("", encoding="utf-8")
+    env = {**os.environ, **NO_NETWORK}
+
+    # The control: without the wheelhouse the index is needed, and unreachable.
+    offline = subprocess.run([sys.executable, "bootstrap.py"], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=300, env=env)
+    assert offline.returncode == 1, offline.stdout + offline.stderr
+    assert "ERROR: Installing requirements failed" in offline.stderr
+    assert "PIP_INDEX_URL" in offline.stderr and "wheelhouse" in offline.stderr
+
+    make_wheel(tmp_path / "wheelhouse", "offline_only_pkg", "1.0")
+    completed = subprocess.run([sys.executable, "bootstrap.py"], cwd=tmp_path, capture_output=True,
+                               text=True, timeout=300, env=env)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "Installing requirements from wheelhouse/ only (no network)" in completed.stdout
+    installed = subprocess.run([str(venv_python(tmp_path)), "-c", "import offline_only_pkg; print(offline_only_pkg.VERSION)"],
+                               capture_output=True, text=True, timeout=60)
+    assert installed.stdout.strip() == "1.0"

@@ -30,5 +30,6 @@ urlpatterns = [
     path("__test__/not-modified", views.not_modified),
     path("__test__/code-version", reload_views.code_version),
     path("__test__/ask-to-be-replaced", reload_views.ask_to_be_replaced),
+    path("__test__/view-error", views.view_error),
     path("", include("{{ cookiecutter.project_slug }}.urls")),
 ]

@@ -241,3 +241,8 @@ def not_modified(request):
 def system_exit(request):
     """A view (or a library it calls) that calls sys.exit(): Django does not catch it."""
     sys.exit(3)
+
+
+def view_error(request):
+    """A view that fails: a 500 that Django logs and mails to the admins."""
+    raise RuntimeError("view failed on purpose")

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from .options import load_options, read_dotenv
 from .process import serve_single
@@ -30,6 +31,10 @@ def main(project: Project, argv: list[str] | None = None) -> int:
 
         return run_client(project, load_options(project, argv[1:]), argv[0])
     options = load_options(project, argv)
+    if options.log_file and not Path(options.log_file).is_absolute():
+        # .env's SERVER_LOG_FILE=logs/server.log means the project's folder, wherever the
+        # server was started from (as for the Windows service).
+        options.log_file = str(project.directory / options.log_file)
     if options.workers > 1:
         return serve_workers(project, options)
     return serve_single(project, options)

@@ -1,7 +1,7 @@
 """Connections and their limits: Tornado's HTTP server with a connection cap that evicts idle
 keep-alive, then the slowest upload, then a stalled reader; a cap per client address; an accept
 loop (one per turn for workers) that backs off when accept() keeps failing; the listening
-sockets (bind, exclusive on Windows; TLS context; the open-file limit).
+sockets (bind, exclusive on Windows; the open-file limit). TLS is in tls.py.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import errno
 import ipaddress
 import logging
 import socket
-import ssl
 from collections.abc import Callable
 
 from tornado.httpserver import HTTPServer, _HTTPRequestContext
@@ -21,6 +20,7 @@ from .container import ThreadedWSGIContainer
 from .http1 import ServerConnection
 from .logs import log
 from .options import ServerOptions
+from .tls import ssl_context  # noqa: F401  (process.py takes it from here)
 
 
 class TornadoServer(HTTPServer):
@@ -173,17 +173,6 @@ def _accept_handler(sock, callback: Callable, per_turn: int) -> Callable[[], Non
 
     loop.add_handler(sock, accept, IOLoop.READ)
     return remove
-
-
-def ssl_context(options: ServerOptions) -> ssl.SSLContext | None:
-    if not options.certfile:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        context.load_cert_chain(options.certfile, options.keyfile or None)
-    except (ssl.SSLError, OSError) as exc:
-        raise SystemExit(f"ERROR: cannot load TLS certificate {options.certfile!r}: {exc}") from None
-    return context
 
 
 def bind(options: ServerOptions) -> list:

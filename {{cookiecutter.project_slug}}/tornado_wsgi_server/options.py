@@ -237,7 +237,8 @@ def options_for(project: Project) -> tuple[Option, ...]:
         Option("websocket_max_message_size", _size, "64K",
                "Largest WebSocket message; a bigger one closes the connection.", metavar="SIZE"),
         Option("certfile", _existing_file, None,
-               "TLS certificate chain (PEM): serve HTTPS directly.", metavar="PATH"),
+               "TLS certificate chain (PEM), or a .pfx/.p12 file with its key (password "
+               "in the SERVER_CERT_PASSWORD environment variable): serve HTTPS directly.", metavar="PATH"),
         Option("keyfile", _existing_file, None,
                "TLS private key (PEM), if it is not inside --certfile.", metavar="PATH"),
         Option("access_log", _bool, "true", "Log one line per request.", flag=True),

@@ -6,6 +6,7 @@ documents each variable. The defaults are safe: DEBUG is off, and HTTPS-only set
 switch on together with ``DJANGO_HTTPS=true``.
 """
 
+from email.utils import getaddresses
 from pathlib import Path
 
 import environ
@@ -167,8 +168,28 @@ SESSION_COOKIE_HTTPONLY = True
 # only for trusted proxies (SERVER_TRUSTED_PROXIES) and removes them from everyone else, so
 # Django needs no SECURE_PROXY_SSL_HEADER or USE_X_FORWARDED_HOST (leave them off).
 
+# --- E-mail and error reports ---------------------------------------------------------
+# DJANGO_ADMINS get an e-mail with the traceback of every server error (500), once
+# EMAIL_URL names a mail server: smtp+tls://user:password@smtp.example.com:587
+# (URL-encode special characters of the password, e.g. @ as %40).
+
+ADMINS = [
+    (name or address, address)
+    for name, address in getaddresses([env.str("DJANGO_ADMINS", default={{ cookiecutter.email | jsonify }})])
+    if address
+]
+EMAIL_URL = env.str("EMAIL_URL", default="")
+# Without EMAIL_URL, mail (password resets...) is printed to the console instead of failing.
+vars().update(environ.Env.email_url_config(EMAIL_URL or "consolemail://"))
+SERVER_EMAIL = env.str("DJANGO_SERVER_EMAIL", default="{{ cookiecutter.project_slug }}@localhost")
+DEFAULT_FROM_EMAIL = env.str("DJANGO_DEFAULT_FROM_EMAIL", default=SERVER_EMAIL)
+EMAIL_SUBJECT_PREFIX = f"[{PROJECT_NAME}] "
+
 # --- Logging --------------------------------------------------------------------------
-# Everything goes to the console; the server adds a rotating file with --log-file.
+# Everything goes to the console; the server adds a rotating file (SERVER_LOG_FILE, set in
+# .env by default). A request with a Host not in DJANGO_ALLOWED_HOSTS (scanners, someone
+# typing the IP address) is one WARNING line at most once a minute, not an ERROR with a
+# traceback each time; the access log still shows every such 400.
 
 LOGGING = {
     "version": 1,
@@ -176,12 +197,22 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s [%(name)s] %(message)s"},
     },
+    "filters": {
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+        "disallowed_host": {"()": "{{ cookiecutter.project_slug }}.log_filters.DisallowedHostSummary",
+                            "interval": 60},
+    },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "mail_admins": {"class": "django.utils.log.AdminEmailHandler", "level": "ERROR",
+                        "filters": ["require_debug_false"]},
     },
     "root": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", default="INFO")},
     "loggers": {
-        # Django's own console handler would print each error twice.
-        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        # Django's own console handler would print each error twice; errors are mailed to
+        # DJANGO_ADMINS only once EMAIL_URL is set.
+        "django": {"handlers": ["mail_admins"] if EMAIL_URL else [], "level": "INFO",
+                   "propagate": True},
+        "django.security.DisallowedHost": {"filters": ["disallowed_host"], "propagate": True},
     },
 }

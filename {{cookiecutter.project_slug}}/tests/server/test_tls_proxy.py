@@ -1,9 +1,12 @@
-"""HTTPS served directly (--certfile/--keyfile), and X-Forwarded-* believed only from trusted proxies."""
+"""HTTPS served directly (--certfile/--keyfile, or a PFX file), and X-Forwarded-* believed
+only from trusted proxies."""
 
 from __future__ import annotations
 
 import ssl
+import tempfile
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -67,6 +70,58 @@ def test_invalid_certificate_is_a_clear_error(start_server, tmp_path):
     server = start_server("--certfile", str(bogus), wait=False)
     assert server.process.wait(30) == 1
     assert f"ERROR: cannot load TLS certificate {str(bogus)!r}" in server.output()
+
+
+@pytest.fixture(scope="module")
+def pfx_certificate(tmp_path_factory):
+    """A trustme certificate with its chain and key, exported as Windows does (PKCS#12)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1", "localhost")
+    key = serialization.load_pem_private_key(issued.private_key_pem.bytes(), password=None)
+    certificate, *chain = [x509.load_pem_x509_certificate(pem.bytes()) for pem in issued.cert_chain_pems]
+    folder = tmp_path_factory.mktemp("pfx")
+    blob = pkcs12.serialize_key_and_certificates(
+        b"site", key, certificate, chain or None,
+        serialization.BestAvailableEncryption(PFX_PASSWORD.encode()))
+    (folder / "site.pfx").write_bytes(blob)
+    # The same file under a name that does not say what it is: found by its content.
+    (folder / "site-certificate").write_bytes(blob)
+    return ca, folder
+
+
+PFX_PASSWORD = "corp pässword 1"
+
+
+@pytest.mark.parametrize("name", ["site.pfx", "site-certificate"])
+def test_https_with_a_pfx_file_and_its_password_from_the_environment(start_server, pfx_certificate, name):
+    ca, folder = pfx_certificate
+    before = set(Path(tempfile.gettempdir()).iterdir())
+    server = start_server("--certfile", str(folder / name), scheme="https",
+                          env={"SERVER_CERT_PASSWORD": PFX_PASSWORD})
+    with httpx.Client(verify=trusting(ca), timeout=10) as http:
+        assert http.get(f"{server.url}/__test__/whoami").json()["scheme"] == "https"
+    assert PFX_PASSWORD not in " ".join(server.process.args)
+    # The key taken out of the PFX is not left on disk.
+    left = [path for path in set(Path(tempfile.gettempdir()).iterdir()) - before if path.suffix == ".pem"]
+    assert left == []
+
+
+@pytest.mark.parametrize("password, expected", [
+    ("not the password", "wrong password, or not a PFX/PKCS#12 file (check SERVER_CERT_PASSWORD)"),
+    ("", "wrong password, or not a PFX/PKCS#12 file (set SERVER_CERT_PASSWORD)"),
+])
+def test_a_wrong_pfx_password_is_a_clear_error(start_server, pfx_certificate, password, expected):
+    _, folder = pfx_certificate
+    server = start_server("--certfile", str(folder / "site.pfx"), wait=False,
+                          env={"SERVER_CERT_PASSWORD": password})
+    assert server.process.wait(30) == 1
+    output = server.output()
+    assert f"ERROR: cannot load TLS certificate {str(folder / 'site.pfx')!r}: {expected}" in output
+    assert "Traceback" not in output
 
 
 def whoami(server, headers, local_address: str | None = None) -> dict:
