@@ -12,6 +12,7 @@ from .options import load_options, read_dotenv
 from .process import serve_single
 from .project import Project
 from .supervisor import serve_workers
+from .windows_admin import disable_quick_edit
 
 
 def main(project: Project, argv: list[str] | None = None) -> int:
@@ -24,6 +25,7 @@ def main(project: Project, argv: list[str] | None = None) -> int:
         return service_main(project, argv[1:])
     read_dotenv(project.dotenv)
     options = load_options(project, argv)
+    disable_quick_edit()  # a click in the console window must not freeze the site
     if options.workers > 1:
         return serve_workers(project, options)
     return serve_single(project, options)

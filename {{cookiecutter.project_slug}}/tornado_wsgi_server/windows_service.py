@@ -114,10 +114,12 @@ def handle_command_line(project: Project, argv: list[str]) -> int:
     name = project.slug
     if commands[:1] == ["status"]:
         return print_status(name)
-    if commands[:1] == ["install"] and not any(arg.startswith("--startup") for arg in argv):
-        argv = [argv[0], "--startup", "auto", *argv[1:]]
+    startup_given = any(arg.startswith("--startup") for arg in argv)
+    if commands[:1] == ["install"] and not startup_given:
+        argv = [argv[0], "--startup", "auto", *argv[1:]]  # made delayed-auto below
+    options = None
     if commands[:1] in (["install"], ["update"]):
-        build_options(project, server_args)  # refuse to install options the server would reject
+        options = build_options(project, server_args)  # refuse to install options the server would reject
 
     def remember(_opts) -> None:
         win32serviceutil.SetServiceCustomOption(name, SERVER_ARGS_OPTION, shlex.join(server_args))
@@ -129,8 +131,25 @@ def handle_command_line(project: Project, argv: list[str]) -> int:
     service_class = DjangoTornadoService
     (service_class._svc_name_, service_class._svc_display_name_,
      service_class._svc_description_) = service_names(project)
-    return win32serviceutil.HandleCommandLine(service_class, serviceClassString=service_class_string(project),
+    code = win32serviceutil.HandleCommandLine(service_class, serviceClassString=service_class_string(project),
                                               argv=argv, customOptionHandler=remember) or 0
+    if not code:
+        after_install_or_remove(name, commands[:1], options, delayed_start=not startup_given)
+    return code
+
+
+def after_install_or_remove(name: str, command: list[str], options, delayed_start: bool) -> None:
+    """Restart on failure, delayed start and the firewall rule at install; the rule's removal."""
+    from . import windows_admin
+
+    if command in (["install"], ["update"]):
+        windows_admin.run_commands(windows_admin.install_commands(
+            name, options.host, options.port, delayed_start and command == ["install"]))
+        if not windows_admin.serves_other_computers(options.host):
+            print(f"No firewall rule: the service listens on {options.host} only (see README, "
+                  "\"Let other computers reach it\").", flush=True)
+    elif command == ["remove"]:
+        windows_admin.run_commands(windows_admin.remove_commands(name))
 
 
 def service_class_string(project: Project) -> str:
