@@ -78,6 +78,7 @@ ROUTES_PROMISE = "Every Tornado route gets, without extra code, what Django give
 OVERLOAD = "tests/server/test_overload.py"
 SERVICE = "tests/server/test_windows_service.py"
 STARTUP = "tests/server/test_startup.py"
+ADMIN = "tests/server/test_windows_admin.py"
 DRAIN_PROMISE = "Ctrl+C, Ctrl+Break, SIGTERM ...: requests in flight get up to `--drain-timeout` seconds"
 PROXY_PROMISE = "`--trusted-proxies`: proxies whose `X-Forwarded-For`/`-Proto`/`-Host` are believed"
 
@@ -622,6 +623,69 @@ MUTATIONS: tuple[Mutation, ...] = (
         "href=\"{% static 'css/site.css' %}\"",
         'href="/static/css/site.css"',
         ("tests/test_site.py",),
+    ),
+    Mutation(
+        "AD1", "With `SERVER_HOST=0.0.0.0` its first lines list what other computers can use",
+        "tornado_wsgi_server/process.py",
+        "    if everywhere:  # the loopback URL above is not what other computers type",
+        "    if False:",
+        (ADMIN,),
+    ),
+    Mutation(
+        "AD2", "[the banner names] the names `DJANGO_ALLOWED_HOSTS` would refuse",
+        "tornado_wsgi_server/lan.py",
+        "    refused = refused_hosts(names, allowed_hosts) if allowed_hosts is not None else []",
+        "    refused = []",
+        (ADMIN,),
+    ),
+    Mutation(
+        "AD3", "restart on failure ... *with the failure flag*, so that a stop with an error restarts the service too",
+        "tornado_wsgi_server/windows_admin.py",
+        '        ["sc.exe", "failureflag", name, "1"],\n',
+        "",
+        (ADMIN,),
+    ),
+    Mutation(
+        "AD4", "`install` also sets ... delayed automatic start",
+        "tornado_wsgi_server/windows_admin.py",
+        "    if delayed_start:\n        commands.append(delayed_start_command(name))",
+        "    if False:\n        commands.append(delayed_start_command(name))",
+        (ADMIN,),
+    ),
+    Mutation(
+        "AD5", "`service.bat install` does it [the firewall rule] for the service when `SERVER_HOST` is not a loopback address",
+        "tornado_wsgi_server/windows_admin.py",
+        "    if serves_other_computers(host):\n        commands += firewall_open_commands(name, port)",
+        "    if False:\n        commands += firewall_open_commands(name, port)",
+        (ADMIN,),
+    ),
+    Mutation(
+        "AD6", "`service.bat remove` deletes it [the firewall rule]",
+        "tornado_wsgi_server/windows_admin.py",
+        "    return [firewall_close_command(name)]",
+        "    return []",
+        (ADMIN,),
+    ),
+    Mutation(
+        "AD7", "The console server turns off QuickEdit for its own window",
+        "tornado_wsgi_server/windows_admin.py",
+        "    return (mode & ~ENABLE_QUICK_EDIT_MODE) | ENABLE_EXTENDED_FLAGS",
+        "    return mode | ENABLE_EXTENDED_FLAGS",
+        (ADMIN,),
+    ),
+    Mutation(
+        "AD8", "deploy/web.config: the server-wide ARR settings as `appcmd` commands (the original Host ...)",
+        "deploy/web.config",
+        '/preserveHostHeader:"True"',
+        '/preserveHostHeader:"False"',
+        ("tests/test_deploy_iis.py",),
+    ),
+    Mutation(
+        "AD9", "`DATABASE_CONNECT_TIMEOUT` 5: PostgreSQL: seconds to wait for a new connection",
+        f"{PACKAGE}/settings.py",
+        'env.int("DATABASE_CONNECT_TIMEOUT", default=5)',
+        'env.int("DATABASE_CONNECT_TIMEOUT", default=30)',
+        ("tests/test_database_settings.py",),
     ),
 )
 
