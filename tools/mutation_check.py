@@ -687,6 +687,20 @@ MUTATIONS: tuple[Mutation, ...] = (
         'env.int("DATABASE_CONNECT_TIMEOUT", default=30)',
         ("tests/test_database_settings.py",),
     ),
+    Mutation(
+        "AD10", "`DJANGO_TIME_ZONE`: checked at start, also on Windows",
+        f"{PACKAGE}/settings.py",
+        "    zoneinfo.ZoneInfo(TIME_ZONE)\nexcept",
+        "    pass\nexcept",
+        (f"{STARTUP}::test_time_zone_name_is_checked_at_start",),
+    ),
+    Mutation(
+        "AD11", "[a bind error names its likely cause] This machine has no address",
+        "tornado_wsgi_server/connections.py",
+        "    if codes & {errno.EADDRNOTAVAIL, 10049}:",
+        "    if False:",
+        (f"{STARTUP}::test_address_this_machine_lacks_is_a_clear_error",),
+    ),
 )
 
 

@@ -6,9 +6,11 @@ documents each variable. The defaults are safe: DEBUG is off, and HTTPS-only set
 switch on together with ``DJANGO_HTTPS=true``.
 """
 
+import zoneinfo
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -133,6 +135,13 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("DJANGO_TIME_ZONE", default="{{ cookiecutter.time_zone }}")
+try:  # Django checks the name only where time.tzset exists, so not on Windows
+    zoneinfo.ZoneInfo(TIME_ZONE)
+except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    raise ImproperlyConfigured(
+        f"DJANGO_TIME_ZONE={TIME_ZONE!r} is not an IANA time zone name such as Europe/Berlin "
+        "(Windows names like 'W. Europe Standard Time' are not)"
+    ) from None
 USE_I18N = True
 USE_TZ = True
 
