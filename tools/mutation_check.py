@@ -701,6 +701,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         "    if False:",
         (f"{STARTUP}::test_address_this_machine_lacks_is_a_clear_error",),
     ),
+    Mutation(
+        "AD12", "Other variables in the service's `Environment` registry value (a proxy, say) are kept",
+        "tornado_wsgi_server/windows_service.py",
+        'return [entry for entry in existing if not entry.upper().startswith("PATH=")] + ["PATH=" + path]',
+        'return ["PATH=" + path]',
+        (ADMIN,),
+    ),
 )
 
 

@@ -178,7 +178,8 @@ def set_service_path(name: str) -> None:
 
     The service runs as LocalSystem, whose PATH has neither the Python installation
     (pythonXY.dll) nor pywin32's DLLs when Python was installed for one user. The
-    machine's PATH follows them: this value replaces the service's whole PATH.
+    machine's PATH follows them: this value replaces the service's whole PATH; the
+    service's other environment variables are kept.
     """
     import pywintypes
     import win32api
@@ -196,13 +197,23 @@ def set_service_path(name: str) -> None:
             win32api.RegCloseKey(environment)
     except pywintypes.error:
         machine_path = ""
-    key = win32api.RegOpenKey(win32con.HKEY_LOCAL_MACHINE,
-                              rf"SYSTEM\CurrentControlSet\Services\{name}", 0, win32con.KEY_SET_VALUE)
+    key = win32api.RegOpenKey(win32con.HKEY_LOCAL_MACHINE, rf"SYSTEM\CurrentControlSet\Services\{name}",
+                              0, win32con.KEY_SET_VALUE | win32con.KEY_QUERY_VALUE)
     try:
+        try:
+            existing = list(win32api.RegQueryValueEx(key, "Environment")[0] or [])
+        except pywintypes.error:  # none yet
+            existing = []
         win32api.RegSetValueEx(key, "Environment", 0, win32con.REG_MULTI_SZ,
-                               ["PATH=" + service_path(folders, machine_path)])
+                               service_environment(existing, service_path(folders, machine_path)))
     finally:
         win32api.RegCloseKey(key)
+
+
+def service_environment(existing: list[str], path: str) -> list[str]:
+    """The service's Environment value: what an administrator put there (proxy variables,
+    DJANGO_*...) kept, PATH replaced."""
+    return [entry for entry in existing if not entry.upper().startswith("PATH=")] + ["PATH=" + path]
 
 
 # pywin32's options that take a value as the next argument.

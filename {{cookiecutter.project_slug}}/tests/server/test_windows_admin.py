@@ -129,3 +129,12 @@ def test_machine_addresses_are_network_addresses():
     assert all(lan.is_network_address(address) for address in addresses)
     if this_machines_network_address():
         assert this_machines_network_address() in addresses
+
+
+def test_install_keeps_the_services_other_environment_variables():
+    from tornado_wsgi_server.windows_service import service_environment
+
+    existing = ["HTTPS_PROXY=http://proxy.corp:8080", "Path=C:\\old", "DJANGO_LOG_LEVEL=WARNING"]
+    assert service_environment(existing, "C:\\Python313;C:\\Windows") == [
+        "HTTPS_PROXY=http://proxy.corp:8080", "DJANGO_LOG_LEVEL=WARNING", "PATH=C:\\Python313;C:\\Windows"]
+    assert service_environment([], "C:\\Windows") == ["PATH=C:\\Windows"]
