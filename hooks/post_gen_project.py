@@ -1,5 +1,7 @@
 """Finish the bake: drop what the chosen options do not use, write .env, say what next."""
 
+import os
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -39,20 +41,23 @@ def main():
     ensure_env_file()
     sys.path.pop(0)
 
+    if os.name == "nt":  # the commands exactly as typed in cmd.exe, for any folder name
+        start = f'  cd /d "{PROJECT}"\n  start_server.bat'
+        superuser = ".venv\\Scripts\\python manage.py createsuperuser"
+    else:
+        start = f"  cd {shlex.quote(str(PROJECT))}\n  ./start_server.sh"
+        superuser = ".venv/bin/python manage.py createsuperuser"
     print(
         f"""
 Created {PROJECT}
 
 Next steps:
-  cd {PROJECT.name}
-  start_server.bat            (Windows; or double-click it)
-  ./start_server.sh           (Linux / macOS)
+{start}
 Then open http://127.0.0.1:{PORT}/ - the first start installs everything into .venv.
-Create an admin user with:  .venv/bin/python manage.py createsuperuser
-                            (.venv\\Scripts\\python manage.py createsuperuser on Windows)
+Create an admin user (in the project folder, in a second console while the server runs):
+  {superuser}
 Settings live in .env (see .env.example); the README explains every option.
 """
     )
-
 
 main()

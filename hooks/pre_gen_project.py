@@ -82,7 +82,7 @@ def check_time_zone():
         fail(f"time_zone {TIME_ZONE!r} is not a valid IANA time zone name (e.g. UTC).")
     except zoneinfo.ZoneInfoNotFoundError:
         # Without a time zone database (Windows without tzdata) only UTC is known;
-        # the name cannot be checked here, Django checks it at start-up.
+        # the name cannot be checked here; settings.py checks it at start-up.
         if zoneinfo.available_timezones():
             fail(
                 f"time_zone {TIME_ZONE!r} is not a known IANA time zone "

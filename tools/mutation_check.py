@@ -82,6 +82,7 @@ STARTUP = "tests/server/test_startup.py"
 WATCHDOG = "tests/server/test_watchdog.py"
 METRICS = "tests/server/test_metrics.py"
 STATUS_PAGE = "tests/server/test_status_page.py"
+ADMIN = "tests/server/test_windows_admin.py"
 DRAIN_PROMISE = "Ctrl+C, Ctrl+Break, SIGTERM ...: requests in flight get up to `--drain-timeout` seconds"
 PROXY_PROMISE = "`--trusted-proxies`: proxies whose `X-Forwarded-For`/`-Proto`/`-Host` are believed"
 
@@ -822,6 +823,90 @@ MUTATIONS: tuple[Mutation, ...] = (
         '    if service_running:\n        step("No reload possible',
         '    if False:\n        step("No reload possible',
         ("tests/test_upgrade.py",),
+    ),
+    Mutation(
+        "AD1", "With `SERVER_HOST=0.0.0.0` its first lines list what other computers can use",
+        "tornado_wsgi_server/process.py",
+        "    if everywhere:  # the loopback URL above is not what other computers type",
+        "    if False:",
+        (ADMIN,),
+    ),
+    Mutation(
+        "AD2", "[the banner names] the names `DJANGO_ALLOWED_HOSTS` would refuse",
+        "tornado_wsgi_server/lan.py",
+        "    refused = refused_hosts(names, allowed_hosts) if allowed_hosts is not None else []",
+        "    refused = []",
+        (ADMIN,),
+    ),
+    Mutation(
+        "AD3", "restart on failure ... *with the failure flag*, so that a stop with an error restarts the service too",
+        "tornado_wsgi_server/windows_admin.py",
+        '        ["sc.exe", "failureflag", name, "1"],\n',
+        "",
+        (ADMIN,),
+    ),
+    Mutation(
+        "AD4", "`install` also sets ... delayed automatic start",
+        "tornado_wsgi_server/windows_admin.py",
+        "    if delayed_start:\n        commands.append(delayed_start_command(name))",
+        "    if False:\n        commands.append(delayed_start_command(name))",
+        (ADMIN,),
+    ),
+    Mutation(
+        "AD5", "`service.bat install` does it [the firewall rule] for the service when `SERVER_HOST` is not a loopback address",
+        "tornado_wsgi_server/windows_admin.py",
+        "    if serves_other_computers(host):\n        commands += firewall_open_commands(name, port)",
+        "    if False:\n        commands += firewall_open_commands(name, port)",
+        (ADMIN,),
+    ),
+    Mutation(
+        "AD6", "`service.bat remove` deletes it [the firewall rule]",
+        "tornado_wsgi_server/windows_admin.py",
+        "    return [firewall_close_command(name)]",
+        "    return []",
+        (ADMIN,),
+    ),
+    Mutation(
+        "AD7", "The console server turns off QuickEdit for its own window",
+        "tornado_wsgi_server/windows_admin.py",
+        "    return (mode & ~ENABLE_QUICK_EDIT_MODE) | ENABLE_EXTENDED_FLAGS",
+        "    return mode | ENABLE_EXTENDED_FLAGS",
+        (ADMIN,),
+    ),
+    Mutation(
+        "AD8", "deploy/web.config: the server-wide ARR settings as `appcmd` commands (the original Host ...)",
+        "deploy/web.config",
+        '/preserveHostHeader:"True"',
+        '/preserveHostHeader:"False"',
+        ("tests/test_deploy_iis.py",),
+    ),
+    Mutation(
+        "AD9", "`DATABASE_CONNECT_TIMEOUT` 5: PostgreSQL: seconds to wait for a new connection",
+        f"{PACKAGE}/settings.py",
+        'env.int("DATABASE_CONNECT_TIMEOUT", default=5)',
+        'env.int("DATABASE_CONNECT_TIMEOUT", default=30)',
+        ("tests/test_database_settings.py",),
+    ),
+    Mutation(
+        "AD10", "`DJANGO_TIME_ZONE`: checked at start, also on Windows",
+        f"{PACKAGE}/settings.py",
+        "    zoneinfo.ZoneInfo(TIME_ZONE)\nexcept",
+        "    pass\nexcept",
+        (f"{STARTUP}::test_time_zone_name_is_checked_at_start",),
+    ),
+    Mutation(
+        "AD11", "[a bind error names its likely cause] This machine has no address",
+        "tornado_wsgi_server/connections.py",
+        "    if codes & {errno.EADDRNOTAVAIL, 10049}:",
+        "    if False:",
+        (f"{STARTUP}::test_address_this_machine_lacks_is_a_clear_error",),
+    ),
+    Mutation(
+        "AD12", "Other variables in the service's `Environment` registry value (a proxy, say) are kept",
+        "tornado_wsgi_server/windows_service.py",
+        'return [entry for entry in existing if not entry.upper().startswith("PATH=")] + ["PATH=" + path]',
+        'return ["PATH=" + path]',
+        (ADMIN,),
     ),
 )
 

@@ -15,6 +15,7 @@ from .options import load_options, read_dotenv
 from .process import serve_single
 from .project import Project
 from .supervisor import serve_workers
+from .windows_admin import disable_quick_edit
 
 
 def main(project: Project, argv: list[str] | None = None) -> int:
@@ -35,6 +36,7 @@ def main(project: Project, argv: list[str] | None = None) -> int:
         # .env's SERVER_LOG_FILE=logs/server.log means the project's folder, wherever the
         # server was started from (as for the Windows service).
         options.log_file = str(project.directory / options.log_file)
+    disable_quick_edit()  # a click in the console window must not freeze the site
     if options.workers > 1:
         return serve_workers(project, options)
     return serve_single(project, options)

@@ -181,10 +181,24 @@ def bind(options: ServerOptions) -> list:
     except OSError as exc:
         raise SystemExit(
             f"ERROR: cannot listen on {options.host}:{options.port}: {exc.strerror or exc}. "
-            "Is another server already using this port? Choose another with --port."
+            + bind_hint(exc, options.host)
         ) from None
     except ValueError as exc:
         raise SystemExit(f"ERROR: cannot listen on {options.host}:{options.port}: {exc}") from None
+
+
+def bind_hint(exc: OSError, host: str) -> str:
+    """What to do about a failed bind: the likely cause differs by error."""
+    # Windows socket errors carry the WSAE... code (10049, 10013) as errno and winerror.
+    codes = {exc.errno, getattr(exc, "winerror", None)}
+    if codes & {errno.EADDRNOTAVAIL, 10049}:
+        return (f"This machine has no address {host} (yet): use 0.0.0.0 for every interface, "
+                "or one that ipconfig / ip addr lists.")
+    if codes & {errno.EACCES, 10013}:
+        return ("On Windows the port may be reserved (Hyper-V, WSL and Docker reserve ranges: "
+                "netsh interface ipv4 show excludedportrange protocol=tcp) or held by IIS / "
+                "HTTP.sys (80, 443); elsewhere ports below 1024 need root. Choose another with --port.")
+    return "Is another server already using this port? Choose another with --port."
 
 
 def listening_sockets(host: str, port: int, backlog: int) -> list[socket.socket]:

@@ -11,13 +11,14 @@ import logging
 import os
 import random
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
 
 from tornado.ioloop import PeriodicCallback
 
-from . import worker_link
+from . import lan, worker_link
 from .application import setup_django, tornado_routes
 from .connections import TornadoServer, bind, raise_open_file_limit, ssl_context
 from .container import ThreadedWSGIContainer
@@ -251,10 +252,23 @@ def single_process_command(command: str) -> dict:
 
 
 def announce(project: Project, options: ServerOptions) -> None:
-    everywhere = " (all interfaces)" if options.host in ("0.0.0.0", "::") else ""
+    everywhere = options.host in lan.EVERY_INTERFACE
     processes = f"{options.workers} processes" if options.workers > 1 else "1 process"
-    print(
-        f"{project.name} is running at {listening_url(options)}{everywhere}"
-        f" - {options.threads} threads x {processes}. Press Ctrl+C to stop.",
-        flush=True,
-    )
+    lines = [f"{project.name} is running at {listening_url(options)}{' (all interfaces)' if everywhere else ''}"
+             f" - {options.threads} threads x {processes}. Press Ctrl+C to stop."]
+    if everywhere:  # the loopback URL above is not what other computers type
+        lines += lan.network_lines(options.scheme, options.port, socket.gethostname(),
+                                   lan.machine_addresses(), allowed_hosts(options))
+    print("\n".join(lines), flush=True)
+
+
+def allowed_hosts(options: ServerOptions) -> list[str] | None:
+    """Django's ALLOWED_HOSTS (the supervisor reads only the settings module), or None."""
+    try:
+        from django.conf import settings
+
+        if not settings.configured:
+            os.environ["DJANGO_SETTINGS_MODULE"] = options.settings
+        return list(settings.ALLOWED_HOSTS)
+    except Exception:  # the banner never stops the server
+        return None

@@ -128,10 +128,12 @@ def handle_command_line(project: Project, argv: list[str]) -> int:
         return print_status(name)
     if commands[:1] == ["reload"]:
         return reload_service(project, name)
-    if commands[:1] == ["install"] and not any(arg.startswith("--startup") for arg in argv):
-        argv = [argv[0], "--startup", "auto", *argv[1:]]
+    startup_given = any(arg.startswith("--startup") for arg in argv)
+    if commands[:1] == ["install"] and not startup_given:
+        argv = [argv[0], "--startup", "auto", *argv[1:]]  # made delayed-auto below
+    options = None
     if commands[:1] in (["install"], ["update"]):
-        build_options(project, server_args)  # refuse to install options the server would reject
+        options = build_options(project, server_args)  # refuse to install options the server would reject
 
     def remember(_opts) -> None:
         win32serviceutil.SetServiceCustomOption(name, SERVER_ARGS_OPTION, shlex.join(server_args))
@@ -144,8 +146,25 @@ def handle_command_line(project: Project, argv: list[str]) -> int:
     service_class = DjangoTornadoService
     (service_class._svc_name_, service_class._svc_display_name_,
      service_class._svc_description_) = service_names(project)
-    return win32serviceutil.HandleCommandLine(service_class, serviceClassString=service_class_string(project),
+    code = win32serviceutil.HandleCommandLine(service_class, serviceClassString=service_class_string(project),
                                               argv=argv, customOptionHandler=remember) or 0
+    if not code:
+        after_install_or_remove(name, commands[:1], options, delayed_start=not startup_given)
+    return code
+
+
+def after_install_or_remove(name: str, command: list[str], options, delayed_start: bool) -> None:
+    """Restart on failure, delayed start and the firewall rule at install; the rule's removal."""
+    from . import windows_admin
+
+    if command in (["install"], ["update"]):
+        windows_admin.run_commands(windows_admin.install_commands(
+            name, options.host, options.port, delayed_start and command == ["install"]))
+        if not windows_admin.serves_other_computers(options.host):
+            print(f"No firewall rule: the service listens on {options.host} only (see README, "
+                  "\"Let other computers reach it\").", flush=True)
+    elif command == ["remove"]:
+        windows_admin.run_commands(windows_admin.remove_commands(name))
 
 
 def reload_service(project: Project, name: str) -> int:
@@ -197,7 +216,8 @@ def set_service_path(name: str) -> None:
 
     The service runs as LocalSystem, whose PATH has neither the Python installation
     (pythonXY.dll) nor pywin32's DLLs when Python was installed for one user. The
-    machine's PATH follows them: this value replaces the service's whole PATH.
+    machine's PATH follows them: this value replaces the service's whole PATH; the
+    service's other environment variables are kept.
     """
     import pywintypes
     import win32api
@@ -215,13 +235,23 @@ def set_service_path(name: str) -> None:
             win32api.RegCloseKey(environment)
     except pywintypes.error:
         machine_path = ""
-    key = win32api.RegOpenKey(win32con.HKEY_LOCAL_MACHINE,
-                              rf"SYSTEM\CurrentControlSet\Services\{name}", 0, win32con.KEY_SET_VALUE)
+    key = win32api.RegOpenKey(win32con.HKEY_LOCAL_MACHINE, rf"SYSTEM\CurrentControlSet\Services\{name}",
+                              0, win32con.KEY_SET_VALUE | win32con.KEY_QUERY_VALUE)
     try:
+        try:
+            existing = list(win32api.RegQueryValueEx(key, "Environment")[0] or [])
+        except pywintypes.error:  # none yet
+            existing = []
         win32api.RegSetValueEx(key, "Environment", 0, win32con.REG_MULTI_SZ,
-                               ["PATH=" + service_path(folders, machine_path)])
+                               service_environment(existing, service_path(folders, machine_path)))
     finally:
         win32api.RegCloseKey(key)
+
+
+def service_environment(existing: list[str], path: str) -> list[str]:
+    """The service's Environment value: what an administrator put there (proxy variables,
+    DJANGO_*...) kept, PATH replaced."""
+    return [entry for entry in existing if not entry.upper().startswith("PATH=")] + ["PATH=" + path]
 
 
 # pywin32's options that take a value as the next argument.

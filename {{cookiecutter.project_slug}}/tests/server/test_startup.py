@@ -109,3 +109,22 @@ def test_out_of_file_descriptors_neither_spins_nor_floods_the_log(start_server):
     assert output.count("Cannot accept connections") == 1, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
     assert server.process.poll() is None
+
+
+def test_address_this_machine_lacks_is_a_clear_error(start_server):
+    # 192.0.2.0/24 is for documentation: no machine has it.
+    server = start_server("--host", "192.0.2.55", wait=False)
+    assert server.process.wait(60) != 0
+    output = server.output()
+    assert "ERROR: cannot listen on 192.0.2.55" in output and "has no address 192.0.2.55" in output, output
+    assert "another server" not in output and "Traceback" not in output, output
+
+
+def test_time_zone_name_is_checked_at_start(start_server):
+    # Django checks it only where time.tzset exists; a Windows name would start and then
+    # fail every page that shows a date.
+    server = start_server(env={"DJANGO_TIME_ZONE": "W. Europe Standard Time"}, wait=False)
+    assert server.process.wait(60) != 0
+    output = server.output()
+    assert "ERROR:" in output and "DJANGO_TIME_ZONE='W. Europe Standard Time'" in output, output
+    assert "Traceback" not in output, output

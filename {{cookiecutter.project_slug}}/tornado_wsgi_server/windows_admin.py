@@ -1,0 +1,126 @@
+"""Windows set-up around the service and the console: the firewall rule for the port, restart
+on failure, delayed start (commands built as data, run by ``service.bat install``/``remove``),
+and QuickEdit turned off in the console window (ctypes; does nothing off Windows).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+import sys
+
+# Restart 5 s after the first and second failure, 60 s after the third; the count starts
+# again after a day without failures.
+RECOVERY_RESET_SECONDS = 86400
+RECOVERY_ACTIONS = "restart/5000/restart/5000/restart/60000"
+
+# Console input modes (wincon.h).
+STD_INPUT_HANDLE = -10
+ENABLE_QUICK_EDIT_MODE = 0x0040
+ENABLE_EXTENDED_FLAGS = 0x0080  # must be set for a change of QuickEdit to take effect
+
+
+def firewall_rule_name(name: str) -> str:
+    """One rule per service, whatever the port: ``install`` replaces it, ``remove`` deletes it."""
+    return f"{name}-web"
+
+
+def firewall_open_commands(name: str, port: int) -> list[list[str]]:
+    """Let other computers reach TCP ``port`` on domain and private networks (not public ones).
+
+    A port rule, not a program rule: the service runs as ``.venv\\pythonservice.exe`` and the
+    console server as the base ``python.exe``, and the rule must cover both.
+    """
+    return [
+        firewall_close_command(name),  # a rule an earlier install made for another port
+        ["netsh", "advfirewall", "firewall", "add", "rule", f"name={firewall_rule_name(name)}",
+         "dir=in", "action=allow", "protocol=TCP", f"localport={port}", "profile=domain,private"],
+    ]
+
+
+def firewall_close_command(name: str) -> list[str]:
+    return ["netsh", "advfirewall", "firewall", "delete", "rule", f"name={firewall_rule_name(name)}"]
+
+
+def recovery_commands(name: str) -> list[list[str]]:
+    """Restart the service when it fails. The failure flag makes the actions apply also when
+    the service stops itself with an error (a port taken at boot, a bad .env), not only when
+    its process crashes."""
+    return [
+        ["sc.exe", "failure", name, "reset=", str(RECOVERY_RESET_SECONDS), "actions=", RECOVERY_ACTIONS],
+        ["sc.exe", "failureflag", name, "1"],
+    ]
+
+
+def delayed_start_command(name: str) -> list[str]:
+    """Start a little after boot, once the network and local databases are up."""
+    return ["sc.exe", "config", name, "start=", "delayed-auto"]
+
+
+def serves_other_computers(host: str) -> bool:
+    """False for a loopback address (IIS or nginx in front on this machine): no rule needed."""
+    if host == "localhost":
+        return False
+    if host == "":  # every interface
+        return True
+    try:
+        return not ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it resolves to some interface
+        return True
+
+
+def install_commands(name: str, host: str, port: int, delayed_start: bool) -> list[list[str]]:
+    """What ``service.bat install`` runs after pywin32 made the service."""
+    commands = recovery_commands(name)
+    if delayed_start:
+        commands.append(delayed_start_command(name))
+    if serves_other_computers(host):
+        commands += firewall_open_commands(name, port)
+    return commands
+
+
+def remove_commands(name: str) -> list[list[str]]:
+    """What ``service.bat remove`` runs after the service is gone."""
+    return [firewall_close_command(name)]
+
+
+def run_commands(commands: list[list[str]]) -> int:
+    """Run each command, printing it and any failure; returns how many failed (a missing
+    firewall rule on delete is not a failure)."""
+    failures = 0
+    for command in commands:
+        print(">", subprocess.list2cmdline(command), flush=True)
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode and command[:5] != firewall_close_command("")[:5]:
+            failures += 1
+            print(f"  failed (exit code {result.returncode}): {(result.stdout + result.stderr).strip()}",
+                  file=sys.stderr, flush=True)
+    return failures
+
+
+def mode_without_quick_edit(mode: int) -> int:
+    """The console input mode with QuickEdit off (and the flag that makes that stick)."""
+    return (mode & ~ENABLE_QUICK_EDIT_MODE) | ENABLE_EXTENDED_FLAGS
+
+
+def disable_quick_edit() -> bool:
+    """Turn QuickEdit off in this process's console window, so that a click or a selection in
+    it cannot pause the console output, and with it every thread that logs (the whole site).
+    True when changed; False off Windows, without a console (a service, redirected input),
+    or when Windows refuses."""
+    if sys.platform != "win32":
+        return False
+    import ctypes
+    from ctypes import wintypes
+
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    kernel32.GetStdHandle.restype = wintypes.HANDLE
+    kernel32.GetStdHandle.argtypes = [wintypes.DWORD]
+    kernel32.GetConsoleMode.argtypes = [wintypes.HANDLE, ctypes.POINTER(wintypes.DWORD)]
+    kernel32.SetConsoleMode.argtypes = [wintypes.HANDLE, wintypes.DWORD]
+    handle = kernel32.GetStdHandle(wintypes.DWORD(STD_INPUT_HANDLE & 0xFFFFFFFF))
+    mode = wintypes.DWORD()
+    if not handle or handle == ctypes.c_void_p(-1).value or not kernel32.GetConsoleMode(handle, ctypes.byref(mode)):
+        return False
+    wanted = mode_without_quick_edit(mode.value)
+    return wanted != mode.value and bool(kernel32.SetConsoleMode(handle, wanted))
