@@ -6,8 +6,8 @@ documents each variable. The defaults are safe: DEBUG is off, and HTTPS-only set
 switch on together with ``DJANGO_HTTPS=true``.
 """
 
-from email.utils import getaddresses
 import zoneinfo
+from email.utils import getaddresses
 from pathlib import Path
 
 import environ
