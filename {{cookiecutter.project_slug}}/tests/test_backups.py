@@ -18,7 +18,9 @@ import pytest
 
 from .conftest import (
     PROJECT_DIR,
+{%- if cookiecutter.database == "postgresql" %}
     database_url,
+{%- endif %}
     drop_postgresql_database,
     is_postgresql,
     postgresql_connect,
@@ -169,6 +171,7 @@ def test_restoring_a_damaged_file_is_a_clear_error_and_changes_nothing(server_en
     assert "CommandError: cannot restore" in completed.stderr and damaged.name in completed.stderr
     missing = manage("restore", str(tmp_path / "nope.sqlite3"), "--noinput", env=server_env)
     assert missing.returncode == 1 and "does not exist" in missing.stderr
+{%- if cookiecutter.database == "postgresql" %}
 
 
 @pytest.mark.skipif(not is_postgresql(database_url()), reason="the project's database is not PostgreSQL")
@@ -180,3 +183,4 @@ def test_pg_dump_missing_is_a_clear_error(server_env, tmp_path):
     assert "CommandError: pg_dump was not found" in completed.stderr and "PG_BIN" in completed.stderr
     assert "Traceback" not in completed.stderr
     assert not (tmp_path / "x.dump").exists()
+{%- endif %}
