@@ -397,6 +397,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         (CONNECTIONS,),
     ),
     Mutation(
+        "P21b", "at the limit ... then a download its client has not read for 5 s",
+        "tornado_wsgi_server/connections.py",
+        " or container.evict_stalled_reader()",
+        "",
+        (f"{CONNECTIONS}::test_stalled_readers_at_the_connection_limit_are_evicted",),
+    ),
+    Mutation(
         "P21", "at the limit the longest-idle keep-alive connection is closed, then the slowest upload",
         "tornado_wsgi_server/connections.py",
         "container.close_idle(1) or container.evict_upload()",

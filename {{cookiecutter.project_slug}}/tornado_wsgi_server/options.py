@@ -185,7 +185,8 @@ def options_for(project: Project) -> tuple[Option, ...]:
         Option("max_connections", _int_range(1),
                str(WINDOWS_MAX_CONNECTIONS) if IS_WINDOWS else "1000",
                "Open connections per process; at the limit the longest-idle keep-alive "
-               f"connection is closed to make room (at most {WINDOWS_MAX_CONNECTIONS} on Windows)."),
+               "connection is closed to make room, then the slowest upload, then a download its "
+               f"client has not read for 5 s (at most {WINDOWS_MAX_CONNECTIONS} on Windows)."),
         Option("max_connections_per_ip", _int_range(1), "50",
                "Open connections per client address and process, so one client cannot take every "
                "slot; addresses in --trusted-proxies are exempt.", metavar="N"),
