@@ -16,6 +16,16 @@ def test_healthz(start_server, client):
     assert "no-cache" in response.headers["cache-control"]
 
 
+def test_healthz_without_a_database_tells_nobody_why(start_server, client, tmp_path):
+    """503 for the load balancer; the reason (paths, host and user names) only in the log."""
+    missing = tmp_path / "no-such-folder" / "db.sqlite3"
+    server = start_server(env={"DATABASE_URL": f"sqlite:///{missing.as_posix()}"})
+    response = client.get(f"{server.url}/healthz")
+    assert response.status_code == 503
+    assert response.json() == {"status": "error"}
+    assert "Health check: the database does not answer" in server.wait_for_output("Health check")
+
+
 def test_home_page_links_hashed_css(start_server, client, server_env):
     """The page links the stylesheet by its content-hashed name, which browsers may cache
     for ever; the plain /static/css/site.css would be fetched again and again."""

@@ -178,6 +178,9 @@ SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=HTTPS)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+# Django's two weeks by default; an operations portal may want a working day (28800).
+SESSION_COOKIE_AGE = env.int("DJANGO_SESSION_COOKIE_AGE", default=14 * 24 * 3600)
+SESSION_EXPIRE_AT_BROWSER_CLOSE = env.bool("DJANGO_SESSION_EXPIRE_AT_BROWSER_CLOSE", default=False)
 # The server sets wsgi.url_scheme from X-Forwarded-Proto and the host from X-Forwarded-Host
 # only for trusted proxies (SERVER_TRUSTED_PROXIES) and removes them from everyone else, so
 # Django needs no SECURE_PROXY_SSL_HEADER or USE_X_FORWARDED_HOST (leave them off).
