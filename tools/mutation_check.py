@@ -594,6 +594,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         (f"{OVERLOAD}::test_standing_queue_serves_newest_first",),
     ),
     Mutation(
+        "Q4", "Overloaded: when the queue ... has grown since then (... unlike a burst that is draining away)",
+        "tornado_wsgi_server/request_queue.py",
+        "len(self._waiting) + self.refused > lengths[0][1]",
+        "len(self._waiting) + self.refused >= lengths[0][1]",
+        (f"{OVERLOAD}::test_a_burst_that_drains_is_served_in_order",),
+    ),
+    Mutation(
         "SV1", 'the service reports "starting" until Django is loaded and the port is bound, then "running"',
         "tornado_wsgi_server/service_runner.py",
         'self.report("start_pending", 30000)',

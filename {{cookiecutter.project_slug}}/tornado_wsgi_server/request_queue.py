@@ -15,8 +15,9 @@ from collections.abc import Callable
 # The rule, in full (the README repeats it):
 # - Normal: first come, first served; a request that waited --max-queue-wait is shed.
 # - Overload: the queue has not been empty for OVERLOAD_AFTER_RUNS typical requests (at
-#   least OVERLOAD_AFTER_MIN seconds) and is no shorter than it was that long ago: a standing
-#   queue, not a burst draining away. Then the newest request is served first, and one that
+#   least OVERLOAD_AFTER_MIN seconds) and has grown since then (more requests came, counting
+#   those turned away by --max-queue, than left): arrivals outrun the threads, unlike a
+#   burst that is draining away. Then the newest request is served first, and one that
 #   has waited longer than SHORT_WAIT_RUNS typical requests (at least SHORT_WAIT_MIN seconds,
 #   at most --max-queue-wait) is shed: it would only be answered after its client stopped
 #   caring, while fresh ones succeed.
@@ -68,7 +69,10 @@ class RequestQueue:
         self._ready = threading.Condition(self._lock)
         self._stopping = False
         self._last_empty = time.monotonic()
-        self._lengths: collections.deque = collections.deque()  # (time, length) since then
+        # (time, pressure) since then; pressure: the queue's length plus every request ever
+        # turned away by --max-queue, so a full queue that keeps refusing still grows.
+        self._lengths: collections.deque = collections.deque()
+        self.refused = 0  # counted by the caller when --max-queue turns a request away
         self.typical_run = 0.0  # seconds; 0 until a request has finished
         self.shed_counts = {"deadline": 0, "client gone": 0}
         self.overloaded = False
@@ -107,7 +111,7 @@ class RequestQueue:
             self.overloaded = (
                 now - self._last_empty >= standing
                 and bool(lengths) and lengths[0][0] <= now - standing
-                and len(self._waiting) >= lengths[0][1]
+                and len(self._waiting) + self.refused > lengths[0][1]
             )
         if self.overloaded:
             return min(max(SHORT_WAIT_MIN, SHORT_WAIT_RUNS * self.typical_run), self.max_wait)
@@ -153,7 +157,7 @@ class RequestQueue:
         with self._lock:
             now = time.monotonic()
             if self._waiting and not self.overloaded:
-                self._lengths.append((now, len(self._waiting)))
+                self._lengths.append((now, len(self._waiting) + self.refused))
             longest = self._limits(now)
             keep = collections.deque()
             for task in self._waiting:

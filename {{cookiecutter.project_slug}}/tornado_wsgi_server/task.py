@@ -90,6 +90,7 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
             return self.tornado_delegate.headers_received(start_line, headers)
         options = container.options
         if container.in_flight >= container.capacity or container.shutting_down:
+            container.queue.refused += 1  # pressure the queue could not hold (overload rule)
             return self.reject(503, "Service Unavailable",
                                "The server is busy; please retry shortly.\n", {"Retry-After": "5"})
         length = _content_length(headers)

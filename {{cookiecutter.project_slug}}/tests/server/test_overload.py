@@ -91,20 +91,23 @@ def test_client_gone_while_queued_never_reaches_the_app(start_server, tmp_path):
 
 
 def test_standing_queue_serves_newest_first(start_server, tmp_path):
-    """A queue that does not drain sheds what has waited, so a fresh request still succeeds."""
+    """A queue that keeps growing (arrivals outrun the threads) sheds what has waited, so a
+    fresh request still succeeds."""
     server = start_server("--threads", "1", "--max-queue-wait", "20")
     log = tmp_path / "ran.log"
     for index in range(5):  # a typical request here takes milliseconds
         assert get(server.port, f"/__test__/record?log={log}&tag=warm{index}")[0] == 200
     held = tmp_path / "hold"
     held.touch()
-    with ThreadPoolExecutor(8) as pool:
+    with ThreadPoolExecutor(12) as pool:
         holder = pool.submit(get, server.port, f"/__test__/hold?path={held}")
         wait_started(held)
-        stale = [pool.submit(get, server.port, f"/__test__/record?log={log}&tag=stale{index}")
-                 for index in range(5)]
+        stale = []
+        for index in range(8):  # one every 0.1 s: the queue grows while nothing leaves it
+            stale.append(pool.submit(get, server.port, f"/__test__/record?log={log}&tag=stale{index}"))
+            time.sleep(0.1)
         # FIFO would keep them queued until the thread is free (the deadline is 20 s):
-        # a standing queue instead sheds them within about a second.
+        # a growing queue instead sheds them within about a second.
         for future in stale:
             status, _, elapsed = future.result(timeout=15)
             assert status == 503 and elapsed < 5, (status, elapsed)
@@ -115,3 +118,16 @@ def test_standing_queue_serves_newest_first(start_server, tmp_path):
         assert fresh.result(timeout=15)[0] == 200
         assert holder.result(timeout=15)[0] == 200
     assert not [tag for tag in ran(log) if tag.startswith("stale")]
+
+
+def test_a_burst_that_drains_is_served_in_order(start_server):
+    """Requests that arrive in two bursts while one thread works through them: two typical
+    requests later the queue is no longer than it was, so nothing is shed."""
+    server = start_server("--threads", "1", "--max-queue-wait", "20")
+    target = "/__test__/block?seconds=1"  # once one has finished, a typical request takes 1 s
+    with ThreadPoolExecutor(4) as pool:
+        first = [pool.submit(get, server.port, target) for _ in range(2)]
+        time.sleep(0.8)
+        second = [pool.submit(get, server.port, target) for _ in range(2)]
+        statuses = [future.result(timeout=30)[0] for future in first + second]
+    assert statuses == [200] * 4
