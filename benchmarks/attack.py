@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Hostile clients against tornado_server.py and waitress: does a normal visitor still get in?
 
-    python benchmarks/attack.py            # 3 attacks x 2 servers, 1,500 connections, ~6 minutes
+    python benchmarks/attack.py            # 3 attacks x 3 servers, 1,500 connections, ~9 minutes
     python benchmarks/attack.py --quick    # smoke run: 200 connections, a few seconds each
 
 Bakes the project the way run.py does (same ``bench`` app, same cached virtual environment),
