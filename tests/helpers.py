@@ -88,8 +88,11 @@ def main_python() -> str:
 
 
 def python_or_skip(version: str) -> str:
+    """An interpreter is not a service: a machine without this version skips (3.14 is not
+    installable on every Linux), while CI names every version in PYTHON_3_x and so runs all."""
     python = find_python(version)
-    need(python is not None, f"Python {version} not found (set PYTHON_{version.replace('.', '_')})")
+    if python is None:
+        pytest.skip(f"Python {version} not found on this machine (set PYTHON_{version.replace('.', '_')})")
     return python
 
 
