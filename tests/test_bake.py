@@ -77,12 +77,13 @@ def test_bake(cookies, context):
                           capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout + lint.stderr
 
-    bat = (project / "start_server.bat").read_bytes()
-    lines = bat.split(b"\n")
-    assert lines[-1] == b"", "start_server.bat must end with a line break"
-    bad = [i + 1 for i, line in enumerate(lines[:-1]) if not line.endswith(b"\r")]
-    assert not bad, f"start_server.bat lines without CRLF: {bad}"
-    assert b"\r" not in bat.replace(b"\r\n", b"")
+    for script in sorted(project.glob("*.bat")):  # start_server, service, upgrade
+        bat = script.read_bytes()
+        lines = bat.split(b"\n")
+        assert lines[-1] == b"", f"{script.name} must end with a line break"
+        bad = [i + 1 for i, line in enumerate(lines[:-1]) if not line.endswith(b"\r")]
+        assert not bad, f"{script.name} lines without CRLF: {bad}"
+        assert b"\r" not in bat.replace(b"\r\n", b"")
 
     sh = project / "start_server.sh"
     assert b"\r" not in sh.read_bytes(), "start_server.sh must have LF line endings"
