@@ -345,17 +345,7 @@ def main(argv=None) -> int:
         big = workdir / "big.bin"
         with open(big, "wb") as f:
             f.truncate(BIG_FILE_SIZE)  # sparse: no disk used, reads return zeros
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("DJANGO_", "SERVER_", "PYTEST_")) and k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-        env.update({
-            "DJANGO_SETTINGS_MODULE": "bench.settings",
-            "DJANGO_SECRET_KEY": "bench-" + "k" * 60,
-            "DJANGO_DEBUG": "false",
-            "DATABASE_URL": f"sqlite:///{(workdir / 'bench.sqlite3').as_posix()}",
-            "DJANGO_STATIC_ROOT": str(workdir / "static"),
-            "BENCH_BIG_FILE": str(big),
-            "PYTHONUNBUFFERED": "1",
-        })
+        env = bench.bench_env(workdir, big)
         for command in (["migrate", "-v0"], ["collectstatic", "--noinput", "-v0"]):
             bench.run([python, "manage.py", *command], cwd=project, env=env)
         logdir = workdir / "logs"

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -27,7 +26,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import (  # noqa: E402  (benchmarks/ is not a package)
-    RESULTS, THREADS, RunningServer, bake, cached_venv, log, run, server_specs, write_bench_app,
+    RESULTS,
+    THREADS,
+    RunningServer,
+    bake,
+    bench_env,
+    cached_venv,
+    log,
+    run,
+    server_specs,
+    write_bench_app,
 )
 
 VIEW_SECONDS = 0.2
@@ -167,16 +175,7 @@ def main(argv=None) -> int:
         project = bake(workdir)
         write_bench_app(project)
         python = cached_venv(project, args.python, args.cache_dir.resolve())
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("DJANGO_", "SERVER_", "PYTEST_")) and k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-        env.update({
-            "DJANGO_SETTINGS_MODULE": "bench.settings",
-            "DJANGO_SECRET_KEY": "bench-" + "k" * 60,
-            "DJANGO_DEBUG": "false",
-            "DATABASE_URL": f"sqlite:///{(workdir / 'bench.sqlite3').as_posix()}",
-            "DJANGO_STATIC_ROOT": str(workdir / "static"),
-            "PYTHONUNBUFFERED": "1",
-        })
+        env = bench_env(workdir)
         run([python, "manage.py", "migrate", "-v0"], cwd=project, env=env)
         specs = server_specs()
         # The load comes from one address here, from many in real life: lift the per-address cap.

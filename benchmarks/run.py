@@ -30,7 +30,7 @@ import textwrap
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -246,6 +246,24 @@ def cached_venv(project: Path, python: str, cache_dir: Path) -> Path:
 # ----------------------------------------------------------------------------------------
 # Servers.
 # ----------------------------------------------------------------------------------------
+
+
+def bench_env(workdir: Path, big_file: Path | None = None) -> dict:
+    """The environment every benchmarked server runs with: this one without what would
+    leak into the project, plus the bench settings, a throwaway database and static root."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DJANGO_", "SERVER_", "PYTEST_")) and k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "bench.settings",
+        "DJANGO_SECRET_KEY": "bench-" + "k" * 60,
+        "DJANGO_DEBUG": "false",
+        "DATABASE_URL": f"sqlite:///{(workdir / 'bench.sqlite3').as_posix()}",
+        "DJANGO_STATIC_ROOT": str(workdir / "static"),
+        "PYTHONUNBUFFERED": "1",
+    })
+    if big_file is not None:
+        env["BENCH_BIG_FILE"] = str(big_file)
+    return env
 
 
 def free_port() -> int:
@@ -633,17 +651,7 @@ def main(argv=None) -> int:
         size = 64 * 1024**2 if args.quick else BIG_FILE_SIZE
         with open(big, "wb") as f:
             f.truncate(size)  # sparse: no disk used, reads return zeros
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("DJANGO_", "SERVER_", "PYTEST_")) and k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-        env.update({
-            "DJANGO_SETTINGS_MODULE": "bench.settings",
-            "DJANGO_SECRET_KEY": "bench-" + "k" * 60,
-            "DJANGO_DEBUG": "false",
-            "DATABASE_URL": f"sqlite:///{(workdir / 'bench.sqlite3').as_posix()}",
-            "DJANGO_STATIC_ROOT": str(workdir / "static"),
-            "BENCH_BIG_FILE": str(big),
-            "PYTHONUNBUFFERED": "1",
-        })
+        env = bench_env(workdir, big)
         for command in (["migrate", "-v0"], ["collectstatic", "--noinput", "-v0"]):
             run([python, "manage.py", *command], cwd=project, env=env)
         info = machine_info(python)
