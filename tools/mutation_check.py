@@ -548,8 +548,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "P20", "eight 1-second requests take about one second with 8 threads",
         "tornado_wsgi_server/container.py",
-        'options.threads, thread_name_prefix="wsgi"',
-        '1, thread_name_prefix="wsgi"',
+        "RequestQueue(options.threads,",
+        "RequestQueue(1,",
         ("tests/test_concurrency.py",),
     ),
     Mutation(
