@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark tornado_server.py against waitress, Tornado's stock WSGIContainer and runserver.
+"""Benchmark tornado_server.py against the WSGI servers a user could pick, and against the app alone.
 
     python benchmarks/run.py                 # full run, 10 s per case (about 10 minutes)
     python benchmarks/run.py --quick         # smoke run, about 2 s per case, fewer cases
@@ -7,8 +7,9 @@
 
 Bakes the template into a temporary directory, adds benchmark views to the baked copy only
 (a ``bench`` app with its own settings and URLs), installs the project's requirements plus
-waitress into a cached virtual environment, and loads every server with ``wrk`` on
-127.0.0.1. Writes ``benchmarks/results/latest.md`` and, when matplotlib can be imported by the
+the peer servers (waitress, cheroot, granian, gunicorn) into a cached virtual environment,
+and loads every server with ``wrk`` on 127.0.0.1; the "in-process bound" calls the same
+application in a loop on one thread, with no HTTP at all. Writes ``benchmarks/results/latest.md`` and, when matplotlib can be imported by the
 interpreter running this script, ``benchmarks/results/latest.png``.
 """
 
@@ -38,7 +39,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 IS_WINDOWS = sys.platform == "win32"
 SLUG = "benchsite"
 THREADS = 8
-WAITRESS = "waitress==3.0.2"
+# The servers compared with, pinned so runs compare like with like. gunicorn does not run
+# on Windows; the others install from wheels there.
+PEERS = ("waitress==3.0.2", "cheroot==11.1.2", "granian==2.8.9", 'gunicorn==27.0.1; sys_platform != "win32"')
 BIG_FILE_SIZE = 1024**3
 
 
@@ -152,6 +155,56 @@ BENCH_FILES = {
         </table>
         {% endblock %}
     """,
+    # The application alone: what one thread gets with no server, no socket and no HTTP.
+    "bench_bound.py": """
+        import io
+        import os
+        import sys
+        import time
+
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
+
+        from django.core.wsgi import get_wsgi_application
+
+        application = get_wsgi_application()
+        path, seconds = sys.argv[1], float(sys.argv[2])
+
+
+        def environ():
+            return {
+                "REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": path, "QUERY_STRING": "",
+                "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1",
+                "HTTP_HOST": "127.0.0.1:8000", "HTTP_USER_AGENT": "bench", "HTTP_ACCEPT": "*/*",
+                "REMOTE_ADDR": "127.0.0.1", "wsgi.version": (1, 0), "wsgi.url_scheme": "http",
+                "wsgi.input": io.BytesIO(), "wsgi.errors": sys.stderr, "wsgi.multithread": True,
+                "wsgi.multiprocess": False, "wsgi.run_once": False,
+            }
+
+
+        def start_response(status, headers, exc_info=None):
+            if not status.startswith("200"):
+                raise SystemExit(f"{path} answered {status}")
+            return lambda data: None
+
+
+        def call():
+            result = application(environ(), start_response)
+            try:
+                for _ in result:
+                    pass
+            finally:
+                result.close()
+
+
+        deadline = time.perf_counter() + 1.0  # warm-up
+        while time.perf_counter() < deadline:
+            call()
+        count, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            call()
+            count += 1
+        print(f"{count / (time.perf_counter() - started):.1f}")
+    """,
     # Tornado's own WSGIContainer as its documentation shows it, on a pool of the same size.
     "bench_stock.py": f"""
         import asyncio
@@ -222,23 +275,23 @@ def venv_python(venv: Path) -> Path:
 
 
 def cached_venv(project: Path, python: str, cache_dir: Path) -> Path:
-    """A virtual environment with the project's requirements and waitress, reused while
-    requirements.txt, waitress and the Python version stay the same."""
+    """A virtual environment with the project's requirements and the peer servers, reused
+    while requirements.txt, the peers and the Python version stay the same."""
     version = subprocess.run([python, "-c", "import sys; print(sys.version)"],
                              capture_output=True, text=True, check=True).stdout.strip()
     key = hashlib.sha256(
-        (project / "requirements.txt").read_bytes() + WAITRESS.encode() + version.encode()
+        (project / "requirements.txt").read_bytes() + " ".join(PEERS).encode() + version.encode()
     ).hexdigest()[:16]
     venv = cache_dir / f"venv-{key}"
     if venv_python(venv).exists() and (venv / ".complete").exists():
         log(f"reusing {venv}")
         return venv_python(venv)
-    log(f"creating {venv} (requirements + {WAITRESS})")
+    log(f"creating {venv} (requirements + {', '.join(PEERS)})")
     shutil.rmtree(venv, ignore_errors=True)
     cache_dir.mkdir(parents=True, exist_ok=True)
     run([python, "-m", "venv", venv])
     run([venv_python(venv), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-         "-r", project / "requirements.txt", WAITRESS])
+         "-r", project / "requirements.txt", *PEERS])
     (venv / ".complete").write_text(version)
     return venv_python(venv)
 
@@ -279,10 +332,22 @@ class ServerSpec:
     note: str = ""
     stop_signal: int = signal.SIGINT
 
+    @property
+    def one_event_loop(self) -> bool:
+        """One process whose main thread runs the event loop: its CPU time is measured."""
+        return self.name.startswith("tornado") and "--workers" not in self.name
+
 
 def server_specs() -> dict[str, ServerSpec]:
     ts = ["{python}", "tornado_server.py", "--port", "{port}", "--threads", str(THREADS),
           "--settings", "bench.settings"]
+    app = f"{SLUG}.wsgi:application"
+    # Blocking threads are granian's WSGI threads; the last argument is the worker count.
+    granian = ["{python}", "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1",
+               "--port", "{port}", "--blocking-threads", str(THREADS), "--log-level", "warning",
+               "--no-ws", app, "--workers"]
+    gunicorn = ["{python}", "-m", "gunicorn", "--worker-class", "gthread", "--threads", str(THREADS),
+                "--bind", "127.0.0.1:{port}", "--log-level", "warning", app, "--workers"]
     return {spec.name: spec for spec in [
         ServerSpec("tornado_server", [*ts, "--no-access-log"], "1 process, 8 threads, no access log"),
         ServerSpec("tornado_server --workers 2", [*ts, "--no-access-log", "--workers", "2"],
@@ -293,11 +358,23 @@ def server_specs() -> dict[str, ServerSpec]:
         ServerSpec("waitress", ["{python}", "-m", "waitress", f"--threads={THREADS}",
                                 "--listen=127.0.0.1:{port}", f"{SLUG}.wsgi:application"],
                    "1 process, 8 threads (logs no access lines)", signal.SIGTERM),
+        ServerSpec("granian", [*granian, "1"], "1 worker (all Windows allows), 8 blocking threads"),
+        ServerSpec("granian --workers 2", [*granian, "2"], "2 workers x 8 blocking threads (not on Windows)"),
+        ServerSpec("cheroot", ["{python}", "-m", "cheroot", "--bind", "127.0.0.1:{port}",
+                               "--threads", str(THREADS), "--max-threads", str(THREADS),
+                               f"{SLUG}.wsgi:application"],
+                   "1 process, 8 threads", signal.SIGTERM),
         ServerSpec("tornado WSGIContainer", ["{python}", "bench_stock.py", "{port}"],
                    "Tornado's stock container, ThreadPoolExecutor(8)", signal.SIGTERM),
         ServerSpec("runserver", ["{python}", "manage.py", "runserver", "--noreload",
                                  "127.0.0.1:{port}"],
                    "Django's development server (a thread per connection)", signal.SIGTERM),
+        *([] if IS_WINDOWS else [
+            ServerSpec("gunicorn gthread", [*gunicorn, "1"], "1 worker x 8 threads (Linux and macOS only)",
+                       signal.SIGTERM),
+            ServerSpec("gunicorn gthread --workers 2", [*gunicorn, "2"], "2 workers x 8 threads",
+                       signal.SIGTERM),
+        ]),
     ]}
 
 
@@ -381,6 +458,8 @@ class Result:
     non_2xx: int = 0
     requests: int = 0
     failure: str = ""
+    loop_us: float = float("nan")  # event-loop thread CPU per request (one-process Tornado servers)
+    process_us: float = float("nan")  # the whole process's CPU per request, loop included
 
 
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
@@ -412,12 +491,28 @@ def wrk(url: str, connections: int, seconds: float) -> dict:
     return parsed
 
 
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """CPU time (user + system) of a process, or of one of its threads; Linux only."""
+    path = f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat"
+    try:
+        fields = Path(path).read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(server: RunningServer, case: Case, seconds: float, warmup: float) -> Result:
     url = server.url + case.path
     if warmup:
         wrk(url, case.connections, warmup)
+    pid = server.process.pid
+    before = (cpu_seconds(pid, pid), cpu_seconds(pid)) if server.spec.one_event_loop else None
     data = wrk(url, case.connections, seconds)
     result = Result(server.spec.name, case.name)
+    if before and data.get("requests"):
+        # Requests wrk did not see finish still cost CPU: counted against those it did.
+        result.loop_us = (cpu_seconds(pid, pid) - before[0]) / data["requests"] * 1e6
+        result.process_us = (cpu_seconds(pid) - before[1]) / data["requests"] * 1e6
     if "rps" not in data:
         result.failure = data["raw"].strip().splitlines()[-1:] or ["no output from wrk"]
         return result
@@ -427,6 +522,21 @@ def measure(server: RunningServer, case: Case, seconds: float, warmup: float) ->
     result.errors = data.get("errors", 0)
     result.non_2xx = data.get("non_2xx", 0)
     result.requests = data.get("requests", 0)
+    return result
+
+
+BOUND = "in-process bound"
+
+
+def measure_bound(python: Path, project: Path, env: dict, case: Case, seconds: float) -> Result:
+    """The application called in a loop on one thread (bench_bound.py): no server at all."""
+    result = Result(BOUND, case.name)
+    done = subprocess.run([python, "bench_bound.py", case.path, str(seconds)], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=seconds + 120)
+    try:
+        result.rps = float(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        result.failure = (done.stdout + done.stderr).strip().splitlines()[-1:] or ["no output"]
     return result
 
 
@@ -512,9 +622,12 @@ def machine_info(python: Path) -> dict:
     except OSError:
         pass
     versions = subprocess.run(
-        [python, "-c", "import json, sys, importlib.metadata as m; print(json.dumps("
-         "{'python': sys.version.split()[0], **{p: m.version(p) for p in "
-         "('Django', 'tornado', 'waitress', 'whitenoise')}}))"],
+        [python, "-c", "import json, sys, importlib.metadata as m\n"
+         "def version(name):\n"
+         "    try:\n        return m.version(name)\n"
+         "    except m.PackageNotFoundError:\n        return '-'\n"
+         "print(json.dumps({'python': sys.version.split()[0], **{p: version(p) for p in "
+         "('Django', 'tornado', 'waitress', 'whitenoise', 'cheroot', 'granian', 'gunicorn')}}))"],
         capture_output=True, text=True, check=True,
     ).stdout
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split()
@@ -531,23 +644,38 @@ def fmt_ms(value: float) -> str:
 
 
 def table(results: list[Result], cases: list[Case], servers: list[str]) -> list[str]:
-    rows = ["| case | server | req/s | p50 ms | p99 ms | vs waitress | errors |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    rows = ["| case | server | req/s | p50 ms | p99 ms | vs waitress | of bound | errors |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     by_key = {(r.case, r.server): r for r in results}
     for case in cases:
         base = by_key.get((case.name, "waitress"))
-        for server in servers:
+        bound = by_key.get((case.name, BOUND))
+        for server in [*servers, BOUND]:
             r = by_key.get((case.name, server))
             if r is None:
                 continue
             if r.failure:
-                rows.append(f"| {case.label} | {server} | failed: {r.failure} | | | | |")
+                rows.append(f"| {case.label} | {server} | failed: {r.failure} | | | | | |")
                 continue
             ratio = f"{r.rps / base.rps:.2f}x" if base and base.rps else "-"
+            of_bound = f"{r.rps / bound.rps:.2f}" if bound and bound.rps and not bound.failure else "-"
             errors = r.errors + r.non_2xx
             rows.append(f"| {case.label} | {server} | {r.rps:,.0f} | {fmt_ms(r.p50_ms)} | "
-                        f"{fmt_ms(r.p99_ms)} | {ratio} | {errors or ''} |")
+                        f"{fmt_ms(r.p99_ms)} | {ratio} | {of_bound} | {errors or ''} |")
     return rows
+
+
+def cpu_table(results: list[Result], cases: list[Case], servers: list[str]) -> list[str]:
+    """CPU per request of the one-process Tornado servers: their event-loop thread and all."""
+    rows = ["| case | server | loop thread µs/request | whole process µs/request |",
+            "| --- | --- | ---: | ---: |"]
+    by_key = {(r.case, r.server): r for r in results}
+    for case in cases:
+        for server in servers:
+            r = by_key.get((case.name, server))
+            if r is not None and r.loop_us == r.loop_us:
+                rows.append(f"| {case.label} | {server} | {r.loop_us:.0f} | {r.process_us:.0f} |")
+    return rows if len(rows) > 2 else []
 
 
 def rss_table(rss: list[RssResult]) -> list[str]:
@@ -577,6 +705,11 @@ def write_chart(results: list[Result], cases: list[Case], servers: list[str], pa
         values = [by_key[(case.name, s)].rps for s in names]
         bars = ax.bar(range(len(names)), values, color=[colors[servers.index(s)] for s in names])
         ax.bar_label(bars, labels=[f"{v:,.0f}" for v in values], fontsize=7)
+        bound = by_key.get((case.name, BOUND))
+        if bound is not None and bound.rps:
+            ax.axhline(bound.rps, color="black", linestyle="--", linewidth=0.8)
+            ax.annotate(f"in-process bound {bound.rps:,.0f}", (0, bound.rps), fontsize=6,
+                        xytext=(0, 2), textcoords="offset points")
         ax.set_title(case.label, fontsize=9)
         ax.set_xticks(range(len(names)), names, rotation=40, ha="right", fontsize=7)
         ax.set_ylabel("requests/s" if ax is axes[0][0] else "")
@@ -610,6 +743,7 @@ def main(argv=None) -> int:
                         help="where the virtual environment is kept between runs")
     parser.add_argument("--results", type=Path, default=RESULTS, help="output directory")
     parser.add_argument("--no-download", action="store_true", help="skip the large-download memory test")
+    parser.add_argument("--no-bound", action="store_true", help="skip the in-process bound")
     parser.add_argument("--keep", action="store_true", help="keep the baked project directory")
     args = parser.parse_args(argv)
 
@@ -680,16 +814,23 @@ def main(argv=None) -> int:
         best: dict[tuple, Result] = {}
         for round_number in range(1, args.rounds + 1):
             for case in cases:
-                for name, server in running.items():
-                    # A blocking view needs no warm-up, and one would leave requests queued.
-                    result = measure(server, case, seconds, 0 if case.name == "block" else warmup)
-                    if case.name == "block":
-                        server.wait_idle()
+                # The bound has no meaning for a view that sleeps.
+                bound = [BOUND] if case.name != "block" and not args.no_bound else []
+                for name in [*running, *bound]:
+                    if name == BOUND:
+                        result = measure_bound(python, project, env, case, seconds)
+                    else:
+                        server = running[name]
+                        # A blocking view needs no warm-up, and one would leave requests queued.
+                        result = measure(server, case, seconds, 0 if case.name == "block" else warmup)
+                        if case.name == "block":
+                            server.wait_idle()
                     key = (case.name, name)
                     if key not in best or result.rps > best[key].rps:
                         best[key] = result
                     log(f"round {round_number} {name:<28} {case.name:<7} {result.rps:>9,.0f} req/s  p50 "
                         f"{fmt_ms(result.p50_ms):>6} ms  p99 {fmt_ms(result.p99_ms):>6} ms"
+                        + (f"  loop {result.loop_us:.0f} us/req" if result.loop_us == result.loop_us else "")
                         + (f"  errors {result.errors + result.non_2xx}" if result.errors + result.non_2xx else "")
                         + (f"  FAILED {result.failure}" if result.failure else ""))
         results.extend(best.values())
@@ -706,8 +847,12 @@ def main(argv=None) -> int:
             server.stop()
 
         lines = table(results, cases, server_names)
+        cpu_lines = cpu_table(results, cases, server_names)
         print()
         print("\n".join(lines))
+        if cpu_lines:
+            print()
+            print("\n".join(cpu_lines))
         if rss:
             print()
             print("\n".join(rss_table(rss)))
@@ -720,7 +865,8 @@ def main(argv=None) -> int:
             "",
             f"Machine: {info['cpu']}, {info['cores']} cores, {info['os']}. Python {info['python']}, "
             f"Django {info['Django']}, tornado {info['tornado']}, waitress {info['waitress']}, "
-            f"whitenoise {info['whitenoise']}, wrk {info['wrk']}.",
+            f"whitenoise {info['whitenoise']}, cheroot {info['cheroot']}, granian {info['granian']}, "
+            f"gunicorn {info['gunicorn']}, wrk {info['wrk']}.",
             "",
             f"`wrk -t1 -cN -d{max(1, round(seconds))}s --latency` against 127.0.0.1 after a "
             f"{warmup:g} s warm-up, best of {args.rounds} round(s) (each round loads the servers "
@@ -735,8 +881,22 @@ def main(argv=None) -> int:
             "\"access log\" run with `--no-access-log`; the \"+ access log\" row shows what one "
             "line per request costs. Django's runserver and the stock container are quietened "
             "the same way (their request loggers set to WARNING). The 1 s blocking view is bound "
-            f"by threads: {THREADS} per process means at most {THREADS} req/s per process.",
+            f"by threads: {THREADS} per process means at most {THREADS} req/s per process. "
+            f"`{BOUND}` calls the same application in a loop on one thread, with no server and "
+            "no HTTP (`bench_bound.py`); `of bound` divides req/s by it. With two cores, two "
+            "processes can pass it.",
         ]
+        if cpu_lines:
+            notes += [
+                "",
+                "## CPU per request of the one-process Tornado servers",
+                "",
+                "CPU time (user + system, from `/proc`) during the measured run of the best "
+                "round, divided by the requests wrk counted: the main thread, which runs the "
+                "event loop, and the whole process (the loop plus the application's threads).",
+                "",
+                *cpu_lines,
+            ]
         if rss:
             notes += [
                 "",
