@@ -66,7 +66,9 @@ class RequestQueue:
         self._running: dict = {}  # thread ident -> the task it runs; under the lock
         self._waiting: collections.deque = collections.deque()
         self._lock = threading.Lock()
-        self._ready = threading.Condition(self._lock)
+        # Threads with nothing to do, each parked on a lock of its own (held): put() releases
+        # one. Cheaper than a Condition, which makes a new lock for every wait.
+        self._parked: list = []  # under self._lock
         self._stopping = False
         self._last_empty = time.monotonic()
         # (time, pressure) since then; pressure: the queue's length plus every request ever
@@ -92,7 +94,8 @@ class RequestQueue:
             if not self._waiting:
                 self._emptied(task.queued_at)
             self._waiting.append(task)
-            self._ready.notify()
+            if self._parked:
+                self._parked.pop().release()  # the thread parked last: its cache is warm
 
     def _emptied(self, now: float) -> None:
         self._last_empty = now
@@ -117,7 +120,16 @@ class RequestQueue:
             return min(max(SHORT_WAIT_MIN, SHORT_WAIT_RUNS * self.typical_run), self.max_wait)
         return self.max_wait
 
-    def _take(self, ident: int, finished=None):
+    def _park(self, parking) -> None:
+        """Wait, lock held, until put() or shutdown() releases ``parking``; lock held again."""
+        self._parked.append(parking)
+        self._lock.release()
+        try:
+            parking.acquire()
+        finally:
+            self._lock.acquire()
+
+    def _take(self, ident: int, parking, finished=None):
         """The next task to run, shedding the expired and abandoned on the way; None to stop.
 
         ``finished`` is the task this thread has just run: its slot is cleared under the
@@ -132,7 +144,7 @@ class RequestQueue:
                         self._returned(finished)
                 while True:
                     while not self._waiting and not self._stopping:
-                        self._ready.wait()
+                        self._park(parking)
                     if not self._waiting:
                         return None
                     now = time.monotonic()
@@ -191,8 +203,10 @@ class RequestQueue:
 
     def _work(self) -> None:
         ident = threading.get_ident()
+        parking = threading.Lock()
+        parking.acquire()
         task = None
-        while (task := self._take(ident, task)) is not None:
+        while (task := self._take(ident, parking, task)) is not None:
             task.run()
             if not task.timed_out:  # a stuck request says nothing about typical ones
                 took = time.monotonic() - task.run_started
@@ -205,7 +219,8 @@ class RequestQueue:
             self._stopping = True
             if not run_waiting:
                 self._waiting.clear()
-            self._ready.notify_all()
+            while self._parked:
+                self._parked.pop().release()
         if wait:
             for thread in self._threads:
                 thread.join()
