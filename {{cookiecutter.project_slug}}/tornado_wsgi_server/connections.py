@@ -15,12 +15,32 @@ from collections.abc import Callable
 
 from tornado.httpserver import HTTPServer, _HTTPRequestContext
 from tornado.ioloop import IOLoop
+from tornado.iostream import IOStream
 
 from .container import ThreadedWSGIContainer
 from .http1 import ServerConnection
 from .logs import log
 from .options import ServerOptions
 from .tls import ssl_context  # noqa: F401  (process.py takes it from here)
+
+
+class PlainStream(IOStream):
+    """A plain TCP stream that waits for the loop to say data is there before reading.
+
+    Tornado tries a read at once whenever one starts. After a response that read finds
+    nothing (the client is still taking the answer in): a wasted system call which, with
+    worker threads waiting, also hands them the GIL and leaves the loop waiting to get it
+    back. Readiness is level-triggered, so data already there is reported on the next turn.
+    TLS streams keep the eager read: the TLS layer may hold data the socket does not show.
+    """
+
+    def _try_inline_read(self) -> None:
+        pos = self._find_read_pos()
+        if pos is not None:
+            self._read_from_buffer(pos)
+            return
+        self._check_closed()
+        self._add_io_state(IOLoop.READ)
 
 
 class TornadoServer(HTTPServer):
@@ -30,6 +50,9 @@ class TornadoServer(HTTPServer):
     def initialize(self, container: ThreadedWSGIContainer, max_connections: int,
                    max_connections_per_ip: int | None = None, **kwargs) -> None:
         super().initialize(container, **kwargs)
+        # The container closes connections idle past --idle-timeout (ten checks a second):
+        # cheaper than the timer Tornado would arm and cancel around every request's headers.
+        self.conn_params.header_timeout = None
         self.container = container
         self.max_connections = max_connections
         self.max_per_address = max_connections_per_ip or max_connections
@@ -76,6 +99,18 @@ class TornadoServer(HTTPServer):
             return False
         return not any(ip in network for network in self.container.trusted)
 
+    def _handle_connection(self, connection, address) -> None:
+        if self.ssl_options is not None:
+            super()._handle_connection(connection, address)
+            return
+        try:
+            stream = PlainStream(connection, max_buffer_size=self.max_buffer_size,
+                                 read_chunk_size=self.read_chunk_size)
+            self.handle_stream(stream, address)
+        except Exception:
+            log.exception("Error setting up a new connection from %s", address)
+            connection.close()
+
     def handle_stream(self, stream, address) -> None:
         container = self.container
         client = address[0] if isinstance(address, tuple) and address else ""
@@ -91,6 +126,10 @@ class TornadoServer(HTTPServer):
                            self.max_connections, client, level=logging.WARNING)
             stream.close()
             return
+        # Answers go out whole or in 64 KB slices, so Nagle's algorithm would only hold back
+        # their last packet: on for good, not toggled by two system calls per request.
+        stream.set_nodelay(True)
+        stream.set_nodelay = _nodelay_stays_on
         context = _HTTPRequestContext(stream, address, self.protocol, self.trusted_downstream)
         connection = ServerConnection(stream, self.conn_params, context)
         self._connections.add(connection)
@@ -100,7 +139,7 @@ class TornadoServer(HTTPServer):
         connection.start_serving(self)
         # Its first start_request() only runs on the next loop turn; until then a burst
         # of new connections would find nothing idle to evict and be refused.
-        container.idle[stream] = None
+        container.idle[stream] = container.loop.time()
 
     def on_close(self, server_conn) -> None:
         super().on_close(server_conn)
@@ -120,6 +159,10 @@ class TornadoServer(HTTPServer):
             sock.setblocking(False)  # one from socket.fromshare() (Windows workers) is blocking
             self._sockets[sock.fileno()] = sock
             self._handlers[sock.fileno()] = _accept_handler(sock, self._handle_connection, per_turn)
+
+
+def _nodelay_stays_on(value: bool) -> None:
+    """Stands in for IOStream.set_nodelay on our connections (TCP_NODELAY is set once)."""
 
 
 # After an accept() error that does not go away by itself (out of file descriptors),

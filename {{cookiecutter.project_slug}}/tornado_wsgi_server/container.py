@@ -28,6 +28,22 @@ from .task import RequestTask
 from .watchdog import Watchdog
 from .wsgi import BAD_VALUE_CHARS, HOP_BY_HOP, NO_BODY_STATUS, TOKEN, BadRequest, BadResponse, FileWrapper
 
+_HOP_BY_HOP = frozenset("-".join(word.capitalize() for word in name.split("-")) for name in HOP_BY_HOP)
+_NORMAL_NAMES: dict = {}  # response header name -> as HTTPHeaders writes it; valid names only
+
+
+def _normal_name(name: str) -> str | None:
+    """``content-type`` -> ``Content-Type``, remembered; None for a name that is no token."""
+    normal = _NORMAL_NAMES.get(name)
+    if normal is None:
+        if not TOKEN.fullmatch(name):
+            return None
+        normal = "-".join(word.capitalize() for word in name.split("-"))
+        if len(_NORMAL_NAMES) < 1000:  # names come from the application: a few dozen
+            _NORMAL_NAMES[name] = normal
+    return normal
+
+
 # Absolute-form request target: scheme (any case), authority, then path and query.
 _ABSOLUTE_FORM = re.compile(r"(?i)https?://([^/?#]*)(.*)", re.S)
 
@@ -77,9 +93,10 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
         self.in_flight = 0  # read completely, not yet answered; touched on the loop only
         self.sending = 0  # files the loop sends on its own, with no thread held
         self.capacity = options.threads + options.max_queue
-        # Streams of connections waiting for a request (new or keep-alive), oldest first.
         # Requests handed to a thread and not yet answered in full; a stalled one may be evicted.
         self.responding: set = set()
+        # Streams of connections waiting for a request (new or keep-alive) -> since when
+        # (loop time), oldest first; closed after --idle-timeout, headers half-sent or not.
         self.idle: dict = {}
         # Streams still sending a request body -> their UploadWatch, oldest first.
         self.uploads: dict = {}
@@ -102,7 +119,7 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
             server_conn.stream.close()
         else:
             self.idle.pop(server_conn.stream, None)
-            self.idle[server_conn.stream] = None
+            self.idle[server_conn.stream] = self.loop.time()
             self.requests_started += 1
         return RequestTask(self, server_conn, request_conn)
 
@@ -173,6 +190,18 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
             closed += 1
         return closed
 
+    def close_expired_idle(self) -> None:
+        """Close the connections that have waited --idle-timeout for a request (or for the
+        rest of its headers). Oldest first: the first younger one ends the scan."""
+        expired = self.loop.time() - self.options.idle_timeout
+        idle = self.idle
+        while idle:
+            stream = next(iter(idle))
+            if idle[stream] > expired:
+                return
+            del idle[stream]
+            stream.close()
+
     def call_on_loop(self, callback: Callable, *args) -> None:
         """Run ``callback(*args)`` on the event loop; called from worker threads.
 
@@ -204,6 +233,7 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
 
     def _sweep(self) -> None:
         self.queue.sweep()
+        self.close_expired_idle()
         if self.watchdog is not None:
             self.watchdog.check()
         # One line per interval at most: under overload a line per request would flood.
@@ -341,6 +371,10 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
         if not isinstance(headers, list):
             raise BadResponse(f"headers must be a list of (name, value), not {type(headers).__name__}")
         head = httputil.HTTPHeaders()
+        # Filled directly (names normalized as HTTPHeaders would): this runs for every
+        # response, and add() parses each name and value again. Combined values are made
+        # from these lists when asked for.
+        lists = head._as_list
         has_length = False
         declared_length = None
         no_body = code in NO_BODY_STATUS or code < 200
@@ -353,12 +387,12 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
                 raise BadResponse(f"header {name!r} must be a str name and str value")
             # Django's Set-Cookie values start with a space; Tornado rejects that.
             value = value.strip()
-            if not TOKEN.fullmatch(name) or BAD_VALUE_CHARS.search(value):
+            normal = _normal_name(name)
+            if normal is None or not (value.isascii() and value.isprintable()) and BAD_VALUE_CHARS.search(value):
                 raise BadResponse(f"invalid header {name!r}: {value!r}")
-            lower = name.lower()
-            if lower in HOP_BY_HOP:
+            if normal in _HOP_BY_HOP:
                 continue  # the server decides keep-alive and framing
-            if lower == "content-length":
+            if normal == "Content-Length":
                 if not (value.isascii() and value.isdigit()):
                     raise BadResponse(f"invalid Content-Length {value!r}")
                 if declared_length is not None:
@@ -373,10 +407,10 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
                 if body_length is not None:
                     value = str(body_length)
                 has_length = True
-            if name in head:
-                head.add(name, value)
+            if normal in lists:
+                lists[normal].append(value)
             else:
-                head[name] = value
+                lists[normal] = [value]
         if body_length is not None and not has_length and not no_body:
             head["Content-Length"] = str(body_length)
         if "Date" not in head:

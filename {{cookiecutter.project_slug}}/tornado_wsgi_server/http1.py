@@ -10,7 +10,8 @@ import asyncio
 import re
 
 from tornado import httputil, iostream
-from tornado.http1connection import HTTP1Connection, HTTP1ServerConnection, _QuietException
+from tornado.concurrent import Future, future_add_done_callback
+from tornado.http1connection import HTTP1Connection, HTTP1ServerConnection, _QuietException, parse_int
 from tornado.log import gen_log
 
 MAX_HEADER_FIELDS = 100  # more header lines than this: 431 without parsing them
@@ -58,7 +59,50 @@ class ReadingConnection(HTTP1Connection):
                 if request.version == "HTTP/1.0" and self._request_headers is not None:
                     # Otherwise Tornado answers a 1.0 keep-alive request "Keep-Alive".
                     self._request_headers["Connection"] = "close"
+            return self._write_response_head(request, start_line, headers, chunk)
         return super().write_headers(start_line, headers, chunk)
+
+    def _write_response_head(self, request, start_line, headers, chunk):
+        """Tornado's framing of a response, in one pass over the headers: chunked for a 1.1
+        response of unknown length with a body, "Connection: close" to a 1.1 client when
+        the connection ends, "Keep-Alive" to a 1.0 client that asked, and the body length
+        finish() checks. Runs once per response on the loop, so it stays lean."""
+        self._response_start_line = start_line
+        code, version, method = start_line.code, request.version, request.method
+        length = headers.get("Content-Length")
+        self._chunking_output = (
+            version == "HTTP/1.1" and method != "HEAD" and length is None
+            and code not in (204, 304) and not 100 <= code < 200
+        )
+        if version == "HTTP/1.1" and self._disconnect_on_finish:
+            headers["Connection"] = "close"
+        elif version == "HTTP/1.0" and self._request_headers.get("Connection", "").lower() == "keep-alive":
+            headers["Connection"] = "Keep-Alive"
+        if self._chunking_output:
+            headers["Transfer-Encoding"] = "chunked"
+        if method == "HEAD" or code == 304:
+            self._expected_content_remaining = 0
+        elif length is not None:
+            self._expected_content_remaining = parse_int(length)
+        else:
+            self._expected_content_remaining = None
+        lines = [f"HTTP/1.1 {code} {start_line.reason}"]
+        lines += [f"{name}: {value}" for name, value in headers.get_all()]
+        text = "\r\n".join(lines)
+        separators = len(lines) - 1
+        if text.count("\r") != separators or text.count("\n") != separators:
+            raise ValueError(f"Illegal characters (CR or LF) in the response head: {text!r}")
+        future = self._write_future = Future()
+        if self.stream.closed():
+            future.set_exception(iostream.StreamClosedError())
+            future.exception()
+            return future
+        data = (text + "\r\n\r\n").encode("latin-1")
+        if chunk:
+            data += self._format_chunk(chunk)
+        self._pending_write = self.stream.write(data)
+        future_add_done_callback(self._pending_write, self._on_write_complete)
+        return future
 
     def _bad_input(self, message: str) -> Exception:
         if self._response_start_line is not None:
@@ -143,6 +187,9 @@ class ServerConnection(HTTP1ServerConnection):
                     return
                 if not keep_going:
                     return
-                await asyncio.sleep(0)
+                if self.stream._read_buffer_size:
+                    # A pipelined request is already here: let other connections have a
+                    # turn first. Otherwise the read below waits for the loop anyway.
+                    await asyncio.sleep(0)
         finally:
             delegate.on_close(self)
