@@ -36,7 +36,7 @@ def main():
     (PROJECT / "start_server.sh").chmod(0o755)
 
     sys.path.insert(0, str(PROJECT))
-    from bootstrap import ensure_env_file
+    from tornado_wsgi_server.bootstrap import ensure_env_file
 
     ensure_env_file()
     sys.path.pop(0)

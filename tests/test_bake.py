@@ -153,6 +153,30 @@ def test_server_package_is_the_same_in_every_project(cookies):
     assert packages[0] == packages[1]
 
 
+def test_layout_keeps_the_server_small_and_apart(cookies):
+    """The user's code and the server stay apart, and every file stays readable: nothing at
+    the project root over 200 lines but README.md, a thin tornado_server.py, no server
+    module over 500 lines, and the Tornado routes in the user's Django package."""
+    result = cookies.bake()
+    assert result.exit_code == 0, result.exception
+    project = result.project_path
+
+    def lines(path: Path) -> int:
+        return len(path.read_text(encoding="utf-8").splitlines())
+
+    root_files = {path.name: lines(path) for path in project.iterdir()
+                  if path.is_file() and path.name != "README.md"}
+    assert "bootstrap.py" in root_files and "start_server.bat" in root_files
+    assert {name: count for name, count in root_files.items() if count > 200} == {}
+    assert root_files["tornado_server.py"] < 60
+    package = project / "tornado_wsgi_server"
+    modules = {path.relative_to(package).as_posix(): lines(path) for path in package.rglob("*.py")}
+    assert len(modules) > 20
+    assert {name: count for name, count in modules.items() if count > 500} == {}
+    assert not any("TORNADO_ROUTES = " in path.read_text(encoding="utf-8") for path in package.rglob("*.py"))
+    assert "TORNADO_ROUTES = [" in (project / "my_site" / "realtime.py").read_text(encoding="utf-8")
+
+
 def test_each_bake_gets_its_own_secret_key(cookies):
     keys = set()
     for _ in range(2):

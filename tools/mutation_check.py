@@ -567,7 +567,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "B1", "installs `requirements.txt` into it — again only when that file changes",
-        "bootstrap.py",
+        "tornado_wsgi_server/bootstrap.py",
         "return not (STAMP.exists() and STAMP.read_text().strip() == requirements_digest())",
         "return not STAMP.exists()",
         ("tests/test_bootstrap.py",),
@@ -819,7 +819,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "DT6", "when the project has a `wheelhouse` folder with wheels in it, `bootstrap.py` installs from it alone",
-        "bootstrap.py",
+        "tornado_wsgi_server/bootstrap.py",
         '        command += ["--no-index", "--find-links", WHEELHOUSE]',
         "        pass",
         ("tests/test_bootstrap.py::test_first_start_installs_from_the_wheelhouse_with_no_network",),

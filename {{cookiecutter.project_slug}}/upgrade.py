@@ -11,8 +11,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import bootstrap
-from bootstrap import BASE_DIR, StepFailed, step, venv_python
+from tornado_wsgi_server import bootstrap
+from tornado_wsgi_server.bootstrap import BASE_DIR, StepFailed, step, venv_python
 
 SERVICE_WAIT_SECONDS = "120"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -124,6 +125,16 @@ def uses_redis_cache() -> bool:
     from django.conf import settings
 
     return "redis" in settings.CACHES["default"]["BACKEND"].lower()
+
+
+def copy_bootstrap(project: Path) -> None:
+    """What a copy of the project needs to run bootstrap.py: the script and the package
+    module that does the work (standard library only)."""
+    shutil.copy(PROJECT_DIR / "bootstrap.py", project)
+    package = project / "tornado_wsgi_server"
+    package.mkdir(exist_ok=True)
+    for name in ("__init__.py", "bootstrap.py"):
+        shutil.copy(PROJECT_DIR / "tornado_wsgi_server" / name, package)
 
 
 def free_port() -> int:

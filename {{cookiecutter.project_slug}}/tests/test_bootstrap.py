@@ -11,12 +11,12 @@ import sys
 
 import pytest
 
-from .conftest import IS_WINDOWS, PROJECT_DIR
+from .conftest import IS_WINDOWS, PROJECT_DIR, copy_bootstrap
 
 
 @pytest.fixture
 def project(tmp_path):
-    shutil.copy(PROJECT_DIR / "bootstrap.py", tmp_path)
+    copy_bootstrap(tmp_path)
     shutil.copy(PROJECT_DIR / ".env.example", tmp_path)
     (tmp_path / "requirements.txt").write_text("# nothing to install\n", encoding="utf-8")
     (tmp_path / "manage.py").write_text("", encoding="utf-8")
@@ -47,7 +47,7 @@ def first_run(tmp_path_factory):
     """A copy whose .venv was made without pip (what Debian's python3 without python3-venv,
     or a creation cut short, leaves behind), after one bootstrap. Made once: a venv is slow."""
     project = tmp_path_factory.mktemp("bootstrapped")
-    shutil.copy(PROJECT_DIR / "bootstrap.py", project)
+    copy_bootstrap(project)
     shutil.copy(PROJECT_DIR / ".env.example", project)
     (project / "requirements.txt").write_text("# nothing to install\n", encoding="utf-8")
     (project / "manage.py").write_text("", encoding="utf-8")
@@ -98,8 +98,8 @@ def test_working_venv_in_a_folder_outside_the_code_page_is_kept(tmp_path):
     nor make it wipe and fail a working .venv."""
     project = tmp_path / "Проекты" / "сайт"
     project.mkdir(parents=True)
-    for name in ("bootstrap.py", ".env.example"):
-        shutil.copy(PROJECT_DIR / name, project)
+    copy_bootstrap(project)
+    shutil.copy(PROJECT_DIR / ".env.example", project)
     (project / "requirements.txt").write_text("# nothing to install\n", encoding="utf-8")
     (project / "manage.py").write_text("", encoding="utf-8")
     cp1252 = {**os.environ, "PYTHONIOENCODING": "cp1252"}
@@ -162,7 +162,8 @@ def test_a_warning_does_not_stop_bootstrap(project):
 
 
 def load_bootstrap():
-    spec = importlib.util.spec_from_file_location("bootstrap_under_test", PROJECT_DIR / "bootstrap.py")
+    spec = importlib.util.spec_from_file_location("bootstrap_under_test",
+                                                  PROJECT_DIR / "tornado_wsgi_server" / "bootstrap.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -200,7 +201,7 @@ NO_NETWORK = {"PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_EXTRA_INDEX_URL
 
 @pytest.mark.slow
 def test_first_start_installs_from_the_wheelhouse_with_no_network(tmp_path):
-    shutil.copy(PROJECT_DIR / "bootstrap.py", tmp_path)
+    copy_bootstrap(tmp_path)
     shutil.copy(PROJECT_DIR / ".env.example", tmp_path)
     (tmp_path / "requirements.txt").write_text("offline_only_pkg==1.0\n", encoding="utf-8")
     (tmp_path / "manage.py").write_text("", encoding="utf-8")

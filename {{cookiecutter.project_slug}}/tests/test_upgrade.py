@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from .conftest import PROJECT_DIR
+from .conftest import PROJECT_DIR, copy_bootstrap
 
 # Stands in for tornado_server.py: "service status" answers like a service in the state
 # STUB_SERVICE (or fails as on Linux), "reload" exits with STUB_RELOAD_EXIT.
@@ -44,7 +44,8 @@ if sys.argv[1] == "migrate" and os.environ.get("STUB_MIGRATE_FAILS"):
 def site(tmp_path_factory):
     """A prepared copy: .venv, .env and the (empty) requirements installed once."""
     project = tmp_path_factory.mktemp("upgrade")
-    for name in ("bootstrap.py", "upgrade.py", ".env.example"):
+    copy_bootstrap(project)
+    for name in ("upgrade.py", ".env.example"):
         shutil.copy(PROJECT_DIR / name, project)
     (project / "requirements.txt").write_text("# nothing to install\n", encoding="utf-8")
     (project / "manage.py").write_text(STUB_MANAGE, encoding="utf-8")

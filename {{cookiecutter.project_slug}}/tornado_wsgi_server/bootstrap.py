@@ -1,8 +1,8 @@
 """Prepare the project to run: .env, .venv, requirements, database, static files.
 
-start_server.bat and start_server.sh run this with any Python 3.10+ they find, then
-start tornado_server.py with the virtual environment's Python. Each step says what it
-does; a failing step prints ``ERROR: ...`` and exits non-zero. Later runs skip what is
+Run through the project's ``bootstrap.py`` by start_server.bat/.sh (and upgrade.py) with any
+Python 3.10+ they find, before .venv exists: the standard library only. Each step says what
+it does; a failing step prints ``ERROR: ...`` and exits non-zero. Later runs skip what is
 already done, so they take seconds.
 """
 
@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BASE_DIR = Path(__file__).resolve().parent
+BASE_DIR = Path(__file__).resolve().parent.parent  # the project, above this package
 VENV_DIR = BASE_DIR / ".venv"
 ENV_FILE = BASE_DIR / ".env"
 ENV_EXAMPLE = BASE_DIR / ".env.example"
