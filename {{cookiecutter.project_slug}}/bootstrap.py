@@ -7,10 +7,9 @@ tornado_wsgi_server/bootstrap.py (standard library only: .venv may not exist yet
 
 import sys
 
-if sys.version_info < (3, 10):  # before importing code an older Python cannot read
-    sys.stderr.write("ERROR: Python 3.10 or newer is needed; this is %d.%d (%s). Install it "
-                     "from https://www.python.org/downloads/\n"
-                     % (sys.version_info[0], sys.version_info[1], sys.executable))
+if sys.version_info < (3, 10):  # noqa: UP036  (before importing code an older Python cannot read)
+    sys.stderr.write(f"ERROR: Python 3.10 or newer is needed; this is {sys.version.split()[0]} "
+                     f"({sys.executable}). Install it from https://www.python.org/downloads/\n")
     sys.exit(1)
 
 from tornado_wsgi_server.bootstrap import main  # noqa: E402
