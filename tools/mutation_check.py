@@ -601,6 +601,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         (f"{OVERLOAD}::test_a_burst_that_drains_is_served_in_order",),
     ),
     Mutation(
+        "Q5", "Overloaded: ... and at least half as many again came as left (clients that each wait for their answer keep the queue from emptying, but that is no overload)",
+        "tornado_wsgi_server/request_queue.py",
+        "                and self._arrived + self.refused - lengths[0][2]\n",
+        "                and self._arrived + self.refused - lengths[0][2] + 10**9\n",
+        (f"{OVERLOAD}::test_clients_that_wait_for_their_answers_are_not_an_overload",),
+    ),
+    Mutation(
         "SV1", 'the service reports "starting" until Django is loaded and the port is bound, then "running"',
         "tornado_wsgi_server/service_runner.py",
         'self.report("start_pending", 30000)',

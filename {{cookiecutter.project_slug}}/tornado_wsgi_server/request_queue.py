@@ -17,7 +17,9 @@ from collections.abc import Callable
 # - Overload: the queue has not been empty for OVERLOAD_AFTER_RUNS typical requests (at
 #   least OVERLOAD_AFTER_MIN seconds) and has grown since then (more requests came, counting
 #   those turned away by --max-queue, than left): arrivals outrun the threads, unlike a
-#   burst that is draining away. Then the newest request is served first, and one that
+#   burst that is draining away; and at least ARRIVALS_PER_DEPARTURE times as many came as
+#   left, unlike clients that each wait for their answer before asking again, who keep the
+#   queue from emptying but cannot grow it. Then the newest request is served first, and one that
 #   has waited longer than SHORT_WAIT_RUNS typical requests (at least SHORT_WAIT_MIN seconds,
 #   at most --max-queue-wait) is shed: it would only be answered after its client stopped
 #   caring, while fresh ones succeed.
@@ -28,6 +30,7 @@ OVERLOAD_AFTER_RUNS = 2.0
 OVERLOAD_AFTER_MIN = 0.5
 SHORT_WAIT_RUNS = 0.5
 SHORT_WAIT_MIN = 0.25
+ARRIVALS_PER_DEPARTURE = 1.5
 _AVERAGE_WEIGHT = 0.1  # each finished request moves the average this far toward itself
 
 
@@ -71,10 +74,13 @@ class RequestQueue:
         self._parked: list = []  # under self._lock
         self._stopping = False
         self._last_empty = time.monotonic()
-        # (time, pressure) since then; pressure: the queue's length plus every request ever
-        # turned away by --max-queue, so a full queue that keeps refusing still grows.
+        # (time, pressure, arrivals, departures) since then; pressure: the queue's length
+        # plus every request ever turned away by --max-queue, so a full queue that keeps
+        # refusing still grows. Arrivals count those too; departures are requests run.
         self._lengths: collections.deque = collections.deque()
         self.refused = 0  # counted by the caller when --max-queue turns a request away
+        self._arrived = 0  # put(); under the lock
+        self._departed = 0  # taken to run; under the lock
         self.typical_run = 0.0  # seconds; 0 until a request has finished
         self.shed_counts = {"deadline": 0, "client gone": 0}
         self.overloaded = False
@@ -94,6 +100,7 @@ class RequestQueue:
             if not self._waiting:
                 self._emptied(task.queued_at)
             self._waiting.append(task)
+            self._arrived += 1
             if self._parked:
                 self._parked.pop().release()  # the thread parked last: its cache is warm
 
@@ -115,6 +122,8 @@ class RequestQueue:
                 now - self._last_empty >= standing
                 and bool(lengths) and lengths[0][0] <= now - standing
                 and len(self._waiting) + self.refused > lengths[0][1]
+                and self._arrived + self.refused - lengths[0][2]
+                >= ARRIVALS_PER_DEPARTURE * (self._departed - lengths[0][3])
             )
         if self.overloaded:
             return min(max(SHORT_WAIT_MIN, SHORT_WAIT_RUNS * self.typical_run), self.max_wait)
@@ -157,6 +166,7 @@ class RequestQueue:
                         task.thread_ident = ident
                         task.run_started = task.app_since = now
                         self._running[ident] = task
+                        self._departed += 1
                         return task
                     shed.append((task, reason))
         finally:
@@ -169,7 +179,8 @@ class RequestQueue:
         with self._lock:
             now = time.monotonic()
             if self._waiting and not self.overloaded:
-                self._lengths.append((now, len(self._waiting) + self.refused))
+                self._lengths.append((now, len(self._waiting) + self.refused,
+                                      self._arrived + self.refused, self._departed))
             longest = self._limits(now)
             keep = collections.deque()
             for task in self._waiting:

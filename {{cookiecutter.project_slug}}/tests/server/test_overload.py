@@ -131,3 +131,25 @@ def test_a_burst_that_drains_is_served_in_order(start_server):
         second = [pool.submit(get, server.port, target) for _ in range(2)]
         statuses = [future.result(timeout=30)[0] for future in first + second]
     assert statuses == [200] * 4
+
+
+def test_clients_that_wait_for_their_answers_are_not_an_overload(start_server):
+    """Clients that each wait for their answer before asking again keep the queue from
+    emptying but cannot make it grow (a browser, a benchmark, a script): nobody is shed,
+    though each waits longer than the overload mode's short wait."""
+    server = start_server("--threads", "1", "--max-queue-wait", "20")
+    target = "/__test__/block?seconds=0.15"  # 4 clients, 1 thread: up to 0.45 s in the queue
+    deadline = time.monotonic() + 6
+
+    def client(pause: float) -> list[int]:
+        statuses = []
+        while time.monotonic() < deadline:
+            statuses.append(get(server.port, target)[0])
+            time.sleep(pause)  # the queue's length moves, as with real clients
+        return statuses
+
+    with ThreadPoolExecutor(4) as pool:
+        clients = [pool.submit(client, pause) for pause in (0, 0.02, 0.05, 0.08)]
+        statuses = [status for future in clients for status in future.result(timeout=60)]
+    assert len(statuses) >= 20, statuses
+    assert statuses.count(200) == len(statuses), statuses
