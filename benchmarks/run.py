@@ -699,11 +699,11 @@ def write_chart(results: list[Result], cases: list[Case], servers: list[str], pa
         return False
     by_key = {(r.case, r.server): r for r in results}
     fig, axes = plt.subplots(1, len(cases), figsize=(4.2 * len(cases), 4.8), squeeze=False)
-    colors = plt.get_cmap("tab10").colors
+    colors = plt.get_cmap("tab20").colors  # one colour per server: more than ten of them
     for ax, case in zip(axes[0], cases, strict=True):
         names = [s for s in servers if (case.name, s) in by_key]
         values = [by_key[(case.name, s)].rps for s in names]
-        bars = ax.bar(range(len(names)), values, color=[colors[servers.index(s)] for s in names])
+        bars = ax.bar(range(len(names)), values, color=[colors[servers.index(s) % len(colors)] for s in names])
         ax.bar_label(bars, labels=[f"{v:,.0f}" for v in values], fontsize=7)
         bound = by_key.get((case.name, BOUND))
         if bound is not None and bound.rps:
