@@ -205,8 +205,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "R8", "HTTP/1.0: a body of unknown length ends with the connection, and says `Connection: close`",
-        "tornado_wsgi_server/sending.py",
-        'self.headers["Connection"] = "close"',
+        "tornado_wsgi_server/http1.py",
+        'self._request_headers["Connection"] = "close"',
         "pass",
         (STREAMING,),
     ),

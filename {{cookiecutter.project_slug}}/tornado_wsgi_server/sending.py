@@ -143,10 +143,7 @@ class ResponseWriter:
 
     def write_head(self, start_line, head, body: bytes = b"") -> None:
         if head.get("Connection") == "close":
-            self.close_when_done = True
-            if self.start_line.version == "HTTP/1.0":
-                # Tornado answers "Keep-Alive" over ours to a 1.0 client that asked for it.
-                self.headers["Connection"] = "close"
+            self.close_when_done = True  # http1.py also keeps a 1.0 client from "Keep-Alive"
         self.head_out = True
         self.request_conn.write_headers(start_line, head, body)
         if self.request_conn.stream.writing():  # the kernel did not take it all at once
