@@ -153,3 +153,24 @@ def test_clients_that_wait_for_their_answers_are_not_an_overload(start_server):
         statuses = [status for future in clients for status in future.result(timeout=60)]
     assert len(statuses) >= 20, statuses
     assert statuses.count(200) == len(statuses), statuses
+
+
+def test_a_queue_that_stops_growing_is_not_an_overload(start_server, tmp_path):
+    """Two requests wait behind a thread that is busy for a while and nothing else arrives:
+    a queue that is not growing is no overload, so they are served, not shed after 0.25 s."""
+    server = start_server("--threads", "1", "--max-queue-wait", "20")
+    log = tmp_path / "ran.log"
+    for index in range(5):  # a typical request here takes milliseconds
+        assert get(server.port, f"/__test__/record?log={log}&tag=warm{index}")[0] == 200
+    held = tmp_path / "hold"
+    held.touch()
+    with ThreadPoolExecutor(3) as pool:
+        holder = pool.submit(get, server.port, f"/__test__/hold?path={held}")
+        wait_started(held)
+        waiting = [pool.submit(get, server.port, f"/__test__/record?log={log}&tag=queued{index}")
+                   for index in range(2)]
+        time.sleep(2)  # four times the overload mode's standing time, its short wait eight times
+        held.unlink()
+        assert holder.result(timeout=15)[0] == 200
+        assert [future.result(timeout=15)[0] for future in waiting] == [200, 200]
+    assert {"queued0", "queued1"} <= set(ran(log))
