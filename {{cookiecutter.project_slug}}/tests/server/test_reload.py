@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from ..conftest import PROJECT_DIR
@@ -67,6 +68,14 @@ def code_file(tmp_path) -> Path:
     return path
 
 
+def running(pid: int) -> bool:
+    """The process exists and has not exited (an exited child not yet reaped counts as gone)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def test_reload_under_load_serves_new_code_and_fails_nothing(start_server, server_env, code_file):
     env = {"TEST_CODE_FILE": str(code_file)}
     server = start_server("--workers", "2", "--threads", "4", env=env)
@@ -74,17 +83,20 @@ def test_reload_under_load_serves_new_code_and_fails_nothing(start_server, serve
     # reload has returned, must get the new code too.
     idle = [httpx.Client(timeout=30) for _ in range(10)]
     assert all(client.get(f"{server.url}/__test__/code-version").text.startswith("v1 ") for client in idle)
+    old_workers = {int(client.get(f"{server.url}/__test__/code-version").text.split()[1]) for client in idle}
     with Load(server.url) as load:
         time.sleep(2)
         code_file.write_text('CODE_VERSION = "v2"\n', encoding="utf-8")
         began = time.monotonic()
         result = run_command(server, "reload", env={**server_env, **env})
         returned = time.monotonic()
+        still_running = [pid for pid in old_workers if running(pid)]
         after_idle = [client.get(f"{server.url}/__test__/code-version").text for client in idle]
         time.sleep(2)
     for client in idle:
         client.close()
     assert all(body.startswith("v2 ") for body in after_idle), after_idle
+    assert still_running == [], f"reload returned while old workers {still_running} still ran"
     assert result.returncode == 0, result.stdout + result.stderr + server.output()
     assert "Reloaded: 2 worker(s)" in result.stdout
     assert load.failures() == [], f"{len(load.failures())} of {len(load.results)} failed"
