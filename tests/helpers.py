@@ -226,7 +226,7 @@ def suite_files(project_dir: Path, args: tuple = ()) -> tuple:
 
 
 def run_baked_suite(project_dir: Path, python: str | None = None, env: dict | None = None,
-                    args: tuple = (), timeout: float = 900) -> SuiteResult:
+                    args: tuple = (), timeout: float = 1500) -> SuiteResult:
     """Install the baked project's requirements-dev.txt into a fresh .venv made with
     ``python`` and run its own pytest with ``env`` added to a clean environment.
 

@@ -26,7 +26,7 @@ def test_postgresql_redis_project_passes_its_own_suite(cookies):
                  "deploy/nginx.conf"):
         assert (project / name).is_file(), name
     env = {"REQUIRE_SERVICES": os.environ.get("REQUIRE_SERVICES", "")}
-    suite = run_baked_suite(project, main_python(), env=env, timeout=600)
+    suite = run_baked_suite(project, main_python(), env=env, timeout=1500)
     suite.assert_clean()
     assert suite.passed >= 40, suite.output[-20000:]
 
