@@ -90,15 +90,22 @@ def test_client_gone_while_queued_never_reaches_the_app(start_server, tmp_path):
     assert list(ran(log)) == ["after"]
 
 
-def test_standing_queue_serves_newest_first(start_server, tmp_path):
-    """A queue that keeps growing (arrivals outrun the threads) sheds what has waited, so a
-    fresh request still succeeds."""
+def one_warm_thread(start_server, tmp_path) -> tuple:
+    """A one-thread server whose typical request takes milliseconds, the log its record view
+    writes, and the file /__test__/hold waits on while it exists."""
     server = start_server("--threads", "1", "--max-queue-wait", "20")
     log = tmp_path / "ran.log"
-    for index in range(5):  # a typical request here takes milliseconds
+    for index in range(5):
         assert get(server.port, f"/__test__/record?log={log}&tag=warm{index}")[0] == 200
     held = tmp_path / "hold"
     held.touch()
+    return server, log, held
+
+
+def test_standing_queue_serves_newest_first(start_server, tmp_path):
+    """A queue that keeps growing (arrivals outrun the threads) sheds what has waited, so a
+    fresh request still succeeds."""
+    server, log, held = one_warm_thread(start_server, tmp_path)
     with ThreadPoolExecutor(12) as pool:
         holder = pool.submit(get, server.port, f"/__test__/hold?path={held}")
         wait_started(held)
@@ -158,12 +165,7 @@ def test_clients_that_wait_for_their_answers_are_not_an_overload(start_server):
 def test_a_queue_that_stops_growing_is_not_an_overload(start_server, tmp_path):
     """Two requests wait behind a thread that is busy for a while and nothing else arrives:
     a queue that is not growing is no overload, so they are served, not shed after 0.25 s."""
-    server = start_server("--threads", "1", "--max-queue-wait", "20")
-    log = tmp_path / "ran.log"
-    for index in range(5):  # a typical request here takes milliseconds
-        assert get(server.port, f"/__test__/record?log={log}&tag=warm{index}")[0] == 200
-    held = tmp_path / "hold"
-    held.touch()
+    server, log, held = one_warm_thread(start_server, tmp_path)
     with ThreadPoolExecutor(3) as pool:
         holder = pool.submit(get, server.port, f"/__test__/hold?path={held}")
         wait_started(held)
