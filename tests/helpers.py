@@ -221,8 +221,11 @@ def suite_files(project_dir: Path, args: tuple = ()) -> tuple:
     named = [a for a in args if str(a).endswith(".py")]
     if named:
         return tuple(sorted(str(a).replace("\\", "/") for a in named))
-    return tuple(sorted(path.relative_to(project_dir).as_posix()
-                        for path in (project_dir / "tests").rglob("test_*.py")))
+    ignored = tuple(str(a).partition("=")[2].rstrip("/") + "/" for a in args
+                    if str(a).startswith("--ignore="))
+    return tuple(sorted(name for name in (path.relative_to(project_dir).as_posix()
+                                          for path in (project_dir / "tests").rglob("test_*.py"))
+                        if not name.startswith(ignored)))
 
 
 def run_baked_suite(project_dir: Path, python: str | None = None, env: dict | None = None,

@@ -1,4 +1,7 @@
-"""A PostgreSQL + Redis project, baked and installed like a user would, passes its own suite.
+"""A PostgreSQL + Redis project, baked and installed like a user would, passes its own suite,
+but for tests/server: those test the HTTP server, which these options leave unchanged and
+the default bake's suite runs in full (test_baked_suite.py); they do not touch the database
+or the cache, and running them twice would add seven minutes to CI.
 
 With REQUIRE_SERVICES=1 (.ci/run and the Linux jobs of the GitHub workflow, which start
 PostgreSQL and Redis containers) nothing may skip: PostgreSQL, Redis and nginx must be there
@@ -26,7 +29,8 @@ def test_postgresql_redis_project_passes_its_own_suite(cookies):
                  "deploy/nginx.conf"):
         assert (project / name).is_file(), name
     env = {"REQUIRE_SERVICES": os.environ.get("REQUIRE_SERVICES", "")}
-    suite = run_baked_suite(project, main_python(), env=env, timeout=1500)
+    suite = run_baked_suite(project, main_python(), env=env, timeout=1500,
+                            args=("--ignore=tests/server",))
     suite.assert_clean()
     assert suite.passed >= 40, suite.output[-20000:]
 

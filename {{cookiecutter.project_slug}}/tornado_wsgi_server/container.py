@@ -19,6 +19,7 @@ from urllib.parse import unquote_to_bytes
 from tornado import httputil
 from tornado.ioloop import IOLoop, PeriodicCallback
 
+from .http1 import FormattedHead
 from .logs import log
 from .metrics import NO_COUNTING
 from .options import ServerOptions
@@ -361,6 +362,31 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
     # --- Response headers (worker thread) ----------------------------------------------
 
     def response_head(self, status, headers, *, body_length: int | None, method: str):
+        """(start line, HTTPHeaders, no_body) for a response that is streamed or sent as a file."""
+        code, reason, fields, no_body = self.response_fields(status, headers, body_length=body_length)
+        head = httputil.HTTPHeaders()
+        # Filled directly (names are normalized as HTTPHeaders would): add() would parse
+        # each name and value again. Combined values are made from these lists when asked for.
+        lists = head._as_list
+        for name, value in fields:
+            if name in lists:
+                lists[name].append(value)
+            else:
+                lists[name] = [value]
+        return httputil.ResponseStartLine("HTTP/1.1", code, reason), head, no_body
+
+    def formatted_head(self, status, headers, *, body_length: int, method: str):
+        """(start line, FormattedHead, no_body) for a response whose whole body is known:
+        the head's text is made here, on the worker, in one pass, and the loop only frames
+        and writes it (ReadingConnection.write_headers)."""
+        code, reason, fields, no_body = self.response_fields(status, headers, body_length=body_length)
+        head = FormattedHead(fields, 0 if no_body or method == "HEAD" else body_length)
+        return httputil.ResponseStartLine("HTTP/1.1", code, reason), head, no_body
+
+    def response_fields(self, status, headers, *, body_length: int | None) -> tuple:
+        """The application's status and headers, checked: (code, reason, [(name, value)],
+        no_body), names normalized, hop-by-hop headers left out (the server frames the
+        response), Content-Length made right, Date and a closing Connection added."""
         if not isinstance(status, str) or len(status) < 3 or not status[:3].isdigit() or (
             len(status) > 3 and status[3] != " "
         ):
@@ -370,12 +396,8 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
             raise BadResponse(f"invalid status {status!r}")
         if not isinstance(headers, list):
             raise BadResponse(f"headers must be a list of (name, value), not {type(headers).__name__}")
-        head = httputil.HTTPHeaders()
-        # Filled directly (names normalized as HTTPHeaders would): this runs for every
-        # response, and add() parses each name and value again. Combined values are made
-        # from these lists when asked for.
-        lists = head._as_list
-        has_length = False
+        fields = []
+        has_length = has_date = False
         declared_length = None
         no_body = code in NO_BODY_STATUS or code < 200
         for item in headers:
@@ -407,15 +429,13 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
                 if body_length is not None:
                     value = str(body_length)
                 has_length = True
-            if normal in lists:
-                lists[normal].append(value)
-            else:
-                lists[normal] = [value]
+            elif normal == "Date":
+                has_date = True
+            fields.append((normal, value))
         if body_length is not None and not has_length and not no_body:
-            head["Content-Length"] = str(body_length)
-        if "Date" not in head:
-            head["Date"] = self.http_date()
+            fields.append(("Content-Length", str(body_length)))
+        if not has_date:
+            fields.append(("Date", self.http_date()))
         if self.shutting_down or self.retiring:
-            head["Connection"] = "close"
-        return httputil.ResponseStartLine("HTTP/1.1", code, reason or "Unknown"), head, no_body
-
+            fields.append(("Connection", "close"))
+        return code, reason or "Unknown", fields, no_body

@@ -27,6 +27,27 @@ class TooManyHeaders(httputil.HTTPHeaders):
     """Stands in for the headers of a request with more than MAX_HEADER_FIELDS lines."""
 
 
+class FormattedHead:
+    """A response head checked and formatted on the worker thread (container.formatted_head),
+    for a body that is sent whole: the loop adds only the framing (``Connection``) and
+    writes it. ``get()`` answers what ResponseWriter asks of a head."""
+
+    __slots__ = ("text", "closes", "length")
+
+    def __init__(self, fields: list, length: int) -> None:
+        self.length = length  # body bytes that follow the head
+        self.text = "\r\n".join([f"{name}: {value}" for name, value in fields])
+        separators = len(fields) - 1
+        if self.text.count("\r") != separators or self.text.count("\n") != separators:
+            raise ValueError(f"Illegal characters (CR or LF) in the response head: {self.text!r}")
+        self.closes = fields[-1] == ("Connection", "close")
+
+    def get(self, name: str, default=None):
+        if name != "Connection":
+            raise KeyError(name)  # nothing else is asked of a formatted head
+        return "close" if self.closes else default
+
+
 class ReadingConnection(HTTP1Connection):
     """One request/response exchange on a server connection (see the module docstring)."""
 
@@ -43,6 +64,8 @@ class ReadingConnection(HTTP1Connection):
 
     def write_headers(self, start_line, headers, chunk=None):
         request = self._request_start_line
+        if type(headers) is FormattedHead:
+            return self._write_formatted_head(request, start_line, headers, chunk)
         if not self.is_client and request is not None:
             close_delimited = (
                 request.version == "HTTP/1.0"
@@ -101,6 +124,36 @@ class ReadingConnection(HTTP1Connection):
         if chunk:
             data += self._format_chunk(chunk)
         self._pending_write = self.stream.write(data)
+        future_add_done_callback(self._pending_write, self._on_write_complete)
+        return future
+
+    def _write_formatted_head(self, request, start_line, head: FormattedHead, chunk):
+        """write_headers() for a head made by container.formatted_head: its body's length
+        is known (the head carries it, or the status allows no body), so there is no
+        chunking and no close-delimited body; only keep-alive remains to be framed."""
+        self._response_start_line = start_line
+        self._chunking_output = False
+        version = request.version
+        text = head.text
+        if head.closes:
+            self._disconnect_on_finish = True
+        elif version == "HTTP/1.1":
+            if self._disconnect_on_finish:
+                text += "\r\nConnection: close"
+        elif not self._disconnect_on_finish and \
+                self._request_headers.get("Connection", "").lower() == "keep-alive":
+            text += "\r\nConnection: Keep-Alive"
+        # Not the Content-Length: a HEAD or 304 answer may give the full body's, and send none.
+        self._expected_content_remaining = head.length - len(chunk) if chunk else head.length
+        if self._expected_content_remaining < 0:
+            raise httputil.HTTPOutputError("Tried to write more data than Content-Length")
+        future = self._write_future = Future()
+        if self.stream.closed():
+            future.set_exception(iostream.StreamClosedError())
+            future.exception()
+            return future
+        data = f"HTTP/1.1 {start_line.code} {start_line.reason}\r\n{text}\r\n\r\n".encode("latin-1")
+        self._pending_write = self.stream.write(data + chunk if chunk else data)
         future_add_done_callback(self._pending_write, self._on_write_complete)
         return future
 

@@ -68,6 +68,19 @@ class WriteWatch:
             self.timer = self.loop.call_later(self.timeout - idle, self._check)
 
 
+class _Unwatched:
+    """The watch of a response whose writes the kernel has taken at once, as most are:
+    a WriteWatch is made at the first write that waits. (Each one ties its request into
+    a reference cycle that only the garbage collector would free.)"""
+
+    @staticmethod
+    def idle_for() -> float:
+        return 0.0
+
+
+UNWATCHED = _Unwatched()
+
+
 class FileSender:
     """Sends ``limit`` bytes (None: up to the end) of the open file ``fd`` from the loop.
 
@@ -136,6 +149,7 @@ class ResponseWriter:
     ``thread_returned()`` says the thread is free again.
     """
 
+    watch = UNWATCHED  # a WriteWatch from the first write the kernel did not take at once
     head_out = False  # a response head has been written (loop side)
     timed_out = False  # marked by the queue's overdue(), under its lock
     cut_off = False  # the watchdog answered: later parts from the worker are dropped
@@ -170,7 +184,11 @@ class ResponseWriter:
             future.set_exception(exc)
             future.exception()  # looked at: asyncio would warn about it otherwise
             return future
-        self.watch.track(future)
+        if not future.done():
+            if self.watch is UNWATCHED:
+                container = self.container
+                self.watch = WriteWatch(container.loop, container.options.write_timeout, self.stalled)
+            self.watch.track(future)
         return future
 
     def send_whole(self, start_line, head, body: bytes) -> None:

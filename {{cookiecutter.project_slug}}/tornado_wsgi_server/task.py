@@ -18,7 +18,7 @@ from tornado import httputil, iostream
 
 from .http1 import MAX_HEADER_FIELDS, TooManyHeaders
 from .logs import access_log, log
-from .sending import ResponseWriter, WriteWatch
+from .sending import ResponseWriter
 from .uploads import UploadWatch
 from .wsgi import BadRequest, BadResponse, FileWrapper
 
@@ -63,7 +63,6 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
         self.released = False  # in_flight given back
         self.logged = False
         self.stall_logged = False
-        self.watch = WriteWatch(container.loop, container.options.write_timeout, self.stalled)
 
     # --- Event loop: reading the request -----------------------------------------------
 
@@ -270,7 +269,7 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
                 if not self.headers_sent:
                     if not response:
                         raise BadResponse("the application did not call start_response")
-                    start_line, head, no_body = container.response_head(
+                    start_line, head, no_body = container.formatted_head(
                         *response, body_length=len(body), method=method
                     )
                     if no_body or method == "HEAD":
@@ -351,9 +350,14 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
                     later.append(rest)
                 else:
                     whole = True
-            start_line, head, no_body = self.container.response_head(
-                *response, body_length=len(first) if whole else None, method=method
-            )
+            if whole:  # one wake-up and a head made here, as for an HttpResponse
+                start_line, head, no_body = self.container.formatted_head(
+                    *response, body_length=len(first), method=method
+                )
+            else:
+                start_line, head, no_body = self.container.response_head(
+                    *response, body_length=None, method=method
+                )
             self.status = start_line.code
             if no_body or method == "HEAD" or whole:
                 self.close_result()
