@@ -12,6 +12,7 @@ import re
 from tornado import httputil, iostream
 from tornado.concurrent import Future, future_add_done_callback
 from tornado.http1connection import HTTP1Connection, HTTP1ServerConnection, _QuietException, parse_int
+from tornado.httputil import _normalize_header
 from tornado.log import gen_log
 
 MAX_HEADER_FIELDS = 100  # more header lines than this: 431 without parsing them
@@ -21,6 +22,47 @@ FREE_CHUNKS = 1024
 MIN_AVERAGE_CHUNK = 64
 _CHUNK_LINE_MAX = 1024  # a chunk-size line with its extensions
 _HEX = re.compile(r"[0-9a-fA-F]{1,16}")
+
+
+# One header line that Tornado's parser would take as it is: a token, a colon, a value of
+# visible characters (Latin-1 included) with inner spaces or tabs, optional white space, CR.
+_PLAIN_HEADER_LINE = re.compile(
+    r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*"
+    r"((?:[\x21-\x7e\x80-\xff](?:[\x21-\x7e\x80-\xff \t]*[\x21-\x7e\x80-\xff])?)?)[ \t]*\r?"
+)
+
+
+class RequestHeaders(httputil.HTTPHeaders):
+    """A request's headers: Tornado's HTTPHeaders, parsed in one regular expression per
+    line, and with a ``get()`` of an absent name that raises nothing inside (a request's
+    framing asks for several that are absent: Content-Length, Transfer-Encoding, Expect...)."""
+
+    @classmethod
+    def parse_block(cls, text: str) -> RequestHeaders:
+        """The header lines after the start line. A line this does not take as plain (a
+        folded one, a bad character, no colon) hands the whole block to Tornado's parser,
+        which accepts or refuses it as it always has."""
+        headers = cls()
+        lists = headers._as_list
+        for line in text.split("\n"):
+            match = _PLAIN_HEADER_LINE.fullmatch(line)
+            if match is None:
+                if line == "" or line == "\r":
+                    continue
+                return cls.parse(text)
+            name, value = match.groups()
+            name = _normalize_header(name)
+            if name in lists:
+                lists[name].append(value)
+            else:
+                lists[name] = [value]
+            headers._last_key = name
+        return headers
+
+    def get(self, name, default=None):
+        if _normalize_header(name) in self._as_list:
+            return self[name]
+        return default
 
 
 class TooManyHeaders(httputil.HTTPHeaders):
@@ -56,7 +98,11 @@ class ReadingConnection(HTTP1Connection):
         if lines > MAX_HEADER_FIELDS + 3:  # start line, the blank line, a leading CRLF
             text = data.decode("latin1").lstrip("\r\n")
             return text[:text.find("\n")].rstrip("\r"), TooManyHeaders()
-        start_line, headers = super()._parse_headers(data)
+        # As Tornado does, without blank lines before the request, and with LF or CRLF.
+        text = data.decode("latin1").lstrip("\r\n")
+        eol = text.find("\n")
+        start_line = text[:eol].rstrip("\r")
+        headers = RequestHeaders.parse_block(text[eol:])
         if start_line.endswith("HTTP/1.0"):
             # RFC 9110 10.1.1: an HTTP/1.0 client's 100-continue is ignored (no 100 for it).
             headers.pop("Expect", None)

@@ -542,6 +542,43 @@ def test_truncated_requests_get_answers_or_a_clean_close(server, watch, requests
     answered_or_closed(server, watch, data[:cut % (len(data) + 1)], len(requests))
 
 
+HEADER_PIECES = ["\r\n", "\n", "\r", " ", "\t", ":", ": ", "Host", "x_b", "a", "\x00", "\xe9"]
+HEADER_LINES = st.one_of(
+    # name, colon, white space, a value of any Latin-1 characters (mostly valid ones), end
+    st.builds("{}{}{}{}{}{}".format,
+              st.sampled_from(["Host", "host", "X-A", "Content-Length", "Set-Cookie", "x_b",
+                               "B\xe9", "", " Host", "Host "]),
+              st.sampled_from([":", ";", ""]),
+              st.sampled_from(["", " ", "\t", "  "]),
+              st.text(st.sampled_from("aZ7,;= \t\x00\x01\x7f\x80\xe9\xff\r\n"), max_size=6),
+              st.sampled_from(["", " ", "\t"]),
+              st.sampled_from(["", "\r", "\r\r"])),
+    # odd pieces in any order: folding, bare CR, missing colons
+    st.lists(st.sampled_from(HEADER_PIECES), max_size=6).map("".join),
+)
+
+
+@settings(FUZZ, max_examples=1500)
+@given(lines=st.lists(HEADER_LINES, max_size=5))
+def test_header_lines_parse_as_tornado_parses_them(lines):
+    """The server's own header parser (one regular expression per plain line) gives what
+    Tornado's HTTPHeaders.parse gives, or refuses what it refuses (HTTPInputError)."""
+    from tornado import httputil
+
+    from tornado_wsgi_server.http1 import RequestHeaders
+
+    block = "".join("\n" + line for line in lines) + "\n\r\n"
+
+    def parsed(parse):
+        try:
+            headers = parse(block)
+        except httputil.HTTPInputError:
+            return "refused"
+        return [(name, headers.get_list(name)) for name in headers]
+
+    assert parsed(RequestHeaders.parse_block) == parsed(httputil.HTTPHeaders.parse)
+
+
 def test_a_normal_request_works_after_the_fuzzing(server, watch):
     response = httpx.get(f"{server.url}/healthz", timeout=10)
     assert response.status_code == 200 and response.text == "ok"
