@@ -225,6 +225,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         (ERRORS,),
     ),
     Mutation(
+        "R11", "an HTTP/1.0 client that asks for keep-alive is told `Connection: Keep-Alive` "
+        "(a response whose head the worker formatted)",
+        "tornado_wsgi_server/http1.py",
+        'text += "\\r\\nConnection: Keep-Alive"',
+        "pass",
+        (FRAMING,),
+    ),
+    Mutation(
         "P5a", "otherwise the forwarded headers are ignored (on purpose: anyone could send them)",
         "tornado_wsgi_server/container.py",
         "trusted_peer = self.proxies.trusts(peer)",
