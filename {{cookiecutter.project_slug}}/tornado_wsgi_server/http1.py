@@ -1,7 +1,8 @@
 """HTTP/1.1 reading hardened for clients with no proxy in front: Tornado's HTTP1Connection
 with chunk extensions ignored, trailers dropped, bad chunk framing and floods of tiny chunks
 or header lines answered 400/431 (never an assert), no 100 Continue to HTTP/1.0, and nothing
-read after a response that closes the connection ever handed on.
+read after a response that closes the connection ever handed on. Plain header lines are
+parsed here, the rest by Tornado; response heads formatted on the worker are framed here.
 """
 
 from __future__ import annotations
