@@ -460,6 +460,7 @@ class Result:
     failure: str = ""
     loop_us: float = float("nan")  # event-loop thread CPU per request (one-process Tornado servers)
     process_us: float = float("nan")  # the whole process's CPU per request, loop included
+    rounds: tuple = ()  # req/s of every round, in order (the row shows the best)
 
 
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
@@ -644,8 +645,10 @@ def fmt_ms(value: float) -> str:
 
 
 def table(results: list[Result], cases: list[Case], servers: list[str]) -> list[str]:
-    rows = ["| case | server | req/s | p50 ms | p99 ms | vs waitress | of bound | errors |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    # Every round's req/s beside the best: where threads land on the cores can move one
+    # process by 20 % or more from round to round (benchmarks/README.md).
+    rows = ["| case | server | req/s | every round | p50 ms | p99 ms | vs waitress | of bound | errors |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     by_key = {(r.case, r.server): r for r in results}
     for case in cases:
         base = by_key.get((case.name, "waitress"))
@@ -655,12 +658,13 @@ def table(results: list[Result], cases: list[Case], servers: list[str]) -> list[
             if r is None:
                 continue
             if r.failure:
-                rows.append(f"| {case.label} | {server} | failed: {r.failure} | | | | | |")
+                rows.append(f"| {case.label} | {server} | failed: {r.failure} | | | | | | |")
                 continue
             ratio = f"{r.rps / base.rps:.2f}x" if base and base.rps else "-"
             of_bound = f"{r.rps / bound.rps:.2f}" if bound and bound.rps and not bound.failure else "-"
             errors = r.errors + r.non_2xx
-            rows.append(f"| {case.label} | {server} | {r.rps:,.0f} | {fmt_ms(r.p50_ms)} | "
+            every = " / ".join(f"{rps:,.0f}" for rps in r.rounds)
+            rows.append(f"| {case.label} | {server} | {r.rps:,.0f} | {every} | {fmt_ms(r.p50_ms)} | "
                         f"{fmt_ms(r.p99_ms)} | {ratio} | {of_bound} | {errors or ''} |")
     return rows
 
@@ -826,8 +830,10 @@ def main(argv=None) -> int:
                         if case.name == "block":
                             server.wait_idle()
                     key = (case.name, name)
+                    rounds = (*best[key].rounds, result.rps) if key in best else (result.rps,)
                     if key not in best or result.rps > best[key].rps:
                         best[key] = result
+                    best[key].rounds = rounds
                     log(f"round {round_number} {name:<28} {case.name:<7} {result.rps:>9,.0f} req/s  p50 "
                         f"{fmt_ms(result.p50_ms):>6} ms  p99 {fmt_ms(result.p99_ms):>6} ms"
                         + (f"  loop {result.loop_us:.0f} us/req" if result.loop_us == result.loop_us else "")
@@ -870,7 +876,8 @@ def main(argv=None) -> int:
             "",
             f"`wrk -t1 -cN -d{max(1, round(seconds))}s --latency` against 127.0.0.1 after a "
             f"{warmup:g} s warm-up, best of {args.rounds} round(s) (each round loads the servers "
-            "one after another, all of them running throughout); every server runs the same baked project with DEBUG off, "
+            "one after another, all of them running throughout; `every round` gives each round's "
+            "req/s in order); every server runs the same baked project with DEBUG off, "
             f"the full middleware stack and {THREADS} threads per process. `vs waitress` divides "
             "req/s by waitress's on the same case. `errors` counts socket errors and non-2xx "
             "responses.",
