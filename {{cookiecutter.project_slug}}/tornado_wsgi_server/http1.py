@@ -95,14 +95,12 @@ class ReadingConnection(HTTP1Connection):
     """One request/response exchange on a server connection (see the module docstring)."""
 
     def _parse_headers(self, data: bytes):
-        lines = data.count(b"\n")
-        if lines > MAX_HEADER_FIELDS + 3:  # start line, the blank line, a leading CRLF
-            text = data.decode("latin1").lstrip("\r\n")
-            return text[:text.find("\n")].rstrip("\r"), TooManyHeaders()
         # As Tornado does, without blank lines before the request, and with LF or CRLF.
         text = data.decode("latin1").lstrip("\r\n")
         eol = text.find("\n")
         start_line = text[:eol].rstrip("\r")
+        if data.count(b"\n") > MAX_HEADER_FIELDS + 3:  # start line, the blank line, a leading CRLF
+            return start_line, TooManyHeaders()
         headers = RequestHeaders.parse_block(text[eol:])
         if start_line.endswith("HTTP/1.0"):
             # RFC 9110 10.1.1: an HTTP/1.0 client's 100-continue is ignored (no 100 for it).
@@ -162,17 +160,23 @@ class ReadingConnection(HTTP1Connection):
         separators = len(lines) - 1
         if text.count("\r") != separators or text.count("\n") != separators:
             raise ValueError(f"Illegal characters (CR or LF) in the response head: {text!r}")
+        future = self._head_future()
+        if not future.done():
+            data = (text + "\r\n\r\n").encode("latin-1")
+            self._write_head_bytes(data + self._format_chunk(chunk) if chunk else data)
+        return future
+
+    def _head_future(self) -> Future:
+        """The future write_headers() returns: failed at once if the stream is closed."""
         future = self._write_future = Future()
         if self.stream.closed():
             future.set_exception(iostream.StreamClosedError())
             future.exception()
-            return future
-        data = (text + "\r\n\r\n").encode("latin-1")
-        if chunk:
-            data += self._format_chunk(chunk)
+        return future
+
+    def _write_head_bytes(self, data: bytes) -> None:
         self._pending_write = self.stream.write(data)
         future_add_done_callback(self._pending_write, self._on_write_complete)
-        return future
 
     def _write_formatted_head(self, request, start_line, head: FormattedHead, chunk):
         """write_headers() for a head made by container.formatted_head: its body's length
@@ -194,14 +198,10 @@ class ReadingConnection(HTTP1Connection):
         self._expected_content_remaining = head.length - len(chunk) if chunk else head.length
         if self._expected_content_remaining < 0:
             raise httputil.HTTPOutputError("Tried to write more data than Content-Length")
-        future = self._write_future = Future()
-        if self.stream.closed():
-            future.set_exception(iostream.StreamClosedError())
-            future.exception()
-            return future
-        data = f"HTTP/1.1 {start_line.code} {start_line.reason}\r\n{text}\r\n\r\n".encode("latin-1")
-        self._pending_write = self.stream.write(data + chunk if chunk else data)
-        future_add_done_callback(self._pending_write, self._on_write_complete)
+        future = self._head_future()
+        if not future.done():
+            data = f"HTTP/1.1 {start_line.code} {start_line.reason}\r\n{text}\r\n\r\n".encode("latin-1")
+            self._write_head_bytes(data + chunk if chunk else data)
         return future
 
     def _bad_input(self, message: str) -> Exception:
