@@ -72,6 +72,7 @@ CONNECTIONS = "tests/server/test_connections.py"
 FRAMING = "tests/server/test_framing.py"
 STREAMING = "tests/server/test_streaming.py"
 ERRORS = "tests/server/test_errors.py"
+STATIC = "tests/server/test_static_files.py"
 PROXY = "tests/server/test_tls_proxy.py"
 ENVIRON = "tests/server/test_environ.py"
 WEBSOCKET = "tests/server/test_websocket.py"
@@ -231,6 +232,20 @@ MUTATIONS: tuple[Mutation, ...] = (
         'text += "\\r\\nConnection: Keep-Alive"',
         "pass",
         (FRAMING,),
+    ),
+    Mutation(
+        "SF1", "a request for a file WhiteNoise has is answered by the event loop itself",
+        "tornado_wsgi_server/task.py",
+        "if static.answers(self.environ):",
+        "if False:",
+        (STATIC,),
+    ),
+    Mutation(
+        "SF2", "only when nothing but Django's `SecurityMiddleware` comes before WhiteNoise",
+        "tornado_wsgi_server/static_files.py",
+        "unsafe = [name for name in before if name not in LOOP_SAFE_MIDDLEWARE]",
+        "unsafe = []",
+        (STATIC,),
     ),
     Mutation(
         "P5a", "otherwise the forwarded headers are ignored (on purpose: anyone could send them)",

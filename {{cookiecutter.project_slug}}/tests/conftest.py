@@ -308,6 +308,7 @@ def server_env(request, tmp_path_factory) -> dict:
     })
     env.pop("TEST_CACHE_KEY_PREFIX", None)
     env.pop("TEST_FILE", None)
+    env.pop("TEST_PLAIN_WSGI", None)
     url = database_url()
     if is_postgresql(url):
         url = request.getfixturevalue("postgresql_url")

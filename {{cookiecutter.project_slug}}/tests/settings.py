@@ -44,7 +44,10 @@ if os.environ.get("TEST_ENVIRONMENT_SET") != "1":
 from {{ cookiecutter.project_slug }}.settings import *  # noqa: E402,F403
 
 ROOT_URLCONF = "tests.urls"
-WSGI_APPLICATION = "tests.wsgi.application"
+# Django's own handler, unwrapped, when a test asks (TEST_PLAIN_WSGI=1): only then does the
+# server answer static files on its event loop, as in production.
+WSGI_APPLICATION = ("{{ cookiecutter.project_slug }}.wsgi.application" if os.environ.get("TEST_PLAIN_WSGI") == "1"
+                    else "tests.wsgi.application")
 # The example WebSocket, which production settings leave unrouted.
 TORNADO_ROUTES = "tests.realtime.TORNADO_ROUTES"
 

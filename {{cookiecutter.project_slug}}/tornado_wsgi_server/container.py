@@ -25,6 +25,7 @@ from .metrics import NO_COUNTING
 from .options import ServerOptions
 from .proxies import Proxies, is_proxy_header, last_value, split_host
 from .request_queue import RequestQueue
+from .static_files import loop_static
 from .task import RequestTask
 from .watchdog import Watchdog
 from .wsgi import BAD_VALUE_CHARS, HOP_BY_HOP, NO_BODY_STATUS, TOKEN, BadRequest, BadResponse, FileWrapper
@@ -87,6 +88,8 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
         self._next_shed_report = 0.0
         self._sweeper = PeriodicCallback(self._sweep, 100)
         self._sweeper.start()
+        # WhiteNoise's files, answered on the loop; None: every request goes to a thread.
+        self.static = loop_static(application) if options.static_from_loop else None
         self.tornado_app = tornado_app
         self.tornado_paths = tornado_paths
         self.loop = IOLoop.current()

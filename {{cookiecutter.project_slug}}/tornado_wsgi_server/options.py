@@ -173,6 +173,10 @@ def options_for(project: Project) -> tuple[Option, ...]:
         Option("workers", _int_range(1, 64), "1",
                "Processes sharing the port (multiprocessing spawn, works on Windows); "
                "one per CPU core is a good start."),
+        Option("static_from_loop", _bool, "true",
+               "Answer the static files WhiteNoise serves on the event loop, with no thread "
+               "hop (about 1.6x the requests per second); turn off if STATIC_ROOT is on a "
+               "slow network share, whose reads would hold up every connection.", flag=True),
         Option("settings", _module, project.settings, "Django settings module.",
                env="DJANGO_SETTINGS_MODULE", metavar="MODULE"),
         Option("max_queue", _int_range(0), "100",
@@ -266,6 +270,7 @@ class ServerOptions:
     port: int = 8000
     threads: int = 8
     workers: int = 1
+    static_from_loop: bool = True
     settings: str = ""
     max_queue: int = 100
     max_queue_wait: float = 5.0

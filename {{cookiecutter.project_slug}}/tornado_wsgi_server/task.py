@@ -63,6 +63,7 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
         self.released = False  # in_flight given back
         self.logged = False
         self.stall_logged = False
+        self.environ = None  # built on the loop when it looked for a static file
 
     # --- Event loop: reading the request -----------------------------------------------
 
@@ -140,6 +141,17 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
         self.request_conn.set_close_callback(self.client_gone)
         self.unsent = collections.deque()
         self.unsent_bytes = 0
+        static = self.container.static
+        if static is not None and self.start_line.method in ("GET", "HEAD") \
+                and static.may_answer(self.start_line.path):
+            try:
+                self.environ = self.container.environ(self)
+            except BadRequest:
+                pass  # the thread answers 400, as for any request
+            else:
+                if static.answers(self.environ):
+                    self.run()  # WhiteNoise's answer: no thread hop (static_files.py)
+                    return
         self.container.queue.put(self)
 
     def gone(self) -> bool:
@@ -260,7 +272,8 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
                 self.push(None, None, data)
 
         try:
-            self.result = container.application(container.environ(self), start_response)
+            environ = self.environ if self.environ is not None else container.environ(self)
+            self.result = container.application(environ, start_response)
             result = self.result
             if not self.headers_sent and (
                 isinstance(result, (list, tuple)) or getattr(result, "streaming", None) is False

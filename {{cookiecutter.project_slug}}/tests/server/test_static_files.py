@@ -1,0 +1,114 @@
+"""Static files answered on the event loop (static_files.py): no thread needed, and the same
+answer, header for header, as from a thread. The servers run Django's own WSGI handler
+(TEST_PLAIN_WSGI): behind the tests' fault-injecting wrapper every request goes to a thread."""
+
+import concurrent.futures
+import json
+import logging
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from django.core.handlers.wsgi import WSGIHandler
+from django.test import override_settings
+
+from tornado_wsgi_server.static_files import loop_static
+
+PLAIN = {"TEST_PLAIN_WSGI": "1"}
+
+
+def static_path(server_env, name: str = "css/site.css") -> str:
+    manifest = json.loads((Path(server_env["DJANGO_STATIC_ROOT"]) / "staticfiles.json").read_text())
+    return f"/static/{manifest['paths'][name]}"
+
+
+def wait_for(path: Path) -> None:
+    deadline = time.monotonic() + 30
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("from_loop", [True, False])
+def test_static_files_need_no_free_thread(start_server, server_env, tmp_path, from_loop):
+    """With the only thread held by a view, a static file still comes at once, unless
+    --no-static-from-loop sends it to the (busy) thread like any request."""
+    server = start_server("--threads", "1", *([] if from_loop else ["--no-static-from-loop"]),
+                          env=PLAIN)
+    held = tmp_path / "held"
+    held.touch()
+    path = static_path(server_env)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool, httpx.Client(timeout=30) as client:
+        holder = pool.submit(client.get, f"{server.url}/__test__/hold?path={held}")
+        wait_for(Path(f"{held}.started"))
+        try:
+            if from_loop:
+                response = httpx.get(server.url + path, timeout=5)
+                assert response.status_code == 200
+                assert response.headers["cache-control"].endswith("immutable")
+                assert not holder.done()  # the thread was busy all along
+            else:
+                with pytest.raises(httpx.ReadTimeout):
+                    httpx.get(server.url + path, timeout=1.5)
+        finally:
+            held.unlink()
+        assert holder.result().status_code == 200
+
+
+REQUESTS = [
+    ("GET", {}),
+    ("HEAD", {}),
+    ("GET", {"Accept-Encoding": "gzip"}),
+    ("GET", {"Range": "bytes=0-9"}),
+    ("GET", {"Range": "bytes=999999-"}),
+    ("GET", {"If-None-Match": "ETAG"}),
+    ("POST", {}),
+]
+
+
+def test_loop_and_threads_give_the_same_answer(start_server, server_env):
+    """Every answer WhiteNoise gives (200, HEAD, gzip, 206, 416, 304) and the ones it leaves
+    to Django (an unknown file, a POST) are byte for byte the same apart from Date."""
+    loop = start_server(env=PLAIN)
+    threads = start_server("--no-static-from-loop", env=PLAIN)
+    paths = [static_path(server_env), static_path(server_env, "admin/css/base.css"),
+             "/static/css/no-such-file.css"]
+    etag = httpx.get(loop.url + paths[0], timeout=10).headers["etag"]
+    compared = 0
+    for path in paths:
+        for method, headers in REQUESTS:
+            headers = {name: value.replace("ETAG", etag) for name, value in headers.items()}
+            answers = []
+            for server in (loop, threads):
+                response = httpx.request(method, server.url + path, headers=headers, timeout=10)
+                answers.append((response.status_code, sorted(
+                    (name, value) for name, value in response.headers.multi_items() if name != "date"
+                ), response.content))
+            assert answers[0] == answers[1], (method, path, headers)
+            compared += 1
+    assert compared == len(paths) * len(REQUESTS)
+    statuses = {httpx.request(m, loop.url + paths[0], headers={k: v.replace("ETAG", etag) for k, v in h.items()},
+                              timeout=10).status_code for m, h in REQUESTS}
+    assert {200, 206, 304, 416} <= statuses
+
+
+def test_the_loop_answers_only_behind_safe_middleware(settings, caplog):
+    """Any middleware before WhiteNoise but SecurityMiddleware (it might query the
+    database), a wrapped application, or WhiteNoise's per-request disk lookups: threads."""
+    static = loop_static(WSGIHandler())
+    assert static is not None and static.prefix == "/static/"
+
+    first = "django.contrib.sessions.middleware.SessionMiddleware"
+    with override_settings(MIDDLEWARE=[first, *settings.MIDDLEWARE]), caplog.at_level(logging.INFO):
+        assert loop_static(WSGIHandler()) is None
+    assert first in caplog.text
+
+    with override_settings(WHITENOISE_AUTOREFRESH=True):
+        assert loop_static(WSGIHandler()) is None
+
+    handler = WSGIHandler()
+    assert loop_static(lambda environ, start_response: handler(environ, start_response)) is None
+
+    with override_settings(MIDDLEWARE=[m for m in settings.MIDDLEWARE if "whitenoise" not in m]):
+        assert loop_static(WSGIHandler()) is None

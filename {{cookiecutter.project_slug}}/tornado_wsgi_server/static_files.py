@@ -1,0 +1,77 @@
+"""Static files answered on the event loop: WhiteNoise's own answer, with no thread hop.
+
+Handing a request to a pool thread and back costs about as much CPU as WhiteNoise takes to
+answer it: the GIL passes between threads on different cores, each finding the other's data
+cold in its cache. A request that WhiteNoise answers from its table of files, behind nothing
+but Django's SecurityMiddleware, cannot wait on a database or the network, so the loop runs
+the same Django application for it, and the answer is the same, header for header. Anything
+else goes to the threads as before: a path WhiteNoise does not know, any other middleware
+before WhiteNoise (it might query the database), a WSGI application that is not Django's
+handler itself, and WhiteNoise looking files up on disk per request (autorefresh, the
+default with DEBUG on).
+"""
+
+from __future__ import annotations
+
+from .logs import log
+
+# Middleware that may run on the loop before WhiteNoise: it decides headers and redirects
+# from the request alone.
+LOOP_SAFE_MIDDLEWARE = frozenset({"django.middleware.security.SecurityMiddleware"})
+
+
+class LoopStatic:
+    """What the loop needs to know which requests WhiteNoise answers: its table of files
+    (URL path -> file) and its URL prefix. Read-only once made."""
+
+    def __init__(self, files: dict, prefix: str) -> None:
+        self.files = files
+        self.prefix = prefix
+
+    def may_answer(self, target: str) -> bool:
+        """A cheap first look at the request target, before any environ is built."""
+        return target.startswith(self.prefix) or target.partition("?")[0] in self.files
+
+    def answers(self, environ: dict) -> bool:
+        """WhiteNoise answers this request itself: the path Django's request will have is
+        in its table (the lookup WhiteNoiseMiddleware makes)."""
+        from django.core.handlers.wsgi import get_path_info
+
+        return (get_path_info(environ) or "/") in self.files
+
+
+def loop_static(application) -> LoopStatic | None:
+    """A LoopStatic for ``application`` if the loop may answer its static files, else None."""
+    try:
+        from django.core.handlers.wsgi import WSGIHandler
+        from whitenoise.middleware import WhiteNoiseMiddleware
+    except ImportError:
+        return None
+    if type(application) is not WSGIHandler:
+        return None  # wrapped or replaced: what runs around Django is not known
+    before = []
+    # Django wraps each middleware in a function (convert_exception_to_response) whose
+    # __wrapped__ is the middleware; each middleware holds the next in get_response.
+    step = getattr(application, "_middleware_chain", None)
+    while step is not None:
+        middleware = getattr(step, "__wrapped__", None)
+        if middleware is None:
+            return None  # the view itself: no WhiteNoise in the chain
+        if isinstance(middleware, WhiteNoiseMiddleware):
+            break
+        cls = type(middleware)
+        before.append(f"{cls.__module__}.{cls.__qualname__}")
+        step = getattr(middleware, "get_response", None)
+    else:
+        return None
+    kind = type(middleware)
+    if kind.__call__ is not WhiteNoiseMiddleware.__call__ or kind.serve is not WhiteNoiseMiddleware.serve:
+        return None  # a subclass that answers differently
+    unsafe = [name for name in before if name not in LOOP_SAFE_MIDDLEWARE]
+    if unsafe:
+        log.info("Static files are served from the worker threads: %s runs before WhiteNoise "
+                 "in MIDDLEWARE, and only the event loop's own safe list may.", ", ".join(unsafe))
+        return None
+    if middleware.autorefresh:
+        return None
+    return LoopStatic(middleware.files, middleware.static_prefix)
