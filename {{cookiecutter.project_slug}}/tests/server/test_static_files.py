@@ -5,6 +5,7 @@ answer, header for header, as from a thread. The servers run Django's own WSGI h
 import concurrent.futures
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -69,11 +70,15 @@ REQUESTS = [
 
 def test_loop_and_threads_give_the_same_answer(start_server, server_env):
     """Every answer WhiteNoise gives (200, HEAD, gzip, 206, 416, 304) and the ones it leaves
-    to Django (an unknown file, a POST) are byte for byte the same apart from Date."""
+    to Django (an unknown file, a POST) are byte for byte the same apart from Date; also for
+    a file large enough to be sent block by block as the client reads."""
+    big = Path(server_env["DJANGO_STATIC_ROOT"]) / "test-static-files" / "big.bin"
+    big.parent.mkdir(exist_ok=True)
+    big.write_bytes(os.urandom(700 * 1024))  # WhiteNoise lists STATIC_ROOT as the servers start
     loop = start_server(env=PLAIN)
     threads = start_server("--no-static-from-loop", env=PLAIN)
     paths = [static_path(server_env), static_path(server_env, "admin/css/base.css"),
-             "/static/css/no-such-file.css"]
+             "/static/test-static-files/big.bin", "/static/css/no-such-file.css"]
     etag = httpx.get(loop.url + paths[0], timeout=10).headers["etag"]
     compared = 0
     for path in paths:
