@@ -59,7 +59,8 @@ STALLED_READER_EVICT = 5.0
 class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
     """Runs a WSGI application on a thread pool behind Tornado's HTTP/1.1 server.
 
-    Per request the application is called on a pool thread; a response that is a list
+    Per request the application is called on a pool thread (for a static file WhiteNoise
+    has, on the loop itself: static_files.py); a response that is a list
     or a Django ``HttpResponse`` is drained on that same thread and handed back to the
     event loop with a single wake-up. Iterators (``StreamingHttpResponse``) are sent as
     they are produced, and the worker waits while more than 1 MB is unsent, at most

@@ -1,8 +1,9 @@
 """One request on one connection: read on the event loop, answered from a pool thread.
 
 A RequestTask enforces the limits while reading (503, 413, 431), calls the application on a
-worker thread and hands its response to the loop (sending.py): whole, streamed with
-backpressure, or, for a large file on disk, sent by the loop with no thread held.
+worker thread (on the loop for a static file WhiteNoise has) and hands its response to the
+loop (sending.py): whole, streamed with backpressure, or, for a large file on disk, sent by
+the loop with no thread held.
 """
 
 from __future__ import annotations
