@@ -241,6 +241,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         (STATIC,),
     ),
     Mutation(
+        "SF3", "A request for part of a file (a `Range` header) still goes to a thread",
+        "tornado_wsgi_server/task.py",
+        'and "Range" not in self.headers and static.may_answer',
+        "and static.may_answer",
+        (STATIC,),
+    ),
+    Mutation(
         "SF2", "only when nothing but Django's `SecurityMiddleware` comes before WhiteNoise",
         "tornado_wsgi_server/static_files.py",
         "unsafe = [name for name in before if name not in LOOP_SAFE_MIDDLEWARE]",

@@ -4,11 +4,13 @@ Handing a request to a pool thread and back costs about as much CPU as WhiteNois
 answer it: the GIL passes between threads on different cores, each finding the other's data
 cold in its cache. A request that WhiteNoise answers from its table of files, behind nothing
 but Django's SecurityMiddleware, cannot wait on a database or the network, so the loop runs
-the same Django application for it, and the answer is the same, header for header. Anything
-else goes to the threads as before: a path WhiteNoise does not know, any other middleware
-before WhiteNoise (it might query the database), a WSGI application that is not Django's
-handler itself, and WhiteNoise looking files up on disk per request (autorefresh, the
-default with DEBUG on).
+the same Django application for it, and the answer is the same, header for header: a whole
+file, sent at once or, past 256 KB, block by block as the client reads, or no body (HEAD,
+304). A request with a Range header goes to a thread: WhiteNoise answers it with a slice of
+the file that is streamed, and a stream waits on its client, which only a thread may do.
+So do a path WhiteNoise does not know, any other middleware before WhiteNoise (it might
+query the database), a WSGI application that is not Django's handler itself, and WhiteNoise
+looking files up on disk per request (autorefresh, the default with DEBUG on).
 """
 
 from __future__ import annotations

@@ -144,7 +144,7 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
         self.unsent_bytes = 0
         static = self.container.static
         if static is not None and self.start_line.method in ("GET", "HEAD") \
-                and static.may_answer(self.start_line.path):
+                and "Range" not in self.headers and static.may_answer(self.start_line.path):
             try:
                 self.environ = self.container.environ(self)
             except BadRequest:
