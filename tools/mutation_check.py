@@ -248,6 +248,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         (STATIC,),
     ),
     Mutation(
+        "SF4", "[only when] the WSGI application is Django's own and unpatched [and] Django's "
+        "`request_started` and `request_finished` signals have no receivers but Django's own",
+        "tornado_wsgi_server/static_files.py",
+        "reason = _foreign_code()",
+        'reason = ""',
+        (STATIC,),
+    ),
+    Mutation(
         "SF2", "only when nothing but Django's `SecurityMiddleware` comes before WhiteNoise",
         "tornado_wsgi_server/static_files.py",
         "unsafe = [name for name in before if name not in LOOP_SAFE_MIDDLEWARE]",

@@ -9,11 +9,16 @@ file, sent at once or, past 256 KB, block by block as the client reads, or no bo
 304). A request with a Range header goes to a thread: WhiteNoise answers it with a slice of
 the file that is streamed, and a stream waits on its client, which only a thread may do.
 So do a path WhiteNoise does not know, any other middleware before WhiteNoise (it might
-query the database), a WSGI application that is not Django's handler itself, and WhiteNoise
-looking files up on disk per request (autorefresh, the default with DEBUG on).
+query the database), a WSGI application that is not Django's handler itself or whose
+handler a monitoring tool has patched, receivers of Django's request_started or
+request_finished signals other than Django's own (one may use the database, and an async
+one cannot run on a thread with a running event loop), and WhiteNoise looking files up on
+disk per request (autorefresh, the default with DEBUG on).
 """
 
 from __future__ import annotations
+
+import os
 
 from .logs import log
 
@@ -51,6 +56,10 @@ def loop_static(application) -> LoopStatic | None:
         return None
     if type(application) is not WSGIHandler:
         return None  # wrapped or replaced: what runs around Django is not known
+    reason = _foreign_code()
+    if reason:
+        log.info("Static files are served from the worker threads: %s.", reason)
+        return None
     before = []
     # Django wraps each middleware in a function (convert_exception_to_response) whose
     # __wrapped__ is the middleware; each middleware holds the next in get_response.
@@ -77,3 +86,31 @@ def loop_static(application) -> LoopStatic | None:
     if middleware.autorefresh:
         return None
     return LoopStatic(middleware.files, middleware.static_prefix)
+
+
+def _foreign_code() -> str:
+    """Why code other than Django's own would run around WhiteNoise; empty if none would."""
+    import django
+    from django.core import signals
+    from django.core.handlers.base import BaseHandler
+    from django.core.handlers.wsgi import WSGIHandler
+
+    home = os.path.dirname(django.__file__) + os.sep
+    for function in (WSGIHandler.__call__, BaseHandler.get_response):
+        code = getattr(function, "__code__", None)
+        if code is None or not code.co_filename.startswith(home):
+            return f"Django's request handler is patched ({function.__qualname__}; a monitoring tool?)"
+    for signal, name in ((signals.request_started, "request_started"),
+                         (signals.request_finished, "request_finished")):
+        try:
+            sync, asynchronous = signal._live_receivers(WSGIHandler)
+        except Exception:  # Django changed its internals: assume the worst
+            return f"the receivers of the {name} signal cannot be listed"
+        foreign = [receiver for receiver in sync if not _djangos(receiver)] + list(asynchronous)
+        if foreign:
+            return f"the {name} signal has receivers of the project's ({foreign[0]!r})"
+    return ""
+
+
+def _djangos(receiver) -> bool:
+    return (getattr(receiver, "__module__", None) or "").startswith("django.")

@@ -65,6 +65,7 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
         self.logged = False
         self.stall_logged = False
         self.environ = None  # built on the loop when it looked for a static file
+        self.on_loop = False  # run() is running on the loop (static_files.py): never wait
 
     # --- Event loop: reading the request -----------------------------------------------
 
@@ -151,6 +152,7 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
                 pass  # the thread answers 400, as for any request
             else:
                 if static.answers(self.environ):
+                    self.on_loop = True
                     self.run()  # WhiteNoise's answer: no thread hop (static_files.py)
                     return
         self.container.queue.put(self)
@@ -425,6 +427,8 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
         while self.unsent and (self.unsent_bytes > _STREAM_HIGH_WATER or self.unsent[0][0].done()):
             future, size = self.unsent.popleft()
             if self.unsent_bytes > _STREAM_HIGH_WATER:
+                if self.on_loop:  # only the loop can resolve the future: waiting would hang it
+                    raise BadResponse("a static file outgrew its size while the event loop sent it")
                 self.wait_written(future)  # raises StreamClosedError if the client went away
             self.unsent_bytes -= size
 

@@ -198,6 +198,9 @@ ADMINS = [
 EMAIL_URL = env.str("EMAIL_URL", default="")
 # Without EMAIL_URL, mail (password resets...) is printed to the console instead of failing.
 vars().update(environ.Env.email_url_config(EMAIL_URL or "consolemail://"))
+# Seconds; a mail server that stops answering must not hold the thread (or, for an error
+# report while the event loop served a static file, the loop) that sends an error mail.
+EMAIL_TIMEOUT = 10
 SERVER_EMAIL = env.str("DJANGO_SERVER_EMAIL", default="{{ cookiecutter.project_slug }}@localhost")
 DEFAULT_FROM_EMAIL = env.str("DJANGO_DEFAULT_FROM_EMAIL", default=SERVER_EMAIL)
 EMAIL_SUBJECT_PREFIX = f"[{PROJECT_NAME}] "

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from django.core.handlers.wsgi import WSGIHandler
+from django.core.signals import request_finished, request_started
 from django.test import override_settings
 
 from tornado_wsgi_server.static_files import loop_static
@@ -101,7 +102,18 @@ def test_loop_and_threads_give_the_same_answer(start_server, server_env):
     assert {200, 206, 304, 404, 416} <= statuses
 
 
-def test_the_loop_answers_only_behind_safe_middleware(settings, caplog):
+@pytest.fixture
+def only_djangos_receivers():
+    """The tests' own request_finished receiver (tests/views.py) off, as in a plain project."""
+    from tests import views
+
+    connected = request_finished.disconnect(views.count_finished)
+    yield
+    if connected:
+        request_finished.connect(views.count_finished)
+
+
+def test_the_loop_answers_only_behind_safe_middleware(settings, caplog, only_djangos_receivers):
     """Any middleware before WhiteNoise but SecurityMiddleware (it might query the
     database), a wrapped application, or WhiteNoise's per-request disk lookups: threads."""
     static = loop_static(WSGIHandler())
@@ -120,3 +132,38 @@ def test_the_loop_answers_only_behind_safe_middleware(settings, caplog):
 
     with override_settings(MIDDLEWARE=[m for m in settings.MIDDLEWARE if "whitenoise" not in m]):
         assert loop_static(WSGIHandler()) is None
+
+
+def test_the_loop_answers_only_with_djangos_own_code_around_whitenoise(monkeypatch, caplog,
+                                                                     only_djangos_receivers):
+    """A handler a monitoring tool patched, or a receiver of request_started/finished that
+    is not Django's own (it may use the database; an async one cannot run beside a running
+    event loop): threads, with the reason in the log."""
+    handler = WSGIHandler()
+    assert loop_static(handler) is not None
+    caplog.set_level(logging.INFO)
+
+    original = WSGIHandler.__call__
+
+    def patched(self, environ, start_response):
+        return original(self, environ, start_response)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(WSGIHandler, "__call__", patched)
+        assert loop_static(handler) is None
+    assert "patched" in caplog.text
+
+    def project_receiver(**kwargs):
+        pass
+
+    async def async_receiver(**kwargs):
+        pass
+
+    for signal in (request_started, request_finished):
+        for receiver in (project_receiver, async_receiver):
+            signal.connect(receiver)
+            try:
+                assert loop_static(handler) is None, (signal, receiver)
+            finally:
+                signal.disconnect(receiver)
+    assert loop_static(handler) is not None
