@@ -251,8 +251,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         "SF4", "[only when] the WSGI application is Django's own and unpatched [and] Django's "
         "`request_started` and `request_finished` signals have no receivers but Django's own",
         "tornado_wsgi_server/static_files.py",
-        "reason = _foreign_code()",
-        'reason = ""',
+        "if unsafe else _foreign_code())",
+        'if unsafe else "")',
         (STATIC,),
     ),
     Mutation(

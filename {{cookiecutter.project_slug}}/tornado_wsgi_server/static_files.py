@@ -56,10 +56,6 @@ def loop_static(application) -> LoopStatic | None:
         return None
     if type(application) is not WSGIHandler:
         return None  # wrapped or replaced: what runs around Django is not known
-    reason = _foreign_code()
-    if reason:
-        log.info("Static files are served from the worker threads: %s.", reason)
-        return None
     before = []
     # Django wraps each middleware in a function (convert_exception_to_response) whose
     # __wrapped__ is the middleware; each middleware holds the next in get_response.
@@ -78,12 +74,13 @@ def loop_static(application) -> LoopStatic | None:
     kind = type(middleware)
     if kind.__call__ is not WhiteNoiseMiddleware.__call__ or kind.serve is not WhiteNoiseMiddleware.serve:
         return None  # a subclass that answers differently
-    unsafe = [name for name in before if name not in LOOP_SAFE_MIDDLEWARE]
-    if unsafe:
-        log.info("Static files are served from the worker threads: %s runs before WhiteNoise "
-                 "in MIDDLEWARE, and only the event loop's own safe list may.", ", ".join(unsafe))
-        return None
     if middleware.autorefresh:
+        return None
+    unsafe = [name for name in before if name not in LOOP_SAFE_MIDDLEWARE]
+    reason = (f"{', '.join(unsafe)} runs before WhiteNoise in MIDDLEWARE, and only the event "
+              f"loop's own safe list may" if unsafe else _foreign_code())
+    if reason:
+        log.info("Static files are served from the worker threads: %s.", reason)
         return None
     return LoopStatic(middleware.files, middleware.static_prefix)
 
