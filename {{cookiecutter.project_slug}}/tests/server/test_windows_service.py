@@ -6,10 +6,12 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -293,11 +295,17 @@ def port_open():
     except OSError:
         return False
 
+def say(event):
+    # One write per line: print() writes its parts one by one, and a line from another
+    # thread could land between them and hide the event.
+    sys.stdout.write("@@ " + json.dumps(event) + "\\n")
+    sys.stdout.flush()
+
 class Status:
     def report(self, state, wait_hint, exit_code):
-        print("@@", json.dumps(["report", state, exit_code, port_open()]), flush=True)
+        say(["report", state, exit_code, port_open()])
     def event(self, event_id, level, text):
-        print("@@", json.dumps([level, text, event_id]), flush=True)
+        say([level, text, event_id])
 
 lifecycle = ServiceLifecycle(load_project({project!r}), Status(), sys.argv[1:] and sys.argv[2:])
 
@@ -307,7 +315,7 @@ def controls():
 
 threading.Thread(target=controls, daemon=True).start()
 code = lifecycle.run()
-print("@@", json.dumps(["returned", code, lifecycle.state]), flush=True)
+say(["returned", code, lifecycle.state])
 """
 
 
@@ -318,10 +326,22 @@ class LifecycleDriver:
              "--settings", "tests.settings", "--port", str(port), "--log-file", str(tmp_path / "server.log"), *args],
             cwd=tmp_path, env=server_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.events = []
+        # Read on a thread, so that an event that never comes fails the test instead of
+        # hanging it.
+        self.lines: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
 
-    def next_event(self) -> list:
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.put(line)
+        self.lines.put("")
+
+    def next_event(self, timeout: float = 90) -> list:
         while True:  # other lines are the server's own output
-            line = self.process.stdout.readline()
+            try:
+                line = self.lines.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(f"no event for {timeout}s; so far: {self.events}") from None
             assert line, f"the driver ended: {self.events}"
             if line.startswith("@@ "):
                 self.events.append(json.loads(line[3:]))
