@@ -27,6 +27,7 @@ pytestmark = pytest.mark.slow
 # site): the project's own tests decide their settings and must pass with it all the same.
 DEVELOPER_ENV = {
     "SERVER_HOST": "0.0.0.0", "SERVER_PORT": "8765", "SERVER_THREADS": "3", "SERVER_WORKERS": "2",
+    "SERVER_STATIC_FROM_LOOP": "false",
     "SERVER_ACCESS_LOG": "false", "SERVER_LOG_FILE": "logs/elsewhere.log", "SERVER_LOG_MAX_BYTES": "1M",
     "SERVER_LOG_BACKUPS": "2", "SERVER_TRUSTED_PROXIES": "127.0.0.1", "SERVER_MAX_CONNECTIONS": "40",
     "SERVER_MAX_CONNECTIONS_PER_IP": "4", "SERVER_MAX_QUEUE": "5", "SERVER_MAX_QUEUE_WAIT": "1",
