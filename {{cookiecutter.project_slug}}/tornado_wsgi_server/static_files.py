@@ -32,8 +32,11 @@ class LoopStatic:
     (URL path -> file) and its URL prefix. Read-only once made."""
 
     def __init__(self, files: dict, prefix: str) -> None:
+        from django.core.handlers.wsgi import get_path_info
+
         self.files = files
         self.prefix = prefix
+        self._path_info = get_path_info  # Django's, so the lookup is the one WhiteNoise makes
 
     def may_answer(self, target: str) -> bool:
         """A cheap first look at the request target, before any environ is built."""
@@ -42,9 +45,7 @@ class LoopStatic:
     def answers(self, environ: dict) -> bool:
         """WhiteNoise answers this request itself: the path Django's request will have is
         in its table (the lookup WhiteNoiseMiddleware makes)."""
-        from django.core.handlers.wsgi import get_path_info
-
-        return (get_path_info(environ) or "/") in self.files
+        return (self._path_info(environ) or "/") in self.files
 
 
 def loop_static(application) -> LoopStatic | None:
