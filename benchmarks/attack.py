@@ -287,7 +287,7 @@ class ConnectionCounter:
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def count(self) -> int:
-        n = 0
+        seen = set()  # the file is read in pieces, so a socket can show up twice while others come and go
         try:
             with open("/proc/net/tcp") as f:
                 next(f)
@@ -296,10 +296,11 @@ class ConnectionCounter:
                     if state != "01" or int(local.rsplit(":", 1)[1], 16) != self.port:
                         continue
                     address = socket.inet_ntoa(int(remote.split(":")[0], 16).to_bytes(4, sys.byteorder))
-                    n += address in self.addresses
+                    if address in self.addresses:
+                        seen.add(remote)
         except (OSError, StopIteration, ValueError):
             pass
-        return n
+        return len(seen)
 
     def _sample(self) -> None:
         while not self._stop.wait(0.5):

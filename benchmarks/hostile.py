@@ -33,6 +33,7 @@ FIRST_SOURCE = ipaddress.ip_address("127.0.1.1")
 BODY_SIZE = 100_000
 TRICKLE = b"a=" + b"x" * 6  # bytes sent per connection every --interval seconds
 RECEIVE_BUFFER = 4096
+ETHERNET_MSS = 1460
 KINDS = ("dup-length", "unread")
 
 
@@ -71,6 +72,10 @@ class Attacker:
         if self.args.kind == "unread":
             # Before connect, so the window the server sees is small from the start.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            # And an Ethernet-sized segment, as a client across a network has: with loopback's
+            # 64 KB segments the server's kernel would take ~3 MB of each answer into its send
+            # buffer, and a thousand such connections would exhaust the machine's TCP memory.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, ETHERNET_MSS)
         if hasattr(socket, "IP_BIND_ADDRESS_NO_PORT"):  # pick the port at connect: no port shortage
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_BIND_ADDRESS_NO_PORT, 1)
         try:
