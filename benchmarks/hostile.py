@@ -37,6 +37,9 @@ ETHERNET_MSS = 1460
 KINDS = ("dup-length", "unread")
 
 
+assert ipaddress.ip_address(TARGET) in LOOPBACK
+
+
 def sources(count: int) -> list[str]:
     """``count`` source addresses from 127.0.1.1 on, all inside 127.0.0.0/8."""
     addresses = [FIRST_SOURCE + n for n in range(count)]
