@@ -75,6 +75,7 @@ BENCH_FILES = {
             path("block", views.block),
             path("work", views.work),
             path("big", views.big),
+            path("page", views.page),
         ]
     """,
     "bench/views.py": """
@@ -85,6 +86,8 @@ BENCH_FILES = {
         from django.shortcuts import render
 
         from .models import Item
+
+        PAGE = b"x" * (4 * 1024**2)  # one object: every answer shares it
 
 
         def hello(request):
@@ -107,6 +110,10 @@ BENCH_FILES = {
 
         def big(request):
             return FileResponse(open(os.environ["BENCH_BIG_FILE"], "rb"))
+
+
+        def page(request):
+            return HttpResponse(PAGE)  # a whole 4 MB page, sent as one body
     """,
     "bench/models.py": """
         from django.db import models

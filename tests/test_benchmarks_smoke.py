@@ -68,3 +68,22 @@ def test_quick_attack_benchmark_prints_a_table(tmp_path):
         "tornado_server", "tornado_server (no per-address cap)", "waitress"}, result.stdout
     report = (tmp_path / "attack-quick.md").read_text(encoding="utf-8")
     assert "| slow read (-X) of a 20 MB FileResponse | tornado_server |" in report
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the attack benchmark runs on Linux")
+def test_quick_attack_benchmark_runs_its_own_attackers_and_the_office(tmp_path):
+    for address in ("127.0.0.2", "127.0.0.3", "127.0.1.1"):
+        need(can_bind(address), f"{address} is not a loopback address here")
+    result = run(
+        [sys.executable, ROOT / "benchmarks" / "attack.py", "--quick", "--attacks", "dup-length,unread,nat",
+         "--servers", "tornado_server", "--python", main_python(), "--results", tmp_path],
+        cwd=ROOT, env=clean_env(), timeout=240,
+    )
+    assert result.returncode == 0, result.stdout
+    rows = re.findall(r"^\| ([^|]+) \| tornado_server \| (\d+)/(\d+) \(", result.stdout, re.M)
+    labels = {label for label, ok, sent in rows if int(sent) > 0}
+    assert labels == {"slow body, duplicated Content-Length, many addresses",
+                      "4 MB HttpResponse never read, many addresses",
+                      "office behind NAT: 20 browsers x 6 keep-alive conns, 1 address"}, result.stdout
+    report = (tmp_path / "attack-quick.md").read_text(encoding="utf-8")
+    assert "| office behind NAT: 20 browsers x 6 keep-alive conns, 1 address | tornado_server |" in report
