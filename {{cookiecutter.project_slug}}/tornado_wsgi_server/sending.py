@@ -37,6 +37,7 @@ class WriteWatch:
         self.last_progress = time.monotonic()
         self.timer = None
         self.stalled = False
+        self.on_drained = None  # called once when nothing waits any more, if set
 
     def track(self, future) -> None:
         if future.done():
@@ -55,6 +56,9 @@ class WriteWatch:
     def _progress(self, future) -> None:
         self.pending -= 1
         self.last_progress = time.monotonic()
+        if not self.pending and self.on_drained is not None:
+            drained, self.on_drained = self.on_drained, None
+            drained()
 
     def _check(self) -> None:
         self.timer = None
@@ -72,6 +76,8 @@ class _Unwatched:
     """The watch of a response whose writes the kernel has taken at once, as most are:
     a WriteWatch is made at the first write that waits. (Each one ties its request into
     a reference cycle that only the garbage collector would free.)"""
+
+    pending = 0
 
     @staticmethod
     def idle_for() -> float:
@@ -343,6 +349,9 @@ class ResponseWriter:
         self.stuck = False
         self.release()
 
+    def left_responding(self) -> None:
+        self.container.responding.discard(self)
+
     def release(self) -> None:
         """This request no longer holds a thread or waits for one."""
         if not self.released and not self.stuck:
@@ -351,7 +360,12 @@ class ResponseWriter:
 
     def done(self, status: int, size: int) -> None:
         self.release()
-        self.container.responding.discard(self)
+        if self.watch.pending and not self.request_conn.stream.closed():
+            # Its client has not taken all of it yet: evictable until it has, whole
+            # responses and a stream's tail alike (container.evict_stalled_reader).
+            self.watch.on_drained = self.left_responding
+        else:
+            self.container.responding.discard(self)
         if not self.logged:
             self.logged = True
             self.log_access(status, size)
