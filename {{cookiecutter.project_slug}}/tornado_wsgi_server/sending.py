@@ -22,19 +22,29 @@ _FILE_BLOCKS_QUEUED = 2  # a file's blocks waiting for the kernel: its memory pe
 
 
 class WriteWatch:
-    """Watches the write futures of one response; ``on_stall()`` runs at most once.
+    """Watches the write futures of one response; ``on_stall()`` or ``on_slow(rate)`` runs
+    at most once.
 
     Each future given to ``track()`` resolves once its data is in the kernel. While one is
     pending, the resolution of any of them counts as progress; none for ``timeout`` seconds
-    is a stall. A trickling stream with nothing queued is never stalled.
+    is a stall. While data waits without a break, the kernel must also take ``min_rate``
+    bytes per second on average over each ``window`` seconds (``stream``'s count of bytes
+    written), or the client is too slow. A trickling stream with nothing queued is neither.
     """
 
-    def __init__(self, loop, timeout: float, on_stall: Callable[[], None]) -> None:
+    def __init__(self, loop, timeout: float, on_stall: Callable[[], None], stream=None,
+                 min_rate: int = 0, window: float = 0.0, on_slow: Callable[[float], None] | None = None) -> None:
         self.loop = loop
         self.timeout = timeout
         self.on_stall = on_stall
+        self.stream = stream
+        self.min_rate = min_rate if stream is not None and on_slow is not None else 0
+        self.window = window
+        self.on_slow = on_slow
         self.pending = 0
         self.last_progress = time.monotonic()
+        self.window_started = self.last_progress
+        self.window_sent = 0
         self.timer = None
         self.stalled = False
         self.on_drained = None  # called once when nothing waits any more, if set
@@ -43,11 +53,22 @@ class WriteWatch:
         if future.done():
             return
         if self.pending == 0:
-            self.last_progress = time.monotonic()
+            self.last_progress = self.window_started = time.monotonic()
+            self.window_sent = self._sent()
         self.pending += 1
         future.add_done_callback(self._progress)
         if self.timer is None and not self.stalled:
-            self.timer = self.loop.call_later(self.timeout, self._check)
+            self.timer = self.loop.call_later(self._next_check(0.0, self.last_progress), self._check)
+
+    def _sent(self) -> int:
+        """Bytes of this connection the kernel has taken so far."""
+        return self.stream._total_write_done_index if self.min_rate else 0
+
+    def _next_check(self, idle: float, now: float) -> float:
+        delay = self.timeout - idle
+        if self.min_rate:
+            delay = min(delay, self.window_started + self.window - now)
+        return max(delay, 0.0)
 
     def idle_for(self) -> float:
         """Seconds without progress while data waits (0 when nothing waits); any thread."""
@@ -68,8 +89,17 @@ class WriteWatch:
         if idle >= self.timeout:
             self.stalled = True
             self.on_stall()
-        else:
-            self.timer = self.loop.call_later(self.timeout - idle, self._check)
+            return
+        now = time.monotonic()
+        elapsed = now - self.window_started
+        if self.min_rate and elapsed >= self.window:
+            sent = self._sent() - self.window_sent
+            if sent < self.min_rate * elapsed:
+                self.stalled = True
+                self.on_slow(sent / elapsed)
+                return
+            self.window_started, self.window_sent = now, sent + self.window_sent
+        self.timer = self.loop.call_later(self._next_check(idle, now), self._check)
 
 
 class _Unwatched:
@@ -192,8 +222,10 @@ class ResponseWriter:
             return future
         if not future.done():
             if self.watch is UNWATCHED:
-                container = self.container
-                self.watch = WriteWatch(container.loop, container.options.write_timeout, self.stalled)
+                container, options = self.container, self.container.options
+                self.watch = WriteWatch(container.loop, options.write_timeout, self.stalled,
+                                        self.request_conn.stream, options.min_send_rate,
+                                        options.body_rate_window, self.too_slow)
             self.watch.track(future)
         return future
 
@@ -301,6 +333,18 @@ class ResponseWriter:
         log.warning("Closed the connection of %s: it read nothing of the response to %s %s for %gs",
                     self.client, self.start_line.method, self.start_line.path,
                     self.container.options.write_timeout)
+        self.request_conn.close()
+
+    def too_slow(self, rate: float) -> None:
+        """The client took the response slower than --min-send-rate over a window."""
+        if self.stall_logged or self.cut_off:
+            return
+        self.stall_logged = True
+        self.closed = True
+        self.container.note(self.client, "slow-reader", "Closed the connection of %s: it took the "
+                            "response to %s %s at %.0f bytes/s, slower than --min-send-rate (%d)",
+                            self.client, self.start_line.method, self.start_line.path, rate,
+                            self.container.options.min_send_rate)
         self.request_conn.close()
 
     def evict(self) -> None:

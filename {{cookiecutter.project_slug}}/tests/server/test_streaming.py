@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -247,6 +248,41 @@ def test_clients_that_do_not_read_a_long_stream_lose_it_after_the_write_timeout(
     finally:
         for sock in attackers:
             sock.close()
+
+
+def test_a_client_that_reads_too_slowly_loses_its_stream_and_the_thread_serves_again(start_server):
+    """A steady reader of about 500 bytes/s never stalls a 64 KB slice for --write-timeout,
+    yet it would hold the only thread for a day: --min-send-rate (1 KB/s) closes it."""
+    server = start_server("--threads", "1", "--body-rate-window", "2")
+    path = "/__test__/stream?chunks=500&size=100000"
+    [sock] = open_non_reading(server.port, path, 1)
+    stop = threading.Event()
+
+    def read_slowly() -> None:
+        sock.settimeout(1)
+        while not stop.is_set():
+            try:
+                if not sock.recv(250):
+                    return
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            stop.wait(0.5)
+
+    reader = threading.Thread(target=read_slowly, daemon=True)
+    reader.start()
+    try:
+        output = server.wait_for_output("slower than --min-send-rate", timeout=20)
+        assert f"it took the response to GET {path} at" in output
+        # The only thread is free again: the worker stopped waiting on that client.
+        assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
+        server.wait_for_output(f'"GET {path} HTTP/1.1" 499', timeout=10)
+    finally:
+        stop.set()
+        reader.join(5)
+        sock.close()
+    assert "it read nothing of the response" not in server.output()
 
 
 def read_until_closed(sock: socket.socket, timeout: float) -> tuple[int, bool]:
