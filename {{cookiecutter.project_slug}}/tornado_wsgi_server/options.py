@@ -176,7 +176,8 @@ def options_for(project: Project) -> tuple[Option, ...]:
         Option("static_from_loop", _bool, "true",
                "Answer the static files WhiteNoise serves on the event loop, with no thread "
                "hop (about 1.6x the requests per second); turn off if STATIC_ROOT is on a "
-               "slow network share, whose reads would hold up every connection.", flag=True),
+               "slow network share: opening its files (and reading those under 256 KB) would "
+               "hold up every connection.", flag=True),
         Option("settings", _module, project.settings, "Django settings module.",
                env="DJANGO_SETTINGS_MODULE", metavar="MODULE"),
         Option("max_queue", _int_range(0), "100",

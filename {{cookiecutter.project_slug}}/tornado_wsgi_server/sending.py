@@ -2,13 +2,16 @@
 
 ``ResponseWriter`` (RequestTask's loop side) sends heads and bodies; ``WriteWatch`` closes a
 connection whose response makes no progress (not one 64 KB slice taken by the kernel) for
-``--write-timeout`` seconds; ``FileSender`` sends a regular file from the loop, block by block.
+``--write-timeout`` seconds; ``FileSender`` sends a regular file from the loop, block by block
+(read by ``FileReader``'s threads).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable
 
@@ -17,7 +20,7 @@ from tornado.concurrent import Future
 
 from .logs import log
 
-WRITE_SLICE = 64 * 1024  # the unit of progress, and of a file read on the loop
+WRITE_SLICE = 64 * 1024  # the unit of progress, and of a file read for the loop
 _FILE_BLOCKS_QUEUED = 2  # a file's blocks waiting for the kernel: its memory per connection
 
 
@@ -117,21 +120,59 @@ class _Unwatched:
 UNWATCHED = _Unwatched()
 
 
+class FileReader:
+    """Reads file blocks for the loop on a few threads of its own (not Django's), so a slow
+    disk or network share delays only the files being sent, never the loop. Its threads are
+    daemons: a read that never returns (a share gone away) cannot keep the process alive."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.started = 0
+        self.lock = threading.Lock()
+
+    def read(self, fd: int, size: int, deliver: Callable, call_on_loop: Callable) -> None:
+        """Read up to ``size`` bytes of ``fd``; then ``deliver(block, error)`` on the loop."""
+        if self.started < self.threads:
+            with self.lock:
+                if self.started < self.threads:
+                    self.started += 1
+                    threading.Thread(target=self._work, name=f"file_read_{self.started}",
+                                     daemon=True).start()
+        self.jobs.put((fd, size, deliver, call_on_loop))
+
+    def _work(self) -> None:
+        while True:
+            fd, size, deliver, call_on_loop = self.jobs.get()
+            try:
+                block, error = os.read(fd, size), None
+            except Exception as exc:
+                block, error = b"", exc
+            call_on_loop(deliver, block, error)
+
+
+FILE_READER = FileReader(threads=4)
+
+
 class FileSender:
     """Sends ``limit`` bytes (None: up to the end) of the open file ``fd`` from the loop.
 
     ``write(block)`` returns a future resolved once the block is in the kernel; the next
     block is read only then, so a client that does not read costs two blocks of memory and
     no thread. ``fd`` is closed at the end; ``done(error)`` runs once (error None: all sent).
-    Reads happen on the loop: meant for regular files, which the page cache makes fast.
+    Blocks are read one at a time by ``FILE_READER``, off the loop; ``call_on_loop`` brings
+    each back.
     """
 
-    def __init__(self, fd: int, limit: int | None, write: Callable, done: Callable) -> None:
+    def __init__(self, fd: int, limit: int | None, write: Callable, done: Callable,
+                 call_on_loop: Callable) -> None:
         self.fd = fd
         self.left = limit
         self.write = write
         self.done = done
+        self.call_on_loop = call_on_loop
         self.queued = 0
+        self.reading = False  # a read of fd is under way: fd stays open until it ends
         self.at_end = False
         self.finished = False
 
@@ -139,23 +180,40 @@ class FileSender:
         self._fill()
 
     def _fill(self) -> None:
-        try:
-            while not self.at_end and self.queued < _FILE_BLOCKS_QUEUED:
-                size = WRITE_SLICE if self.left is None else min(WRITE_SLICE, self.left)
-                block = os.read(self.fd, size) if size else b""
-                if not block:
-                    self.at_end = True
-                    break
-                if self.left is not None:
-                    self.left -= len(block)
+        if self.finished or self.reading:
+            return
+        size = WRITE_SLICE if self.left is None else min(WRITE_SLICE, self.left)
+        if not size:
+            self.at_end = True
+        if self.at_end:
+            if not self.queued:
+                self._end(None)
+            return
+        if self.queued < _FILE_BLOCKS_QUEUED:
+            self.reading = True
+            FILE_READER.read(self.fd, size, self._block_read, self.call_on_loop)
+
+    def _block_read(self, block: bytes, error: BaseException | None) -> None:
+        self.reading = False
+        if self.finished:  # ended while the block was being read: the descriptor is ours to close
+            os.close(self.fd)
+            return
+        if error is None and block:
+            if self.left is not None:
+                self.left -= len(block)
+            try:
                 future = self.write(block)
+            except Exception as exc:  # a closed connection: end it either way
+                error = exc
+            else:
                 self.queued += 1
                 future.add_done_callback(self._written)
-        except Exception as exc:  # a closed connection, a read error: end it either way
-            self._end(exc)
-            return
-        if self.at_end and not self.queued:
-            self._end(None)
+        elif error is None:
+            self.at_end = True
+        if error is not None:
+            self._end(error)
+        else:
+            self._fill()
 
     def _written(self, future) -> None:
         self.queued -= 1
@@ -171,7 +229,8 @@ class FileSender:
         if self.finished:
             return
         self.finished = True
-        os.close(self.fd)
+        if not self.reading:
+            os.close(self.fd)
         self.done(error)
 
 
@@ -291,7 +350,7 @@ class ResponseWriter:
             self.abort(start_line.code)
             return
         self.container.sending += 1
-        FileSender(fd, limit, self.write_body, self.file_sent).start()
+        FileSender(fd, limit, self.write_body, self.file_sent, self.container.call_on_loop).start()
 
     def file_sent(self, error: BaseException | None) -> None:
         self.container.sending -= 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -213,6 +214,35 @@ def test_clients_that_do_not_read_a_file_hold_no_thread(start_server, big_file):
     finally:
         for sock in attackers:
             sock.close()
+
+
+def bytes_read_per_thread(pid: int) -> dict[int, int]:
+    """Linux: what each thread of process ``pid`` has read by read(2) and the like."""
+    counts = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            counts[int(task.name)] = int(re.search(r"rchar: (\d+)", (task / "io").read_text()).group(1))
+        except (OSError, AttributeError):
+            pass  # the thread has just ended
+    return counts
+
+
+@pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/io").is_file(),
+                    reason="per-thread read counts come from Linux's /proc")
+def test_large_files_are_read_off_the_event_loop(start_server, big_file):
+    """A slow disk or network share must not hold up the loop: it sends a large file, but
+    its blocks are read by other threads."""
+    server = start_server(env={"TEST_FILE": str(big_file)})
+    pid = httpx.get(f"{server.url}/__test__/whoami", timeout=10).json()["pid"]
+    before = bytes_read_per_thread(pid)
+    response = httpx.get(f"{server.url}/__test__/file", timeout=60)
+    assert len(response.content) == big_file.stat().st_size
+    after = bytes_read_per_thread(pid)
+    # The event loop runs on the main thread, whose id is the process's.
+    on_loop = after[pid] - before[pid]
+    assert on_loop < 1024 * 1024, f"the event loop read {on_loop} bytes"
+    elsewhere = max(count - before.get(thread, 0) for thread, count in after.items() if thread != pid)
+    assert elsewhere >= big_file.stat().st_size
 
 
 def test_clients_that_do_not_read_a_stream_end_hold_no_thread(start_server):
