@@ -4,8 +4,9 @@ Console output follows the Django settings' ``LOGGING`` and never fails on a cha
 console lacks; the file handler locks around writes and rotation, so several worker
 processes and a Windows service can share it. While a process serves, what its event loop
 logs is written by a listener thread (``off_the_loop()``): no handler (a console, the file
-and its lock, the admins' error mail) ever makes the loop wait. Long text in a record's
-arguments, such as a 60 KB request target, is cut to ``LOGGED_TEXT_LIMIT`` characters.
+and its lock, the admins' error mail) ever makes the loop wait. Request targets and headers
+that the access log and Django log (a 60 KB target, say) are cut to ``LOGGED_TEXT_LIMIT``
+characters.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ def setup_logging(options: ServerOptions) -> None:
 
 
 LOGGED_TEXT_LIMIT = 2048  # characters of one argument of a log record (a request target)
+# Loggers whose arguments come from the request (its target, its Host header), not from
+# the server (a thread's stack, which must stay whole).
+_REQUEST_LOGGERS = ("tornado_server.access", "django.request", "django.security")
 
 
 def _shortened(value):
@@ -66,10 +70,12 @@ def _shortened(value):
 
 
 def shorten_long_arguments(record: logging.LogRecord) -> bool:
-    """A logging filter: text arguments past LOGGED_TEXT_LIMIT characters are cut, with
-    their length said, so a hostile request cannot fill the log (and rotate it away)."""
+    """A logging filter: text arguments of the request loggers past LOGGED_TEXT_LIMIT
+    characters are cut, with their length said, so a hostile request cannot fill the log
+    (and rotate it away)."""
     args = record.args
-    if type(args) is tuple and not getattr(record, "shortened", False):
+    if type(args) is tuple and record.name.startswith(_REQUEST_LOGGERS) \
+            and not getattr(record, "shortened", False):
         for value in args:
             if type(value) is str and len(value) > LOGGED_TEXT_LIMIT:
                 record.args = tuple(_shortened(value) for value in args)
