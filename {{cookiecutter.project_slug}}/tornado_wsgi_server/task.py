@@ -277,8 +277,8 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
         handed_over = False
         try:
             environ = self.environ if self.environ is not None else container.environ(self)
-            self.result = (container.static.handler if self.on_loop else container.application)(
-                environ, start_response)
+            application = container.static.handler if self.on_loop else container.application
+            self.result = application(environ, start_response)
             result = self.result
             if not self.headers_sent and (
                 isinstance(result, (list, tuple)) or getattr(result, "streaming", None) is False
@@ -304,11 +304,8 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
         except BaseException as exc:  # SystemExit too: the client gets an answer, the slot back
             self.close_result()
             if self.on_loop and not self.headers_sent and isinstance(exc, Exception):
-                # Django's error handling (500 page, receivers, error mail) never runs on
-                # the loop: a thread answers this request from the start.
-                self.on_loop = False
-                self.environ = None
-                handed_over = True
+                # Never Django's error handling (500 page, error mail) on the loop: a thread's.
+                self.on_loop, self.environ, handed_over = False, None, True
                 container.queue.put(self)
                 return
             self.fail(exc, method)
