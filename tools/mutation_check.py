@@ -84,6 +84,7 @@ WATCHDOG = "tests/server/test_watchdog.py"
 METRICS = "tests/server/test_metrics.py"
 STATUS_PAGE = "tests/server/test_status_page.py"
 ADMIN = "tests/server/test_windows_admin.py"
+OPTIONS = "tests/server/test_options.py"
 DRAIN_PROMISE = "Ctrl+C, Ctrl+Break, SIGTERM ...: requests in flight get up to `--drain-timeout` seconds"
 PROXY_PROMISE = "`--trusted-proxies`: proxies whose `X-Forwarded-For`/`-Proto`/`-Host` are believed"
 
@@ -967,6 +968,49 @@ MUTATIONS: tuple[Mutation, ...] = (
         'return [entry for entry in existing if not entry.upper().startswith("PATH=")] + ["PATH=" + path]',
         'return ["PATH=" + path]',
         (ADMIN,),
+    ),
+    Mutation(
+        "L1", "at the limit ... then a download its client has not read for 5 s (any response: a page sent whole too)",
+        "tornado_wsgi_server/sending.py",
+        "            self.watch.on_drained = self.left_responding\n",
+        "            self.container.responding.discard(self)\n",
+        (f"{CONNECTIONS}::test_clients_that_do_not_read_a_whole_page_are_evicted_at_the_limit",),
+    ),
+    Mutation(
+        "L2", "`--min-send-rate`: a slower client is closed and its thread freed",
+        "tornado_wsgi_server/sending.py",
+        "            if sent < self.min_rate * elapsed:\n",
+        "            if False:\n",
+        (f"{STREAMING}::test_a_client_that_reads_too_slowly_loses_its_stream_and_the_thread_serves_again",),
+    ),
+    Mutation(
+        "L3", "an error while the loop answers a static file is handled on a thread (500 page, error mail)",
+        "tornado_wsgi_server/task.py",
+        "            if self.on_loop and not self.headers_sent and isinstance(exc, Exception):\n",
+        "            if False:\n",
+        (f"{STATIC}::test_a_static_file_error_is_handled_on_a_thread_not_the_loop",),
+    ),
+    Mutation(
+        "L4", "long request targets are logged cut to 2 KB, with their length",
+        "tornado_wsgi_server/logs.py",
+        "                record.args = tuple(_shortened(value) for value in args)\n",
+        "                pass\n",
+        (f"{OPTIONS}::test_a_huge_request_target_gives_short_log_lines_and_a_stop_loses_none",),
+    ),
+    Mutation(
+        "L5", "what the event loop logs is written by another thread: a held log file lock never stalls it",
+        "tornado_wsgi_server/logs.py",
+        "            _records.put((self, record))\n",
+        "            self.dispatch(record)\n",
+        (f"{OPTIONS}::test_a_held_log_file_lock_does_not_hold_up_the_event_loop",),
+    ),
+    Mutation(
+        "L6", "large files are sent by the loop but read by threads of their own (a slow share never stalls the loop)",
+        "tornado_wsgi_server/sending.py",
+        "            FILE_READER.read(self.fd, size, self._block_read, self.call_on_loop)\n",
+        "            block = os.read(self.fd, size)\n"
+        "            self._block_read(block, None)\n",
+        (f"{STREAMING}::test_large_files_are_read_off_the_event_loop",),
     ),
 )
 

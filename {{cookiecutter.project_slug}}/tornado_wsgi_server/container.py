@@ -98,7 +98,8 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
         self.in_flight = 0  # read completely, not yet answered; touched on the loop only
         self.sending = 0  # files the loop sends on its own, with no thread held
         self.capacity = options.threads + options.max_queue
-        # Requests handed to a thread and not yet answered in full; a stalled one may be evicted.
+        # Requests handed to a thread whose client has not yet taken all of the answer; a
+        # stalled one may be evicted.
         self.responding: set = set()
         # Streams of connections waiting for a request (new or keep-alive) -> since when
         # (loop time), oldest first; closed after --idle-timeout, headers half-sent or not.

@@ -176,7 +176,8 @@ def options_for(project: Project) -> tuple[Option, ...]:
         Option("static_from_loop", _bool, "true",
                "Answer the static files WhiteNoise serves on the event loop, with no thread "
                "hop (about 1.6x the requests per second); turn off if STATIC_ROOT is on a "
-               "slow network share, whose reads would hold up every connection.", flag=True),
+               "slow network share: opening its files (and reading those under 256 KB) would "
+               "hold up every connection.", flag=True),
         Option("settings", _module, project.settings, "Django settings module.",
                env="DJANGO_SETTINGS_MODULE", metavar="MODULE"),
         Option("max_queue", _int_range(0), "100",
@@ -209,10 +210,16 @@ def options_for(project: Project) -> tuple[Option, ...]:
                "Bytes per second a request body must average over each --body-rate-window; "
                "a slower upload is closed.", metavar="SIZE"),
         Option("body_rate_window", _seconds, "10",
-               "Seconds over which --min-body-rate is measured.", metavar="SECONDS"),
+               "Seconds over which --min-body-rate and --min-send-rate are measured.",
+               metavar="SECONDS"),
         Option("write_timeout", _seconds, "60",
                "Seconds a response may wait on a client that does not read (accepts less than "
                "64 KB) before its connection is closed and its thread freed.", metavar="SECONDS"),
+        Option("min_send_rate", _size, "1K",
+               "Bytes per second a client must take a response at, on average over each "
+               "--body-rate-window while part of it waits in the server; a slower one (or one "
+               "that stopped reading) has its connection closed and its thread freed.",
+               metavar="SIZE"),
         Option("request_timeout", _seconds_or_off, "300",
                "Seconds a request may stay inside Django (a stream: without producing a part); "
                "past that its client gets 504 (or, once the response began, a closed connection), "
@@ -283,6 +290,7 @@ class ServerOptions:
     min_body_rate: int = 1024
     body_rate_window: float = 10.0
     write_timeout: float = 60.0
+    min_send_rate: int = 1024
     request_timeout: float = 300.0  # 0: no limit
     max_requests: int = 0
     max_requests_jitter: int = 0

@@ -24,7 +24,7 @@ from .application import setup_django, tornado_routes
 from .connections import TornadoServer, bind, raise_open_file_limit, ssl_context
 from .container import ThreadedWSGIContainer
 from .control import SINGLE_PROCESS_RELOAD, ControlChannel
-from .logs import log, tolerate_unencodable_output
+from .logs import log, off_the_loop, tolerate_unencodable_output
 from .metrics_hub import single_process_sink, start_reporter
 from .options import IS_WINDOWS, ServerOptions
 from .project import Project
@@ -108,7 +108,8 @@ class Server:
         sys.setswitchinterval(SWITCH_INTERVAL)
         freeze_startup_heap()
         try:
-            return loop.run_until_complete(self._serve(application))
+            with off_the_loop():
+                return loop.run_until_complete(self._serve(application))
         finally:
             sys.setswitchinterval(previous_interval)
             loop.close()

@@ -2,13 +2,16 @@
 
 ``ResponseWriter`` (RequestTask's loop side) sends heads and bodies; ``WriteWatch`` closes a
 connection whose response makes no progress (not one 64 KB slice taken by the kernel) for
-``--write-timeout`` seconds; ``FileSender`` sends a regular file from the loop, block by block.
+``--write-timeout`` seconds; ``FileSender`` sends a regular file from the loop, block by block
+(read by ``FileReader``'s threads).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable
 
@@ -17,36 +20,58 @@ from tornado.concurrent import Future
 
 from .logs import log
 
-WRITE_SLICE = 64 * 1024  # the unit of progress, and of a file read on the loop
+WRITE_SLICE = 64 * 1024  # the unit of progress, and of a file read for the loop
 _FILE_BLOCKS_QUEUED = 2  # a file's blocks waiting for the kernel: its memory per connection
 
 
 class WriteWatch:
-    """Watches the write futures of one response; ``on_stall()`` runs at most once.
+    """Watches the write futures of one response; ``on_stall()`` or ``on_slow(rate)`` runs
+    at most once.
 
     Each future given to ``track()`` resolves once its data is in the kernel. While one is
     pending, the resolution of any of them counts as progress; none for ``timeout`` seconds
-    is a stall. A trickling stream with nothing queued is never stalled.
+    is a stall. While data waits without a break, the kernel must also take ``min_rate``
+    bytes per second on average over each ``window`` seconds (``stream``'s count of bytes
+    written), or the client is too slow. A trickling stream with nothing queued is neither.
     """
 
-    def __init__(self, loop, timeout: float, on_stall: Callable[[], None]) -> None:
+    def __init__(self, loop, timeout: float, on_stall: Callable[[], None], stream=None,
+                 min_rate: int = 0, window: float = 0.0, on_slow: Callable[[float], None] | None = None) -> None:
         self.loop = loop
         self.timeout = timeout
         self.on_stall = on_stall
+        self.stream = stream
+        self.min_rate = min_rate if stream is not None and on_slow is not None else 0
+        self.window = window
+        self.on_slow = on_slow
         self.pending = 0
         self.last_progress = time.monotonic()
+        self.window_started = self.last_progress
+        self.window_sent = 0
         self.timer = None
         self.stalled = False
+        self.on_drained = None  # called once when nothing waits any more, if set
 
     def track(self, future) -> None:
         if future.done():
             return
         if self.pending == 0:
-            self.last_progress = time.monotonic()
+            self.last_progress = self.window_started = time.monotonic()
+            self.window_sent = self._sent()
         self.pending += 1
         future.add_done_callback(self._progress)
         if self.timer is None and not self.stalled:
-            self.timer = self.loop.call_later(self.timeout, self._check)
+            self.timer = self.loop.call_later(self._next_check(0.0, self.last_progress), self._check)
+
+    def _sent(self) -> int:
+        """Bytes of this connection the kernel has taken so far."""
+        return self.stream._total_write_done_index if self.min_rate else 0
+
+    def _next_check(self, idle: float, now: float) -> float:
+        delay = self.timeout - idle
+        if self.min_rate:
+            delay = min(delay, self.window_started + self.window - now)
+        return max(delay, 0.0)
 
     def idle_for(self) -> float:
         """Seconds without progress while data waits (0 when nothing waits); any thread."""
@@ -55,6 +80,9 @@ class WriteWatch:
     def _progress(self, future) -> None:
         self.pending -= 1
         self.last_progress = time.monotonic()
+        if not self.pending and self.on_drained is not None:
+            drained, self.on_drained = self.on_drained, None
+            drained()
 
     def _check(self) -> None:
         self.timer = None
@@ -64,14 +92,25 @@ class WriteWatch:
         if idle >= self.timeout:
             self.stalled = True
             self.on_stall()
-        else:
-            self.timer = self.loop.call_later(self.timeout - idle, self._check)
+            return
+        now = time.monotonic()
+        elapsed = now - self.window_started
+        if self.min_rate and elapsed >= self.window:
+            sent = self._sent() - self.window_sent
+            if sent < self.min_rate * elapsed:
+                self.stalled = True
+                self.on_slow(sent / elapsed)
+                return
+            self.window_started, self.window_sent = now, sent + self.window_sent
+        self.timer = self.loop.call_later(self._next_check(idle, now), self._check)
 
 
 class _Unwatched:
     """The watch of a response whose writes the kernel has taken at once, as most are:
     a WriteWatch is made at the first write that waits. (Each one ties its request into
     a reference cycle that only the garbage collector would free.)"""
+
+    pending = 0
 
     @staticmethod
     def idle_for() -> float:
@@ -81,21 +120,59 @@ class _Unwatched:
 UNWATCHED = _Unwatched()
 
 
+class FileReader:
+    """Reads file blocks for the loop on a few threads of its own (not Django's), so a slow
+    disk or network share delays only the files being sent, never the loop. Its threads are
+    daemons: a read that never returns (a share gone away) cannot keep the process alive."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.started = 0
+        self.lock = threading.Lock()
+
+    def read(self, fd: int, size: int, deliver: Callable, call_on_loop: Callable) -> None:
+        """Read up to ``size`` bytes of ``fd``; then ``deliver(block, error)`` on the loop."""
+        if self.started < self.threads:
+            with self.lock:
+                if self.started < self.threads:
+                    self.started += 1
+                    threading.Thread(target=self._work, name=f"file_read_{self.started}",
+                                     daemon=True).start()
+        self.jobs.put((fd, size, deliver, call_on_loop))
+
+    def _work(self) -> None:
+        while True:
+            fd, size, deliver, call_on_loop = self.jobs.get()
+            try:
+                block, error = os.read(fd, size), None
+            except Exception as exc:
+                block, error = b"", exc
+            call_on_loop(deliver, block, error)
+
+
+FILE_READER = FileReader(threads=4)
+
+
 class FileSender:
     """Sends ``limit`` bytes (None: up to the end) of the open file ``fd`` from the loop.
 
     ``write(block)`` returns a future resolved once the block is in the kernel; the next
     block is read only then, so a client that does not read costs two blocks of memory and
     no thread. ``fd`` is closed at the end; ``done(error)`` runs once (error None: all sent).
-    Reads happen on the loop: meant for regular files, which the page cache makes fast.
+    Blocks are read one at a time by ``FILE_READER``, off the loop; ``call_on_loop`` brings
+    each back.
     """
 
-    def __init__(self, fd: int, limit: int | None, write: Callable, done: Callable) -> None:
+    def __init__(self, fd: int, limit: int | None, write: Callable, done: Callable,
+                 call_on_loop: Callable) -> None:
         self.fd = fd
         self.left = limit
         self.write = write
         self.done = done
+        self.call_on_loop = call_on_loop
         self.queued = 0
+        self.reading = False  # a read of fd is under way: fd stays open until it ends
         self.at_end = False
         self.finished = False
 
@@ -103,23 +180,40 @@ class FileSender:
         self._fill()
 
     def _fill(self) -> None:
-        try:
-            while not self.at_end and self.queued < _FILE_BLOCKS_QUEUED:
-                size = WRITE_SLICE if self.left is None else min(WRITE_SLICE, self.left)
-                block = os.read(self.fd, size) if size else b""
-                if not block:
-                    self.at_end = True
-                    break
-                if self.left is not None:
-                    self.left -= len(block)
+        if self.finished or self.reading:
+            return
+        size = WRITE_SLICE if self.left is None else min(WRITE_SLICE, self.left)
+        if not size:
+            self.at_end = True
+        if self.at_end:
+            if not self.queued:
+                self._end(None)
+            return
+        if self.queued < _FILE_BLOCKS_QUEUED:
+            self.reading = True
+            FILE_READER.read(self.fd, size, self._block_read, self.call_on_loop)
+
+    def _block_read(self, block: bytes, error: BaseException | None) -> None:
+        self.reading = False
+        if self.finished:  # ended while the block was being read: the descriptor is ours to close
+            os.close(self.fd)
+            return
+        if error is None and block:
+            if self.left is not None:
+                self.left -= len(block)
+            try:
                 future = self.write(block)
+            except Exception as exc:  # a closed connection: end it either way
+                error = exc
+            else:
                 self.queued += 1
                 future.add_done_callback(self._written)
-        except Exception as exc:  # a closed connection, a read error: end it either way
-            self._end(exc)
-            return
-        if self.at_end and not self.queued:
-            self._end(None)
+        elif error is None:
+            self.at_end = True
+        if error is not None:
+            self._end(error)
+        else:
+            self._fill()
 
     def _written(self, future) -> None:
         self.queued -= 1
@@ -135,7 +229,8 @@ class FileSender:
         if self.finished:
             return
         self.finished = True
-        os.close(self.fd)
+        if not self.reading:
+            os.close(self.fd)
         self.done(error)
 
 
@@ -186,8 +281,10 @@ class ResponseWriter:
             return future
         if not future.done():
             if self.watch is UNWATCHED:
-                container = self.container
-                self.watch = WriteWatch(container.loop, container.options.write_timeout, self.stalled)
+                container, options = self.container, self.container.options
+                self.watch = WriteWatch(container.loop, options.write_timeout, self.stalled,
+                                        self.request_conn.stream, options.min_send_rate,
+                                        options.body_rate_window, self.too_slow)
             self.watch.track(future)
         return future
 
@@ -253,7 +350,7 @@ class ResponseWriter:
             self.abort(start_line.code)
             return
         self.container.sending += 1
-        FileSender(fd, limit, self.write_body, self.file_sent).start()
+        FileSender(fd, limit, self.write_body, self.file_sent, self.container.call_on_loop).start()
 
     def file_sent(self, error: BaseException | None) -> None:
         self.container.sending -= 1
@@ -295,6 +392,18 @@ class ResponseWriter:
         log.warning("Closed the connection of %s: it read nothing of the response to %s %s for %gs",
                     self.client, self.start_line.method, self.start_line.path,
                     self.container.options.write_timeout)
+        self.request_conn.close()
+
+    def too_slow(self, rate: float) -> None:
+        """The client took the response slower than --min-send-rate over a window."""
+        if self.stall_logged or self.cut_off:
+            return
+        self.stall_logged = True
+        self.closed = True
+        self.container.note(self.client, "slow-reader", "Closed the connection of %s: it took the "
+                            "response to %s %s at %.0f bytes/s, slower than --min-send-rate (%d)",
+                            self.client, self.start_line.method, self.start_line.path, rate,
+                            self.container.options.min_send_rate)
         self.request_conn.close()
 
     def evict(self) -> None:
@@ -343,6 +452,9 @@ class ResponseWriter:
         self.stuck = False
         self.release()
 
+    def left_responding(self) -> None:
+        self.container.responding.discard(self)
+
     def release(self) -> None:
         """This request no longer holds a thread or waits for one."""
         if not self.released and not self.stuck:
@@ -351,7 +463,12 @@ class ResponseWriter:
 
     def done(self, status: int, size: int) -> None:
         self.release()
-        self.container.responding.discard(self)
+        if self.watch.pending and not self.request_conn.stream.closed():
+            # Its client has not taken all of it yet: evictable until it has, whole
+            # responses and a stream's tail alike (container.evict_stalled_reader).
+            self.watch.on_drained = self.left_responding
+        else:
+            self.container.responding.discard(self)
         if not self.logged:
             self.logged = True
             self.log_access(status, size)

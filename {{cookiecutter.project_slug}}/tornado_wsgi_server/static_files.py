@@ -14,10 +14,16 @@ handler a monitoring tool has patched, receivers of Django's request_started or
 request_finished signals other than Django's own (one may use the database, and an async
 one cannot run on a thread with a running event loop), and WhiteNoise looking files up on
 disk per request (autorefresh, the default with DEBUG on).
+
+The loop runs that same code without the error handling Django wraps around each
+middleware: an exception (a file deleted since start-up, a denied read) or an answer of
+400 or more sends the request to a thread, which runs Django's own handling of it (500
+page, got_request_exception receivers, the error mail), so none of that runs on the loop.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 
 from .logs import log
@@ -27,15 +33,21 @@ from .logs import log
 LOOP_SAFE_MIDDLEWARE = frozenset({"django.middleware.security.SecurityMiddleware"})
 
 
+class NotForTheLoop(Exception):
+    """WhiteNoise did not answer this request with a file: a thread answers it instead."""
+
+
 class LoopStatic:
     """What the loop needs to know which requests WhiteNoise answers: its table of files
-    (URL path -> file) and its URL prefix. Read-only once made."""
+    (URL path -> file) and its URL prefix, and ``handler``, the WSGI application the loop
+    calls for them. Read-only once made."""
 
-    def __init__(self, files: dict, prefix: str) -> None:
+    def __init__(self, files: dict, prefix: str, handler=None) -> None:
         from django.core.handlers.wsgi import get_path_info
 
         self.files = files
         self.prefix = prefix
+        self.handler = handler
         self._path_info = get_path_info  # Django's, so the lookup is the one WhiteNoise makes
 
     def may_answer(self, target: str) -> bool:
@@ -57,7 +69,7 @@ def loop_static(application) -> LoopStatic | None:
         return None
     if type(application) is not WSGIHandler:
         return None  # wrapped or replaced: what runs around Django is not known
-    before = []
+    before, instances = [], []
     # Django wraps each middleware in a function (convert_exception_to_response) whose
     # __wrapped__ is the middleware; each middleware holds the next in get_response.
     step = getattr(application, "_middleware_chain", None)
@@ -69,6 +81,7 @@ def loop_static(application) -> LoopStatic | None:
             break
         cls = type(middleware)
         before.append(f"{cls.__module__}.{cls.__qualname__}")
+        instances.append(middleware)
         step = getattr(middleware, "get_response", None)
     else:
         return None
@@ -83,7 +96,34 @@ def loop_static(application) -> LoopStatic | None:
     if reason:
         log.info("Static files are served from the worker threads: %s.", reason)
         return None
-    return LoopStatic(middleware.files, middleware.static_prefix)
+    return LoopStatic(middleware.files, middleware.static_prefix,
+                      _loop_handler(application, instances, middleware))
+
+
+def _loop_handler(application, before: list, whitenoise):
+    """``application`` with the same middleware before WhiteNoise and WhiteNoise's own
+    answer, but none of the error handling Django wraps around each middleware: an
+    exception, or a status of 400 or more (which Django would log), reaches the caller."""
+    files, serve = whitenoise.files, whitenoise.serve
+
+    def answer(request):
+        static_file = files.get(request.path_info)
+        if static_file is None:
+            raise NotForTheLoop(request.path_info)
+        response = serve(static_file, request)
+        if response.status_code >= 400:
+            response.close()
+            raise NotForTheLoop(response.status_code)
+        return response
+
+    chain = answer
+    for middleware in reversed(before):
+        middleware = copy.copy(middleware)
+        middleware.get_response = chain
+        chain = middleware
+    handler = copy.copy(application)
+    handler._middleware_chain = chain
+    return handler
 
 
 def _foreign_code() -> str:

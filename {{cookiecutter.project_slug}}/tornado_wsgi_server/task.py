@@ -274,9 +274,11 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
                     self.begin_stream(response, method)
                 self.push(None, None, data)
 
+        handed_over = False
         try:
             environ = self.environ if self.environ is not None else container.environ(self)
-            self.result = container.application(environ, start_response)
+            application = container.static.handler if self.on_loop else container.application
+            self.result = application(environ, start_response)
             result = self.result
             if not self.headers_sent and (
                 isinstance(result, (list, tuple)) or getattr(result, "streaming", None) is False
@@ -301,9 +303,14 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
             container.call_on_loop(self.send_whole, *container.bad_request(str(exc), method))
         except BaseException as exc:  # SystemExit too: the client gets an answer, the slot back
             self.close_result()
+            if self.on_loop and not self.headers_sent and isinstance(exc, Exception):
+                # Never Django's error handling (500 page, error mail) on the loop: a thread's.
+                self.on_loop, self.environ, handed_over = False, None, True
+                container.queue.put(self)
+                return
             self.fail(exc, method)
         finally:
-            if self.body is not None:
+            if self.body is not None and not handed_over:
                 self.body.close()
 
     def fail(self, exc: BaseException, method: str) -> None:

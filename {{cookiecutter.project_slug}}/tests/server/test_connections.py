@@ -179,6 +179,29 @@ def test_stalled_readers_at_the_connection_limit_are_evicted(start_server, tmp_p
     assert "closing a response its client has not read" in server.output()
 
 
+def test_clients_that_do_not_read_a_whole_page_are_evicted_at_the_limit(start_server):
+    """A page sent whole (any HttpResponse) to a client that reads none of it is evictable
+    too, although no thread holds it and the server has handed all of it over."""
+    server = start_server("--max-connections", "3")
+    readers = []
+    for _ in range(3):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(b"GET /__test__/big-page?size=16000000 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        readers.append(sock)
+    try:
+        server.wait_for_output('"GET /__test__/big-page?size=16000000 HTTP/1.1" 200', count=3)
+        time.sleep(6.5)  # past the 5 s without progress that make a response evictable
+        status, elapsed = timed_get(server.url)
+        assert status == 200
+        assert elapsed < 5
+    finally:
+        for sock in readers:
+            sock.close()
+    assert "closing a response its client has not read" in server.output()
+
+
 def closed_within(sock: socket.socket, seconds: float) -> bool:
     sock.settimeout(seconds)
     try:

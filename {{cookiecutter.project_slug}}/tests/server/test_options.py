@@ -168,3 +168,45 @@ def test_log_file_rotates_with_two_workers(start_server, tmp_path):
     writers = [set(re.findall(r" (\d+) INFO ", path.read_text(encoding="utf-8"))) for path in files]
     mixed = sum(len(pids) == 2 for pids in writers)
     assert mixed >= len(files) // 2, f"processes writing to each file: {writers}"
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_huge_request_target_gives_short_log_lines_and_a_stop_loses_none(start_server, tmp_path,
+                                                                        workers):
+    """A 60 KB target is logged cut to 2 KB, with its length (the access line and Django's
+    "Not Found"); what the event loop logs is written by another thread, and a graceful stop
+    writes all of it, in each worker process too."""
+    log_file = tmp_path / "server.log"
+    server = start_server("--workers", workers, "--log-file", str(log_file))
+    target = "/" + "A" * 60000
+    assert httpx.get(server.url + target, timeout=30).status_code == 404
+    assert server.stop() == 0
+    text = log_file.read_text(encoding="utf-8")
+    assert text.count("... (60001 characters)") == 2, text[-3000:]
+    assert re.search(r'"GET /A{2047}\.\.\. \(60001 characters\) HTTP/1\.1" 404 ', text)
+    longest = max(len(line) for line in text.splitlines())
+    assert longest < 3000, f"a log line of {longest} characters"
+    # Every process wrote its last line before it exited.
+    assert text.count("Stopped.") == (1 if workers == "1" else 3), text[-3000:]
+
+
+def test_a_held_log_file_lock_does_not_hold_up_the_event_loop(start_server, tmp_path):
+    """Another process holding the log file's lock (a worker writing, a backup or antivirus
+    scan) delays the log lines, never the answers: the event loop does not write the log."""
+    import portalocker  # concurrent-log-handler's own locking
+
+    log_file = tmp_path / "server.log"
+    server = start_server("--log-file", str(log_file))
+    assert httpx.get(f"{server.url}/healthz?n=0", timeout=10).status_code == 200
+    assert wait_for(lambda: log_file.exists() and "/healthz?n=0" in log_file.read_text(encoding="utf-8"))
+    with open(tmp_path / ".__server.lock", "a") as lock:  # the handler's lock file
+        portalocker.lock(lock, portalocker.LOCK_EX)
+        try:
+            started = time.monotonic()
+            for number in range(1, 4):
+                assert httpx.get(f"{server.url}/healthz?n={number}", timeout=5).status_code == 200
+            elapsed = time.monotonic() - started
+        finally:
+            portalocker.unlock(lock)
+    assert elapsed < 2, f"three requests took {elapsed:.1f}s while the log file was locked"
+    assert wait_for(lambda: "/healthz?n=3" in log_file.read_text(encoding="utf-8"))

@@ -6,6 +6,8 @@ import concurrent.futures
 import json
 import logging
 import os
+import socket
+import threading
 import time
 from pathlib import Path
 
@@ -100,6 +102,46 @@ def test_loop_and_threads_give_the_same_answer(start_server, server_env):
             statuses.add(answers[0][0])
     assert compared == len(paths) * len(REQUESTS)
     assert {200, 206, 304, 404, 416} <= statuses
+
+
+def test_a_static_file_error_is_handled_on_a_thread_not_the_loop(start_server, server_env):
+    """A file in WhiteNoise's table that has gone since start-up (a deploy, collectstatic
+    --clear): Django's 500 handling and the error mail, here to a mail server that never
+    answers, run on a worker thread while the loop serves everyone else."""
+    gone = Path(server_env["DJANGO_STATIC_ROOT"]) / "test-static-files" / "gone.css"
+    gone.parent.mkdir(exist_ok=True)
+    gone.write_text("body { color: black }\n")
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts, never greets
+    accepted: list = []
+
+    def accept() -> None:
+        silent.settimeout(60)
+        try:
+            accepted.append(silent.accept()[0])
+        except OSError:
+            pass
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    try:
+        server = start_server("--threads", "2", env={
+            **PLAIN, "EMAIL_URL": f"smtp://127.0.0.1:{silent.getsockname()[1]}"})
+        gone.unlink()
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            failing = pool.submit(httpx.get, f"{server.url}/static/test-static-files/gone.css",
+                                  timeout=60)
+            acceptor.join(30)
+            assert accepted, "the error mail was never sent"
+            started = time.monotonic()
+            assert httpx.get(f"{server.url}/healthz", timeout=30).status_code == 200
+            elapsed = time.monotonic() - started
+            assert failing.result().status_code == 500
+        assert elapsed < 2, f"/healthz took {elapsed:.1f}s while the error mail was being sent"
+        assert "Internal Server Error: /static/test-static-files/gone.css" in server.output()
+    finally:
+        gone.unlink(missing_ok=True)
+        for sock in [*accepted, silent]:
+            sock.close()
 
 
 @pytest.fixture

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -214,6 +216,35 @@ def test_clients_that_do_not_read_a_file_hold_no_thread(start_server, big_file):
             sock.close()
 
 
+def bytes_read_per_thread(pid: int) -> dict[int, int]:
+    """Linux: what each thread of process ``pid`` has read by read(2) and the like."""
+    counts = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            counts[int(task.name)] = int(re.search(r"rchar: (\d+)", (task / "io").read_text()).group(1))
+        except (OSError, AttributeError):
+            pass  # the thread has just ended
+    return counts
+
+
+@pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/io").is_file(),
+                    reason="per-thread read counts come from Linux's /proc")
+def test_large_files_are_read_off_the_event_loop(start_server, big_file):
+    """A slow disk or network share must not hold up the loop: it sends a large file, but
+    its blocks are read by other threads."""
+    server = start_server(env={"TEST_FILE": str(big_file)})
+    pid = httpx.get(f"{server.url}/__test__/whoami", timeout=10).json()["pid"]
+    before = bytes_read_per_thread(pid)
+    response = httpx.get(f"{server.url}/__test__/file", timeout=60)
+    assert len(response.content) == big_file.stat().st_size
+    after = bytes_read_per_thread(pid)
+    # The event loop runs on the main thread, whose id is the process's.
+    on_loop = after[pid] - before[pid]
+    assert on_loop < 1024 * 1024, f"the event loop read {on_loop} bytes"
+    elsewhere = sum(count - before.get(thread, 0) for thread, count in after.items() if thread != pid)
+    assert elsewhere >= big_file.stat().st_size
+
+
 def test_clients_that_do_not_read_a_stream_end_hold_no_thread(start_server):
     """A stream that is made to its end leaves its thread: the loop sends the rest."""
     server = start_server("--threads", "2")
@@ -247,6 +278,41 @@ def test_clients_that_do_not_read_a_long_stream_lose_it_after_the_write_timeout(
     finally:
         for sock in attackers:
             sock.close()
+
+
+def test_a_client_that_reads_too_slowly_loses_its_stream_and_the_thread_serves_again(start_server):
+    """A steady reader of about 500 bytes/s never stalls a 64 KB slice for --write-timeout,
+    yet it would hold the only thread for a day: --min-send-rate (1 KB/s) closes it."""
+    server = start_server("--threads", "1", "--body-rate-window", "2")
+    path = "/__test__/stream?chunks=500&size=100000"
+    [sock] = open_non_reading(server.port, path, 1)
+    stop = threading.Event()
+
+    def read_slowly() -> None:
+        sock.settimeout(1)
+        while not stop.is_set():
+            try:
+                if not sock.recv(250):
+                    return
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            stop.wait(0.5)
+
+    reader = threading.Thread(target=read_slowly, daemon=True)
+    reader.start()
+    try:
+        output = server.wait_for_output("slower than --min-send-rate", timeout=20)
+        assert f"it took the response to GET {path} at" in output
+        # The only thread is free again: the worker stopped waiting on that client.
+        assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
+        server.wait_for_output(f'"GET {path} HTTP/1.1" 499', timeout=10)
+    finally:
+        stop.set()
+        reader.join(5)
+        sock.close()
+    assert "it read nothing of the response" not in server.output()
 
 
 def read_until_closed(sock: socket.socket, timeout: float) -> tuple[int, bool]:
