@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .application import setup_django
 from .connections import bind, raise_open_file_limit
-from .control import ControlChannel
+from .control import ControlChannel, reload_timeout
 from .logs import setup_logging, tolerate_unencodable_output
 from .metrics_hub import single_process_sink
 from .options import ServerOptions, load_options, read_dotenv
@@ -193,10 +193,10 @@ class ServiceRunner:
             self.ready.set()
 
     def reload(self) -> dict:
-        """Replace every worker (blocks until done); the control channel's answer."""
+        """Replace every worker (blocks until done, or reload_timeout()); the control channel's answer."""
         if self._supervisor is None:
             return single_process_command("reload")
-        return self._supervisor.reload().as_answer()
+        return self._supervisor.reload().as_answer(reload_timeout(self.options))
 
     def stop(self, reason: str = "service stop", drain_timeout: float | None = None) -> None:
         """Graceful stop; ``drain_timeout`` shortens the drain (Windows shutting down)."""
