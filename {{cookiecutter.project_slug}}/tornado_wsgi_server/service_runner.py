@@ -24,6 +24,7 @@ from .options import ServerOptions, load_options, read_dotenv
 from .process import Server, announce, force_exit, install_stop_signals, listening_url, single_process_command
 from .project import Project
 from .supervisor import Supervisor
+from .tornado_check import check_tornado
 
 DEFAULT_LOG_FILE = Path("logs") / "server.log"
 
@@ -136,6 +137,7 @@ class ServiceRunner:
         self._thread: threading.Thread | None = None
 
     def start(self) -> ServiceRunner:
+        check_tornado()
         raise_open_file_limit()
         if self.options.workers > 1:
             setup_logging(self.options)
