@@ -332,20 +332,23 @@ class Supervisor:
             text = f"Worker {current.old} could not be replaced ({current.reason}); it serves on: {why}"
         log.error("%s", text)
         self.event("reload_failed", text)
-        old = self.workers.get(current.old)
-        if old is not None:  # it may ask again later (another --max-requests, stuck again)
-            try:
-                old.conn.send("replace-failed")
-            except (OSError, ValueError):
-                pass
         for result in current.results:
             # The rest of the same reload would fail the same way.
             result.finish(error=why)
             for replacement in self.replacements:
                 if result in replacement.results:
                     replacement.results.remove(result)
-        self.replacements = collections.deque(
-            r for r in self.replacements if r.results or r.kind != "reload")
+        kept, dropped = collections.deque(), [current]
+        for replacement in self.replacements:
+            (kept.append if replacement.results or replacement.kind != "reload" else dropped.append)(replacement)
+        self.replacements = kept
+        for replacement in dropped:
+            old = self.workers.get(replacement.old)
+            if old is not None:  # it may ask again later (another --max-requests, stuck again)
+                try:
+                    old.conn.send("replace-failed")
+                except (OSError, ValueError):
+                    pass
 
     def _advance_replacements(self, sockets: list) -> None:
         current = self.current
