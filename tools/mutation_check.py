@@ -978,8 +978,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "SV2", "`--max-requests`: after a failed replacement, asks again only after as many requests more",
         "tornado_wsgi_server/process.py",
-        "                limit = container.requests_started + options.max_requests\n",
-        "                pass\n",
+        "                asked, limit = False, container.requests_started + options.max_requests\n",
+        "                asked = False\n",
         (f"{RELOAD}::test_worker_whose_recycle_failed_serves_on_and_asks_again_later",),
     ),
     Mutation(

@@ -199,15 +199,16 @@ class Server:
         if not options.max_requests or not worker_link.is_worker():
             return None
         limit = options.max_requests + random.randint(0, options.max_requests_jitter)
+        asked = False
 
         def check() -> None:
-            nonlocal limit
-            if container.requests_started >= limit and not worker_link.replacement_asked() and (
-                worker_link.ask_for_replacement(
+            nonlocal limit, asked
+            if asked and not worker_link.replacement_asked():  # the supervisor could not
+                asked, limit = False, container.requests_started + options.max_requests
+            if not asked and container.requests_started >= limit:
+                asked = worker_link.ask_for_replacement(
                     worker_link.RECYCLE, f"it started {container.requests_started} requests "
                     f"(--max-requests {options.max_requests})")
-            ):
-                limit = container.requests_started + options.max_requests
 
         recycler = PeriodicCallback(check, 100)
         recycler.start()

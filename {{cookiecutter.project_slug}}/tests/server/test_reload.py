@@ -4,6 +4,7 @@ not one request fails; the control channel answers only its owner."""
 from __future__ import annotations
 
 import collections
+import datetime
 import json
 import os
 import re
@@ -296,26 +297,41 @@ def test_reload_during_a_max_requests_recycle_leaves_the_workers_asked_for(start
     assert server.stop() == 0
 
 
+def replacement_events(output: str) -> dict[str, list[tuple[datetime.datetime, str]]]:
+    """{worker number: [(time, "asks" or "failed")]} from the server's log lines."""
+    events = collections.defaultdict(list)
+    for stamp, worker, what in re.findall(
+            r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*?Worker (\d+) (asks to be|could not be) replaced",
+            output, re.M):
+        when = datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f")
+        events[worker].append((when, "asks" if what == "asks to be" else "failed"))
+    return events
+
+
 def test_worker_whose_recycle_failed_serves_on_and_asks_again_later(start_server, code_file):
     env = {"TEST_CODE_FILE": str(code_file)}
     server = start_server("--workers", "2", "--threads", "2", "--max-requests", "20",
                           "--max-requests-jitter", "0", env=env)
     code_file.write_text('CODE_VERSION = ("v2"\n', encoding="utf-8")  # new workers cannot start
-    asked: dict = {}
     bodies = set()
+
+    def asked_again() -> list:
+        return [kinds for kinds in replacement_events(server.output()).values()
+                if [kind for _, kind in kinds][:3] == ["asks", "failed", "asks"]]
+
     with httpx.Client(timeout=30) as http:
         deadline = time.monotonic() + 90
-        while max(map(len, asked.values()), default=0) < 2 and time.monotonic() < deadline:
+        while not asked_again() and time.monotonic() < deadline:
+            # About 20 requests a second: 20 more to one worker take about 2 s.
             bodies.add(http.get(f"{server.url}/__test__/code-version", headers={"Connection": "close"}).text)
-            asked = collections.defaultdict(list)
-            for worker, count in re.findall(r"Worker (\d+) asks to be replaced: it started (\d+)", server.output()):
-                asked[worker].append(int(count))
+            time.sleep(0.05)
     output = server.output()
     assert "could not be replaced" in output and "SyntaxError" in output
-    # Not once and never again, nor at once again: a second time, after as many requests more.
-    counts = max(asked.values(), key=len, default=[])
-    assert len(counts) >= 2, output
-    assert counts[1] >= counts[0] + 20, output
+    # Not once and never again (it asked a second time), nor at once again: only after as
+    # many requests more, a second or more after it was told.
+    assert asked_again(), output
+    (_, _), (failed, _), (again, _) = asked_again()[0][:3]
+    assert (again - failed).total_seconds() >= 1.0, output
     assert {body.split()[0] for body in bodies} == {"v1"}
     assert server.stop() == 0
 
