@@ -1012,6 +1012,62 @@ MUTATIONS: tuple[Mutation, ...] = (
         "            self._block_read(block, None)\n",
         (f"{STREAMING}::test_large_files_are_read_off_the_event_loop",),
     ),
+    Mutation(
+        "RS1", "a worker whose replacement failed serves on and asks again (told by the supervisor)",
+        "tornado_wsgi_server/supervisor.py",
+        "            worker_link.replacement_failed()  # no new worker: this one serves on\n",
+        "            pass\n",
+        (f"{RELOAD}::test_worker_whose_recycle_failed_serves_on_and_asks_again_later",),
+    ),
+    Mutation(
+        "RS2", "`--max-requests`: after a failed replacement, asks again only after as many requests more",
+        "tornado_wsgi_server/process.py",
+        "                asked, limit = False, container.requests_started + options.max_requests\n",
+        "                asked = False\n",
+        (f"{RELOAD}::test_worker_whose_recycle_failed_serves_on_and_asks_again_later",),
+    ),
+    Mutation(
+        "RS3", "the control file is in `data/`: the server runs with the rest of the folder read-only",
+        "tornado_wsgi_server/control.py",
+        '    return project.data_dir / f"server-{port}.control"',
+        '    return Path(project.directory) / f"server-{port}.control"',
+        (f"{RELOAD}::test_server_runs_and_reloads_in_a_read_only_project_folder",),
+    ),
+    Mutation(
+        "RS4", "if it cannot write `data\\`, it serves without `reload` and `status` and logs a WARNING",
+        "tornado_wsgi_server/control.py",
+        "        except OSError as exc:\n            listener.close()",
+        "        except ValueError as exc:\n            listener.close()",
+        (f"{RELOAD}::test_server_without_a_writable_data_folder_serves_without_reload_and_says_so",),
+    ),
+    Mutation(
+        "RS5", "it starts only on the Tornado version `requirements.txt` pins",
+        "tornado_wsgi_server/tornado_check.py",
+        "    if version in SUPPORTED:",
+        "    if True:",
+        (STARTUP,),
+    ),
+    Mutation(
+        "RS6", "`service.bat install` lets only Administrators and SYSTEM start, stop or send controls",
+        "tornado_wsgi_server/windows_admin.py",
+        "    commands = [permissions_command(name), *recovery_commands(name)]",
+        "    commands = recovery_commands(name)",
+        (ADMIN,),
+    ),
+    Mutation(
+        "RS7", "Reloads asked for while one runs (`sc control` ...) are merged: one waiting thread",
+        "tornado_wsgi_server/service_runner.py",
+        "            if self._reloading:",
+        "            if False:",
+        (f"{SERVICE}::test_reload_controls_share_one_waiting_thread_and_merge",),
+    ),
+    Mutation(
+        "RS8", "each `reload` returns once every worker runs code at least as new as when it asked",
+        "tornado_wsgi_server/supervisor.py",
+        "        result.begin(len(olds))",
+        "        result.total = len(olds)",
+        (f"{RELOAD}::test_two_overlapping_reloads_both_return_and_leave_the_workers_asked_for",),
+    ),
 )
 
 

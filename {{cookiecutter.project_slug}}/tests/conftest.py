@@ -241,7 +241,7 @@ class RunningServer:
     def close(self) -> None:
         self.kill()
         # A killed server leaves its control file (reload/status) behind.
-        (PROJECT_DIR / f".server-{self.port}.control").unlink(missing_ok=True)
+        (PROJECT_DIR / "data" / f"server-{self.port}.control").unlink(missing_ok=True)
         self.log.close()
         try:
             os.unlink(self.log.name)

@@ -15,6 +15,7 @@ from .options import load_options, read_dotenv
 from .process import serve_single
 from .project import Project
 from .supervisor import serve_workers
+from .tornado_check import check_tornado
 from .windows_admin import disable_quick_edit
 
 
@@ -32,6 +33,7 @@ def main(project: Project, argv: list[str] | None = None) -> int:
 
         return run_client(project, load_options(project, argv[1:]), argv[0])
     options = load_options(project, argv)
+    check_tornado()
     if options.log_file and not Path(options.log_file).is_absolute():
         # .env's SERVER_LOG_FILE=logs/server.log means the project's folder, wherever the
         # server was started from (as for the Windows service).

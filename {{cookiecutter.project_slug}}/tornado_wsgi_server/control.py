@@ -1,9 +1,11 @@
 """The control channel: ``tornado_server.py reload`` / ``status`` reach the running server.
 
 A loopback TCP socket on a random port (no other machine can connect) and a random token,
-both in ``.server-<port>.control`` in the project folder, readable only by the server's
-owner (mode 0600 on POSIX, the folder's ACL on Windows); a request without the token is
-refused. The server removes the file when it stops; a left-over one is recognised as stale.
+both in ``data/server-<port>.control`` in the project folder (where the server writes while it
+runs, so the rest of the folder may be read-only), readable only by the server's owner (mode
+0600 on POSIX, the folder's ACL on Windows); a request without the token is refused. The server
+removes the file when it stops; a left-over one is recognised as stale. A server that cannot
+write the file serves without the channel, and says so.
 """
 
 from __future__ import annotations
@@ -31,23 +33,45 @@ SINGLE_PROCESS_RELOAD = (
     "replaces its workers one by one without refusing a request")
 
 
+# A new worker that is not serving after this long has failed to start.
+START_TIMEOUT = 120.0
+# A retiring worker still running this long after its drain time is over is killed.
+OVERDUE_MARGIN = 10.0
+
+
 class ControlError(Exception):
     """The server could not be reached or refused; the message says why."""
 
 
 def control_file(project: Project, port: int) -> Path:
+    return project.data_dir / f"server-{port}.control"
+
+
+def legacy_control_file(project: Project, port: int) -> Path:
+    """Where servers started by earlier versions of this package wrote it (one may still run
+    while ``upgrade`` reloads it)."""
     return Path(project.directory) / f".server-{port}.control"
+
+
+def reload_timeout(options: ServerOptions) -> float:
+    """The longest a reload can take: each worker's replacement (one may be under way when it is
+    asked for) gets START_TIMEOUT to serve, one after another, then the last old worker drains
+    (and is killed OVERDUE_MARGIN after). A request that comes during a reload waits for that
+    one, then for the next: twice that."""
+    one = (options.workers + 1) * START_TIMEOUT + options.drain_timeout + OVERDUE_MARGIN + 5
+    return 2 * one
 
 
 class ReloadResult:
     """A reload's progress: done once every old worker is replaced and gone, or failed."""
 
     def __init__(self) -> None:
-        self.total = 0
+        self.total = 0  # workers to replace, known once it begins
         self.times: list[float] = []  # seconds until each new worker served
         self.gone = 0
         self.error: str | None = None
         self.done = threading.Event()
+        self.started = False
 
     def replaced(self, seconds: float) -> None:
         self.times.append(seconds)
@@ -58,7 +82,7 @@ class ReloadResult:
         self._check()
 
     def _check(self) -> None:
-        if len(self.times) >= self.total and self.gone >= self.total:
+        if self.started and len(self.times) >= self.total and self.gone >= self.total:
             self.finish()
 
     def finish(self, error: str | None = None) -> None:
@@ -66,12 +90,18 @@ class ReloadResult:
             self.error = error
             self.done.set()
 
+    def begin(self, total: int) -> None:
+        self.total, self.started = total, True
+        self._check()
+
     def wait(self, timeout: float | None = None) -> bool:
         return self.done.wait(timeout)
 
-    def as_answer(self) -> dict:
+    def as_answer(self, waited: float | None = None) -> dict:
         if not self.done.is_set():
-            return {"ok": False, "error": "the reload did not finish in time"}
+            within = f" within {waited:.0f}s" if waited is not None else ""
+            return {"ok": False, "error": f"the reload did not finish{within}; it may still go on: "
+                    "see the server's log for its outcome", "unfinished": True}
         if self.error:
             return {"ok": False, "error": f"reload failed, the old workers keep serving: {self.error}",
                     "replaced": len(self.times)}
@@ -88,20 +118,31 @@ class ControlChannel:
         self.listener: socket.socket | None = None
 
     def start(self) -> ControlChannel:
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        """Listen and write the file; without a file no client can find us: serve without."""
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if sys.platform == "win32":  # no other process may take this port over
-            self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(8)
-        write_private(self.path, json.dumps({
-            "pid": os.getpid(), "port": self.listener.getsockname()[1], "token": self.token,
-        }))
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        try:
+            self.path.parent.mkdir(exist_ok=True)
+            write_private(self.path, json.dumps({
+                "pid": os.getpid(), "port": listener.getsockname()[1], "token": self.token,
+            }))
+        except OSError as exc:
+            listener.close()
+            log.warning("No control channel: cannot write %s (%s), so `tornado_server.py reload` and "
+                        "`status` cannot reach this server. Let the account that runs it change %s.",
+                        self.path, exc.strerror or exc, self.path.parent)
+            return self
+        self.listener = listener
         threading.Thread(target=self._accept, name="control", daemon=True).start()
         return self
 
     def close(self) -> None:
-        if self.listener is not None:
-            self.listener.close()
+        if self.listener is None:  # never opened: the file is not ours
+            return
+        self.listener.close()
         try:  # only our own: a newer server on the same port may have replaced it
             if json.loads(self.path.read_text(encoding="utf-8")).get("token") == self.token:
                 self.path.unlink()
@@ -145,9 +186,13 @@ def write_private(path: Path, text: str) -> None:
     takes the folder's ACL), replacing what is there."""
     temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as file:
-        file.write(text)
-    os.replace(temporary, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except OSError:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def read_line(conn: socket.socket) -> str:
@@ -165,12 +210,14 @@ def read_line(conn: socket.socket) -> str:
 def send_command(project: Project, port: int, command: str, timeout: float | None = None) -> dict:
     """Send ``command`` to the server started from this project on ``port``; its answer."""
     path = control_file(project, port)
+    if not path.exists() and legacy_control_file(project, port).exists():
+        path = legacy_control_file(project, port)
     try:
         details = json.loads(path.read_text(encoding="utf-8"))
         control_port, token = int(details["port"]), str(details["token"])
     except FileNotFoundError:
         raise ControlError(f"no server started from {project.directory} is running on port {port} "
-                           f"({path.name} is missing)") from None
+                           f"({path} is missing)") from None
     except PermissionError:
         raise ControlError(f"{path} is readable only by the user who started the server: run this "
                            "command as that user (for the Windows service: as Administrator)") from None
@@ -186,6 +233,9 @@ def send_command(project: Project, port: int, command: str, timeout: float | Non
         conn.settimeout(timeout)
         try:
             return json.loads(read_line(conn))
+        except TimeoutError:
+            raise ControlError(f"the server did not answer within {timeout:.0f}s; a reload may still "
+                               "go on: see the server's log for its outcome") from None
         except (OSError, ValueError) as exc:
             raise ControlError(f"the server did not answer: {exc}") from None
 
@@ -193,7 +243,8 @@ def send_command(project: Project, port: int, command: str, timeout: float | Non
 def run_client(project: Project, options: ServerOptions, command: str) -> int:
     """``tornado_server.py reload|status``: print the outcome; 0 on success."""
     try:
-        answer = send_command(project, options.port, command)
+        timeout = reload_timeout(options) + 30 if command == "reload" else 30
+        answer = send_command(project, options.port, command, timeout)
     except ControlError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1

@@ -195,17 +195,21 @@ class Server:
             await asyncio.sleep(0.05)
 
     def _recycle_after(self, options: ServerOptions, container: ThreadedWSGIContainer):
-        """--max-requests: a worker that started about that many asks to be replaced."""
+        """--max-requests: a worker that started about that many asks to be replaced; if the
+        supervisor could not replace it, it asks again after as many requests more."""
         if not options.max_requests or not worker_link.is_worker():
             return None
         limit = options.max_requests + random.randint(0, options.max_requests_jitter)
+        asked = False
 
         def check() -> None:
-            if container.requests_started >= limit and worker_link.ask_for_replacement(
-                worker_link.RECYCLE, f"it started {container.requests_started} requests "
-                f"(--max-requests {options.max_requests})"
-            ):
-                recycler.stop()
+            nonlocal limit, asked
+            if asked and not worker_link.replacement_asked():  # the supervisor could not
+                asked, limit = False, container.requests_started + options.max_requests
+            if not asked and container.requests_started >= limit:
+                asked = worker_link.ask_for_replacement(
+                    worker_link.RECYCLE, f"it started {container.requests_started} requests "
+                    f"(--max-requests {options.max_requests})")
 
         recycler = PeriodicCallback(check, 100)
         recycler.start()

@@ -27,6 +27,12 @@ class Project:
     def dotenv(self) -> Path:
         return self.directory / ".env"
 
+    @property
+    def data_dir(self) -> Path:
+        """Where the server writes while it runs (with ``logs``): the rest of the folder may
+        be read-only to the account that runs it."""
+        return self.directory / "data"
+
 
 def load_project(directory: Path) -> Project:
     """The ``PROJECT`` that ``directory/tornado_server.py`` defines."""

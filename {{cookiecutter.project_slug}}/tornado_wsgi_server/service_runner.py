@@ -17,13 +17,14 @@ from pathlib import Path
 
 from .application import setup_django
 from .connections import bind, raise_open_file_limit
-from .control import ControlChannel
+from .control import ControlChannel, reload_timeout
 from .logs import setup_logging, tolerate_unencodable_output
 from .metrics_hub import single_process_sink
 from .options import ServerOptions, load_options, read_dotenv
 from .process import Server, announce, force_exit, install_stop_signals, listening_url, single_process_command
 from .project import Project
 from .supervisor import Supervisor
+from .tornado_check import check_tornado
 
 DEFAULT_LOG_FILE = Path("logs") / "server.log"
 
@@ -136,6 +137,7 @@ class ServiceRunner:
         self._thread: threading.Thread | None = None
 
     def start(self) -> ServiceRunner:
+        check_tornado()
         raise_open_file_limit()
         if self.options.workers > 1:
             setup_logging(self.options)
@@ -193,10 +195,10 @@ class ServiceRunner:
             self.ready.set()
 
     def reload(self) -> dict:
-        """Replace every worker (blocks until done); the control channel's answer."""
+        """Replace every worker (blocks until done, or reload_timeout()); the control channel's answer."""
         if self._supervisor is None:
             return single_process_command("reload")
-        return self._supervisor.reload().as_answer()
+        return self._supervisor.reload().as_answer(reload_timeout(self.options))
 
     def stop(self, reason: str = "service stop", drain_timeout: float | None = None) -> None:
         """Graceful stop; ``drain_timeout`` shortens the drain (Windows shutting down)."""
@@ -276,6 +278,7 @@ class ServiceLifecycle:
         self.runner: ServiceRunner | None = None
         self.stop_requested = threading.Event()
         self._lock = threading.Lock()
+        self._reloading = self._reload_again = False  # a reload thread waits; one more asked for
 
     def report(self, state: str, wait_hint: int = 10000, exit_code: int = 0) -> None:
         with self._lock:  # the server thread and the control handler both report
@@ -308,21 +311,33 @@ class ServiceLifecycle:
         self.status.event(*event_record(kind, text))
 
     def reload(self) -> None:
-        """The reload control request (service.bat reload, `sc control NAME 128`): replace
-        the workers on a thread (the control handler must answer at once); the Event Log
-        gets the outcome."""
+        """The reload control request (`sc control NAME 128`, PARAMCHANGE): replace the
+        workers on a thread (the control handler must answer at once); the Event Log gets
+        the outcome. One thread at most: requests that come while it waits are merged into
+        one more reload after it (as the supervisor merges those of the control channel)."""
         runner = self.runner
         if runner is None or self.state != "running":
             return
+        with self._lock:
+            if self._reloading:
+                self._reload_again = True
+                return
+            self._reloading, self._reload_again = True, False
 
         def run() -> None:
-            answer = runner.reload()
-            if answer.get("ok"):
-                self.event("reloaded", f"{self.name} reloaded: {answer['replaced']} worker(s) "
-                           "replaced by new processes running the current code")
-            elif runner._supervisor is None:
-                self.event("reload_failed", f"{self.name}: {answer.get('error')}")
-            # A failed reload of workers is reported by the supervisor itself.
+            while True:
+                answer = runner.reload()
+                if answer.get("ok"):
+                    self.event("reloaded", f"{self.name} reloaded: {answer['replaced']} worker(s) "
+                               "replaced by new processes running the current code")
+                elif runner._supervisor is None or answer.get("unfinished"):
+                    self.event("reload_failed", f"{self.name}: {answer.get('error')}")
+                # A failed reload of workers is reported by the supervisor itself.
+                with self._lock:
+                    if not self._reload_again or self.state != "running":
+                        self._reloading = False
+                        return
+                    self._reload_again = False
 
         threading.Thread(target=run, name="reload", daemon=True).start()
 

@@ -4,6 +4,9 @@ Spawn is the only start method Windows has, so every OS uses it. A worker that d
 replaced; a worker whose supervisor is gone stops by itself. A worker is *replaced* (reload,
 --max-requests, all threads stuck) by starting the new one first and stopping the old one
 once the new one serves, so no request fails.
+
+Replacements run one at a time, and at most one per worker: a worker that is retiring or
+already being replaced is not replaced again. Reload requests that overlap are merged.
 """
 
 from __future__ import annotations
@@ -21,15 +24,13 @@ from typing import Any
 from . import worker_link
 from .application import setup_django
 from .connections import bind, raise_open_file_limit
-from .control import ControlChannel, ReloadResult
+from .control import OVERDUE_MARGIN, START_TIMEOUT, ControlChannel, ReloadResult, reload_timeout
 from .logs import log, setup_logging, tolerate_unencodable_output
 from .metrics_hub import start_hub
 from .options import ServerOptions
 from .process import Server, announce, force_exit, install_stop_signals
 from .project import Project
 
-# A new worker that is not serving after this long has failed to start.
-START_TIMEOUT = 120.0
 # An old worker whose threads are all stuck gets this long for the rest of its requests.
 STUCK_DRAIN_TIMEOUT = 5.0
 
@@ -80,7 +81,11 @@ def watch_supervisor(conn, server: Server) -> None:
     drain_timeout = None
     retire = False
     try:
-        message, _, drain = conn.recv().partition(" ")
+        while True:
+            message, _, drain = conn.recv().partition(" ")
+            if message != "replace-failed":
+                break
+            worker_link.replacement_failed()  # no new worker: this one serves on
         retire = message == "retire"
         reason = "replaced by a new worker" if retire else f"supervisor: {message}"
         drain_timeout = float(drain) if drain else None
@@ -99,7 +104,7 @@ class Worker:
     failure: str = ""  # why it could not start, as it said
     retiring_since: float | None = None  # told to stop: its replacement serves
     drain_timeout: float = 0.0
-    reload: ReloadResult | None = None  # the reload waiting for it to end
+    reloads: list[ReloadResult] = field(default_factory=list)  # the reloads waiting for it to end
 
 
 @dataclass
@@ -109,7 +114,7 @@ class Replacement:
     old: int
     kind: str  # "reload", worker_link.RECYCLE or worker_link.STUCK
     reason: str
-    result: ReloadResult | None = None  # the reload this is part of
+    results: list[ReloadResult] = field(default_factory=list)  # the reloads this is part of
     new: int | None = None
     began: float = 0.0
 
@@ -131,7 +136,11 @@ class Supervisor:
         self.next_number = 1
         self.replacements: collections.deque[Replacement] = collections.deque()
         self.current: Replacement | None = None
-        self._requests: collections.deque[Callable[[], None]] = collections.deque()
+        # A reload asked for and not begun yet (later requests join it), and the one under way.
+        self.pending_reload: ReloadResult | None = None
+        self.active_reload: ReloadResult | None = None
+        self._reload_lock = threading.Lock()
+        self._closed = False  # shut down: no more reloads
         self.control: ControlChannel | None = None
         self.metrics = start_hub(options)  # None unless --metrics
 
@@ -151,18 +160,38 @@ class Supervisor:
 
     def reload(self, timeout: float | None = None) -> ReloadResult:
         """Replace every worker with a new process running the current code, one by one;
-        any thread. The result says when all are new, or why the reload stopped."""
-        result = ReloadResult()
-        self._requests.append(lambda: self._queue_reload(result))
-        result.wait(timeout)
+        any thread. The result says when all are new, or why the reload stopped; the wait
+        ends after ``timeout`` (default: reload_timeout()) in any case.
+
+        A request joins the reload that is asked for but not begun yet, if there is one: no
+        new worker has started since, so its end is what this request needs too. Else its
+        reload begins once the one under way has ended."""
+        with self._reload_lock:
+            if self._closed:
+                result = ReloadResult()
+                result.finish(error="the server is stopping")
+                return result
+            if self.pending_reload is None:
+                self.pending_reload = ReloadResult()
+            result = self.pending_reload
+        result.wait(reload_timeout(self.options) if timeout is None else timeout)
         return result
 
-    def _queue_reload(self, result: ReloadResult) -> None:
+    def _begin_reload(self) -> None:
+        """Called when no replacement runs: queue one for each worker that is not retiring,
+        or join the one queued for it (its new worker will start after this request)."""
+        with self._reload_lock:
+            result, self.pending_reload = self.pending_reload, None
+        self.active_reload = result
         olds = [w.number for w in self.workers.values() if w.retiring_since is None]
-        result.total = len(olds)
         log.info("Reload: replacing %d worker(s) with new processes running the current code", len(olds))
+        queued = {r.old: r for r in self.replacements}
         for number in olds:
-            self.replacements.append(Replacement(number, "reload", "reload requested", result))
+            if number in queued:
+                queued[number].results.append(result)
+            else:
+                self.replacements.append(Replacement(number, "reload", "reload requested", [result]))
+        result.begin(len(olds))
 
     def start_worker(self, sockets: list) -> Worker:
         number = self.next_number
@@ -207,8 +236,11 @@ class Supervisor:
                     if not self._ended(worker, sockets, announced):
                         self.shutdown()
                         return 1
-            while self._requests:
-                self._requests.popleft()()
+            if self.active_reload is not None and self.active_reload.done.is_set():
+                self.active_reload = None
+            if announced and self.pending_reload is not None and self.current is None and (
+                    self.active_reload is None):
+                self._begin_reload()
             self._advance_replacements(sockets)
             self._kill_overdue()
             if not announced and all(w.ready for w in self.workers.values()):
@@ -258,8 +290,8 @@ class Supervisor:
         if worker.retiring_since is not None:
             log.info("Worker %d (pid %s) stopped after %.1fs of drain", worker.number,
                      worker.process.pid, time.monotonic() - worker.retiring_since)
-            if worker.reload is not None:
-                worker.reload.old_gone()
+            for result in worker.reloads:
+                result.old_gone()
             return True
         if current is not None and current.new == worker.number:
             why = worker.failure or f"it exited with code {code} before serving"
@@ -271,13 +303,13 @@ class Supervisor:
             return False
         for dropped in [r for r in self.replacements if r.old == worker.number]:
             self.replacements.remove(dropped)
-            if dropped.result is not None:  # the one started in its place runs the new code
-                dropped.result.replaced(0.0)
-                dropped.result.old_gone()
+            for result in dropped.results:  # the one started in its place runs the new code
+                result.replaced(0.0)
+                result.old_gone()
         if current is not None and current.old == worker.number:
             current.old = 0  # its replacement is on the way: no second one
-            if current.result is not None:
-                current.result.old_gone()
+            for result in current.results:
+                result.old_gone()
         text = f"Worker {worker.number} (pid {worker.process.pid}) exited unexpectedly with code {code}"
         self.event("worker_crash", text)
         if current is not None and current.old == 0:
@@ -294,12 +326,29 @@ class Supervisor:
 
     def _replacement_failed(self, why: str) -> None:
         current, self.current = self.current, None
-        log.error("Reload failed, the old workers keep serving: %s", why)
-        self.event("reload_failed", f"Reload failed, the old workers keep serving: {why}")
-        if current.result is not None:
+        if current.kind == "reload" or current.results:
+            text = f"Reload failed, the old workers keep serving: {why}"
+        else:
+            text = f"Worker {current.old} could not be replaced ({current.reason}); it serves on: {why}"
+        log.error("%s", text)
+        self.event("reload_failed", text)
+        for result in current.results:
             # The rest of the same reload would fail the same way.
-            self.replacements = collections.deque(r for r in self.replacements if r.result is not current.result)
-            current.result.finish(error=why)
+            result.finish(error=why)
+            for replacement in self.replacements:
+                if result in replacement.results:
+                    replacement.results.remove(result)
+        kept, dropped = collections.deque(), [current]
+        for replacement in self.replacements:
+            (kept.append if replacement.results or replacement.kind != "reload" else dropped.append)(replacement)
+        self.replacements = kept
+        for replacement in dropped:
+            old = self.workers.get(replacement.old)
+            if old is not None:  # it may ask again later (another --max-requests, stuck again)
+                try:
+                    old.conn.send("replace-failed")
+                except (OSError, ValueError):
+                    pass
 
     def _advance_replacements(self, sockets: list) -> None:
         current = self.current
@@ -312,7 +361,15 @@ class Supervisor:
             return
         while self.replacements and self.current is None:
             replacement = self.replacements.popleft()
-            if replacement.old not in self.workers:
+            old = self.workers.get(replacement.old)
+            if old is None or old.retiring_since is not None:
+                # Gone (the worker started in its place runs the current code) or on its way out.
+                for result in replacement.results:
+                    result.replaced(0.0)
+                    if old is None:
+                        result.old_gone()
+                    else:
+                        old.reloads.append(result)
                 continue
             replacement.began = time.monotonic()
             replacement.new = self.start_worker(sockets).number
@@ -322,12 +379,14 @@ class Supervisor:
         self.current = None
         seconds = time.monotonic() - current.began
         old = self.workers.get(current.old)
-        if old is not None:
+        if old is not None and old.retiring_since is not None:  # never told twice
+            old.reloads.extend(current.results)
+        elif old is not None:
             drain = self.options.drain_timeout
             if current.kind == worker_link.STUCK:
                 drain = min(drain, STUCK_DRAIN_TIMEOUT)
             old.retiring_since, old.drain_timeout = time.monotonic(), drain
-            old.reload = current.result
+            old.reloads.extend(current.results)
             try:
                 old.conn.send(f"retire {drain}")
             except (OSError, ValueError):
@@ -339,14 +398,14 @@ class Supervisor:
             else:
                 log.warning("%s", text)
                 self.event("watchdog" if current.kind == worker_link.STUCK else "worker_replaced", text)
-        if current.result is not None:
-            current.result.replaced(seconds)
+        for result in current.results:
+            result.replaced(seconds)
 
     def _kill_overdue(self) -> None:
         """An old worker that did not finish its drain (stuck threads) is ended."""
         for worker in self.workers.values():
             if worker.retiring_since is not None and worker.process.is_alive() and (
-                time.monotonic() - worker.retiring_since > worker.drain_timeout + 10
+                time.monotonic() - worker.retiring_since > worker.drain_timeout + OVERDUE_MARGIN
             ):
                 log.warning("Worker %d did not stop in time; killing it.", worker.number)
                 worker.process.kill()
@@ -354,7 +413,7 @@ class Supervisor:
     def control_command(self, command: str) -> dict:
         """What the control channel runs: ``reload`` or ``status``."""
         if command == "reload":
-            return self.reload().as_answer()
+            return self.reload().as_answer(reload_timeout(self.options))
         if command == "status":
             workers = [{"number": w.number, "pid": w.process.pid, "ready": w.ready,
                         "retiring": w.retiring_since is not None,
@@ -363,11 +422,13 @@ class Supervisor:
         return {"ok": False, "error": f"unknown command {command!r}"}
 
     def shutdown(self) -> None:
-        while self._requests:  # a reload asked for as we stop
-            self._requests.popleft()()
+        with self._reload_lock:  # a reload asked for as we stop, or later, ends now
+            self._closed = True
+            waiting = [r for r in (self.pending_reload, self.active_reload) if r is not None]
         for replacement in self._all_replacements():
-            if replacement.result is not None:
-                replacement.result.finish(error="the server is stopping")
+            waiting += replacement.results
+        for result in waiting:
+            result.finish(error="the server is stopping")
         log.info("Stopping %d worker(s) (%s)", len(self.workers), self.stop_reason)
         for worker in self.workers.values():
             try:

@@ -13,6 +13,9 @@ import traceback
 from . import worker_link
 from .logs import log
 
+# A worker whose replacement failed (the new code does not start) asks again this much later.
+ASK_AGAIN_AFTER = 60.0
+
 
 class Watchdog:
     """Checked by the container's sweep (ten times a second, on the event loop)."""
@@ -24,6 +27,7 @@ class Watchdog:
         self.stuck = 0  # timed-out requests whose thread has not returned yet
         self.all_stuck_reported = False  # once per episode: again after a thread returns
         self.replacement_asked = False  # the supervisor was told: this worker is retiring
+        self.ask_again_at = 0.0  # after a failed replacement
 
     def check(self) -> None:
         now = time.monotonic()
@@ -33,7 +37,11 @@ class Watchdog:
             for task in overdue:
                 self.stuck += 1
                 self.cut_off(task, frames.get(task.thread_ident), now)
-        if self.stuck >= self.threads and not self.all_stuck_reported:
+        if self.replacement_asked and not worker_link.replacement_asked():
+            # The supervisor could not replace this worker: ask again, after a pause.
+            self.replacement_asked = self.all_stuck_reported = False
+            self.ask_again_at = now + ASK_AGAIN_AFTER
+        if self.stuck >= self.threads and not self.all_stuck_reported and now >= self.ask_again_at:
             self.all_stuck_reported = True
             self.ask_for_replacement()
 

@@ -1,6 +1,7 @@
-"""Windows set-up around the service and the console: the firewall rule for the port, restart
-on failure, delayed start (commands built as data, run by ``service.bat install``/``remove``),
-and QuickEdit turned off in the console window (ctypes; does nothing off Windows).
+"""Windows set-up around the service and the console: the firewall rule for the port, who may
+control the service, restart on failure, delayed start (commands built as data, run by
+``service.bat install``/``remove``), and QuickEdit turned off in the console window (ctypes;
+does nothing off Windows).
 """
 
 from __future__ import annotations
@@ -52,6 +53,20 @@ def recovery_commands(name: str) -> list[list[str]]:
     ]
 
 
+# The service's permissions (SDDL; sc.exe sdset). Windows' default lets every interactive
+# and service-logon user send it user-defined controls (CR: `sc control NAME 128` reloads).
+# Here only SYSTEM and Administrators may start, stop, pause or control it (and
+# Administrators change or delete it); interactive, service-logon and authenticated users may
+# query its configuration and state and interrogate it (CC LC SW LO RC), no more.
+SERVICE_SDDL = ("D:(A;;CCLCSWRPWPDTLOCRRC;;;SY)(A;;CCDCLCSWRPWPDTLOCRSDRCWDWO;;;BA)"
+                "(A;;CCLCSWLORC;;;IU)(A;;CCLCSWLORC;;;SU)(A;;CCLCSWLORC;;;AU)")
+
+
+def permissions_command(name: str) -> list[str]:
+    """Only Administrators and SYSTEM may control the service (reload it, start or stop it)."""
+    return ["sc.exe", "sdset", name, SERVICE_SDDL]
+
+
 def delayed_start_command(name: str) -> list[str]:
     """Start a little after boot, once the network and local databases are up."""
     return ["sc.exe", "config", name, "start=", "delayed-auto"]
@@ -71,7 +86,7 @@ def serves_other_computers(host: str) -> bool:
 
 def install_commands(name: str, host: str, port: int, delayed_start: bool) -> list[list[str]]:
     """What ``service.bat install`` runs after pywin32 made the service."""
-    commands = recovery_commands(name)
+    commands = [permissions_command(name), *recovery_commands(name)]
     if delayed_start:
         commands.append(delayed_start_command(name))
     if serves_other_computers(host):

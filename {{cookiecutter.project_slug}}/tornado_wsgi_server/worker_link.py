@@ -1,4 +1,5 @@
-"""A worker process's line to its supervisor: "ready", "failed <why>" and "replace <kind> <why>".
+"""A worker process's line to its supervisor: "ready", "failed <why>" and "replace <kind> <why>";
+the supervisor answers "replace-failed" when it could not replace the worker.
 
 Set up by ``supervisor.worker_main``; in a one-process server there is none, and asking for
 a replacement returns False. Safe to call from any thread.
@@ -49,3 +50,15 @@ def ask_for_replacement(kind: str, reason: str) -> bool:
     reason = " ".join(reason.split())  # one line
     _asked = send(f"replace {kind} {reason}")
     return _asked
+
+
+def replacement_asked() -> bool:
+    """True from a request for a replacement until the supervisor says it failed."""
+    return _asked
+
+
+def replacement_failed() -> None:
+    """The supervisor could not start a new worker in this one's place: it serves on, and may
+    ask again."""
+    global _asked
+    _asked = False

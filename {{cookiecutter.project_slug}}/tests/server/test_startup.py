@@ -128,3 +128,43 @@ def test_time_zone_name_is_checked_at_start(start_server):
     output = server.output()
     assert "ERROR:" in output and "DJANGO_TIME_ZONE='W. Europe Standard Time'" in output, output
     assert "Traceback" not in output, output
+
+
+def test_the_pinned_tornado_is_the_one_the_server_supports():
+    from tornado_wsgi_server.tornado_check import SUPPORTED
+
+    pins = [line.split(";")[0].strip() for line in (PROJECT_DIR / "requirements.txt").read_text().splitlines()
+            if line.lower().startswith("tornado==")]
+    assert len(pins) == 1, pins
+    assert pins[0].partition("==")[2] in SUPPORTED, f"requirements.txt pins {pins[0]}; supported: {SUPPORTED}"
+
+
+def test_another_tornado_is_named_with_the_supported_one_and_the_fix():
+    from tornado_wsgi_server.tornado_check import SUPPORTED, tornado_problem
+
+    assert all(tornado_problem(version) is None for version in SUPPORTED)
+    for version in ("6.6.1", "6.5.9", "6.5.100"):
+        problem = tornado_problem(version)
+        assert f"Tornado {version} is installed" in problem
+        assert SUPPORTED[0] in problem and "pip install -r requirements.txt" in problem
+
+
+# Makes the server see another installed Tornado version (the check reads tornado.version).
+OTHER_TORNADO = 'import tornado\ntornado.version = "6.6.1"\ntornado.version_info = (6, 6, 1, 0)\n'
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_server_refuses_to_start_on_an_untested_tornado(start_server, tmp_path, workers):
+    (tmp_path / "sitecustomize.py").write_text(OTHER_TORNADO, encoding="utf-8")
+    server = start_server("--workers", workers, env={"PYTHONPATH": str(tmp_path)}, wait=False)
+    assert server.process.wait(60) == 1
+    output = server.output()
+    assert "ERROR: Tornado 6.6.1 is installed" in output and "pip install -r requirements.txt" in output
+    assert READY_LINE not in output
+
+
+def test_untested_tornado_can_be_allowed_with_a_warning(start_server, tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(OTHER_TORNADO, encoding="utf-8")
+    server = start_server(env={"PYTHONPATH": str(tmp_path), "SERVER_ALLOW_UNTESTED_TORNADO": "1"})
+    assert "Tornado 6.6.1 is installed" in server.output() and "unsupported" in server.output()
+    assert server.stop() == 0

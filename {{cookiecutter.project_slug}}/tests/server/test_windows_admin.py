@@ -138,3 +138,37 @@ def test_install_keeps_the_services_other_environment_variables():
     assert service_environment(existing, "C:\\Python313;C:\\Windows") == [
         "HTTPS_PROXY=http://proxy.corp:8080", "DJANGO_LOG_LEVEL=WARNING", "PATH=C:\\Python313;C:\\Windows"]
     assert service_environment([], "C:\\Windows") == ["PATH=C:\\Windows"]
+
+
+def service_aces(sddl: str) -> dict[str, set[str]]:
+    """{trustee: rights} of an SDDL DACL of allow entries, rights as two-letter codes."""
+    assert sddl.startswith("D:") and "S:" not in sddl  # the audit entries (SACL) stay as they are
+    aces = {}
+    for ace in sddl[2:].strip("()").split(")("):
+        kind, _, rights, _, _, trustee = ace.split(";")
+        assert kind == "A"
+        aces[trustee] = {rights[i:i + 2] for i in range(0, len(rights), 2)}
+    return aces
+
+
+@pytest.mark.parametrize("command", ["install", "update"])
+def test_install_lets_only_administrators_and_system_control_the_service(monkeypatch, command):
+    """`sc control NAME 128` reloads: no other local user may send it, or start or stop it."""
+    import subprocess
+
+    from tornado_wsgi_server.options import ServerOptions
+    from tornado_wsgi_server.windows_service import after_install_or_remove
+
+    ran = []
+    monkeypatch.setattr(windows_admin.subprocess, "run", lambda command, **kwargs: ran.append(command)
+                        or subprocess.CompletedProcess(command, 0, "", ""))
+    after_install_or_remove(SLUG, [command], ServerOptions(host="127.0.0.1", port=8000), delayed_start=False)
+    sdset = [line for line in ran if line[:2] == ["sc.exe", "sdset"]]
+    assert len(sdset) == 1 and sdset[0][2] == SLUG, ran
+    aces = service_aces(sdset[0][3])
+    control = {"CR", "RP", "WP", "DT"}  # user-defined control (reload), start, stop, pause
+    assert {trustee for trustee, rights in aces.items() if rights & control} == {"SY", "BA"}
+    assert {trustee for trustee, rights in aces.items() if rights & {"DC", "SD", "WD", "WO"}} == {"BA"}
+    for users in ("IU", "AU", "SU"):  # everyone signed in may still see it and its state
+        assert {"CC", "LC", "RC"} <= aces[users], users
+    assert control <= aces["SY"] and control <= aces["BA"]

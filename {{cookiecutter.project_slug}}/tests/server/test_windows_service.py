@@ -461,3 +461,41 @@ def test_service_reload_control_replaces_the_workers_and_logs_it(server_env, tmp
         assert [e for e in driver.events if e[0] == "info"][-1][2] == 101  # stopped
     finally:
         driver.close()
+
+
+def test_reload_controls_share_one_waiting_thread_and_merge():
+    """However many reload controls come (`sc control NAME 128` in a loop), one thread waits for
+    the reload under way and one more reload follows it: the rest are merged into that one."""
+    from tornado_wsgi_server.service_runner import ServiceLifecycle
+
+    class Status:  # pywin32's side: what the service reports, dropped
+        def report(self, *args):
+            pass
+
+        def event(self, *args):
+            events.append(args)
+
+    class Runner:  # the supervisor's reload: each call blocks until the test lets it end
+        _supervisor = object()
+
+        def __init__(self):
+            self.calls = 0
+            self.go_on = threading.Semaphore(0)
+
+        def reload(self):
+            self.calls += 1
+            assert self.go_on.acquire(timeout=30)
+            return {"ok": True, "replaced": 2}
+
+    events: list = []
+    lifecycle = ServiceLifecycle(PROJECT, Status(), [])
+    lifecycle.runner, lifecycle.state = Runner(), "running"
+    for _ in range(50):
+        lifecycle.reload()
+    waiting = [thread for thread in threading.enumerate() if thread.name == "reload"]
+    assert len(waiting) == 1
+    lifecycle.runner.go_on.release(2)  # the reload under way ends, then the merged one
+    waiting[0].join(30)
+    assert not waiting[0].is_alive()
+    assert lifecycle.runner.calls == 2
+    assert [event[0] for event in events] == [110, 110]
