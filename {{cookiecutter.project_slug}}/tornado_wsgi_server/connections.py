@@ -77,6 +77,7 @@ class Refusals:
 
     def refuse(self, sock: socket.socket) -> None:
         try:
+            sock.setblocking(False)
             sock.send(self.response())  # a few hundred bytes: the send buffer takes them
             sock.shutdown(socket.SHUT_WR)
         except OSError:

@@ -83,10 +83,7 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
         if isinstance(headers, TooManyHeaders):
             return self.reject(431, "Request Header Fields Too Large",
                                f"More than {MAX_HEADER_FIELDS} header fields.\n")
-        # A Tornado route (TORNADO_ROUTES) is handed over below, once the same checks passed.
-        route = container.tornado_paths is not None and container.tornado_paths.match(
-            start_line.path.partition("?")[0]
-        )
+        route = container.tornado_paths and container.tornado_paths.match(start_line.path.partition("?")[0])
         options = container.options
         if container.in_flight >= container.capacity or container.shutting_down:
             container.queue.refused += 1  # pressure the queue could not hold (overload rule)
@@ -107,12 +104,10 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
         return None
 
     def to_tornado(self, start_line, headers, length: int | None):
-        """Hand the request to the project's Tornado handlers, its body held to the route's
-        limit (whole in memory unless the handler streams it; none for a WebSocket)."""
+        """Hand a TORNADO_ROUTES request, checked as any, to Tornado; its body held to the route's limit."""
         limit = self.container.tornado_app.body_limit(start_line.path.partition("?")[0])
         if (length or 0) > limit or (limit == 0 and "Transfer-Encoding" in headers):
-            return self.reject(413, "Content Too Large", f"Request body larger than {limit} "
-                               "bytes for this address.\n")
+            return self.reject(413, "Content Too Large", f"Request body larger than {limit} bytes.\n")
         self.request_conn.set_max_body_size(limit)  # a chunked body past it is cut off
         self.tornado_delegate = self.container.tornado_app.start_request(self.server_conn, self.request_conn)
         return self.tornado_delegate.headers_received(start_line, headers)
