@@ -226,7 +226,7 @@ class TornadoServer(HTTPServer):
         key = address_key(client) if client else ""
         if client and self._over_address_cap(client, key):
             container.note(key, "per-address", "Connection limit per address (%d) reached by %s: "
-                           "its idle connections were closed to make room, more get 503. Is it a "
+                           "new connections get 503 while none of its own is idle. Is it a "
                            "reverse proxy? List it in --trusted-proxies. Do many users share it "
                            "(NAT, a terminal server)? Raise --max-connections-per-ip.",
                            self.max_per_address, key)
