@@ -12,11 +12,11 @@ import collections
 import io
 import json
 import multiprocessing
+import queue
 import selectors
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler
 from multiprocessing.connection import wait
 
@@ -272,8 +272,11 @@ class Listener:
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.socket, selectors.EVENT_READ)
         self.waiting: dict = {}  # socket -> [deadline, bytes read, client address], oldest first
-        self.pool = ThreadPoolExecutor(MAX_HANDLERS, thread_name_prefix="metrics-handler")
-        self.queued = 0  # complete requests handed to the pool, not yet answered
+        # Daemon threads (an executor's would hold up the process's exit on a slow client).
+        self.requests: queue.SimpleQueue = queue.SimpleQueue()
+        for number in range(MAX_HANDLERS):
+            threading.Thread(target=self._work, name=f"metrics-handler-{number + 1}", daemon=True).start()
+        self.queued = 0  # complete requests handed to the handlers, not yet answered
         self._lock = threading.Lock()
 
     def serve_forever(self) -> None:
@@ -329,7 +332,7 @@ class Listener:
                     pass
                 sock.close()
                 return
-            self.pool.submit(self._handle, sock, entry[2], entry[1])
+            self.requests.put((sock, entry[2], entry[1]))
 
     def _drop(self, sock) -> None:
         self.waiting.pop(sock, None)
@@ -338,6 +341,10 @@ class Listener:
         except (KeyError, ValueError):
             pass
         sock.close()
+
+    def _work(self) -> None:
+        while True:
+            self._handle(*self.requests.get())
 
     def _handle(self, sock, address, head: bytes) -> None:
         try:
