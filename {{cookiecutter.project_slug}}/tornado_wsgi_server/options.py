@@ -192,9 +192,11 @@ def options_for(project: Project) -> tuple[Option, ...]:
                "Open connections per process; at the limit the longest-idle keep-alive "
                "connection is closed to make room, then the slowest upload, then a download its "
                f"client has not read for 5 s (at most {WINDOWS_MAX_CONNECTIONS} on Windows)."),
-        Option("max_connections_per_ip", _int_range(1), "50",
-               "Open connections per client address and process, so one client cannot take every "
-               "slot; addresses in --trusted-proxies are exempt.", metavar="N"),
+        Option("max_connections_per_ip", _int_range(1), "128",
+               "Open connections per client address (IPv6: per /64) and process, so one client "
+               "cannot take every slot; at it, that address's idle keep-alive connections are "
+               "closed first, then new ones get 503. Addresses in --trusted-proxies are exempt.",
+               metavar="N"),
         Option("max_body_size", _size, "100M",
                "Largest request body (413 beyond it); bodies over 64 KB wait in a temporary file.",
                metavar="SIZE"),
@@ -282,7 +284,7 @@ class ServerOptions:
     max_queue: int = 100
     max_queue_wait: float = 5.0
     max_connections: int = WINDOWS_MAX_CONNECTIONS if IS_WINDOWS else 1000
-    max_connections_per_ip: int = 50
+    max_connections_per_ip: int = 128
     max_body_size: int = 100 * 1024**2
     max_header_size: int = 64 * 1024
     idle_timeout: float = 60.0
