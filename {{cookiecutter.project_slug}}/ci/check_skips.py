@@ -4,8 +4,8 @@
     python ci/check_skips.py pytest-report.xml --allow ci/windows-skips.txt
 
 The report is pytest's ``--junitxml``. An allow-list has one test per line: its id as pytest
-prints it (``tests/server/test_x.py::test_y[param]``), then, after a space, why it may skip
-there; ``#`` starts a comment. Exit codes: 0 every skip allowed, 1 a skip that is not
+prints it (``tests/server/test_x.py::test_y[param]``), `` | `` and why it may skip there;
+lines starting with ``#`` are comments. Exit codes: 0 every skip allowed, 1 a skip that is not
 (each printed), 2 a report or list that cannot be read.
 """
 
@@ -25,13 +25,12 @@ def read_allowed(path: Path) -> dict[str, str]:
     """{test id: reason} from an allow-list file."""
     allowed = {}
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        line = line.split(" #", 1)[0].strip() if not line.lstrip().startswith("#") else ""
-        if not line:
+        if not line.strip() or line.lstrip().startswith("#"):
             continue
-        test_id, _, reason = line.partition(" ")
-        if "::" not in test_id or not reason.strip():
-            raise BadInput(f"{path}:{number}: wanted `tests/file.py::test_name reason`, got {line!r}")
-        allowed[test_id] = reason.strip()
+        test_id, _, reason = (part.strip() for part in line.partition(" | "))
+        if "::" not in test_id or not reason:
+            raise BadInput(f"{path}:{number}: wanted `tests/file.py::test_name | reason`, got {line!r}")
+        allowed[test_id] = reason
     return allowed
 
 
