@@ -38,7 +38,8 @@ class ConsoleServer:
                     "DJANGO_SECRET_KEY": "console-checks-" + "k" * 50, "PYTHONUNBUFFERED": "1"})
         with open(self.log_path, "wb") as log:
             self.process = windows.start_console(
-                [sys.executable, "tornado_server.py", "--settings", "tests.settings", "--port", str(port), *args],
+                [sys.executable, "tornado_server.py", "--settings", "tests.settings", "--host", "127.0.0.1",
+                 "--port", str(port), *args],
                 PROJECT_DIR, env, log)
 
     def output(self) -> str:
@@ -104,7 +105,7 @@ class ConsoleChecks:
         except Exception as exc:
             raise CheckFailed(f"a second server started on port {port}:\n{second.output()}") from exc
         expect(code != 0, f"the second server exited 0:\n{second.output()}")
-        expect("another server already using this port" in second.output(),
+        expect(f"cannot listen on 127.0.0.1:{port}" in second.output(),
                f"the refusal does not say why:\n{second.output()}")
         expect(status(port) == 200, "the first server stopped answering")
         self.windows.interrupt(first.process)

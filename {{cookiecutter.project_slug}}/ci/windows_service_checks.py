@@ -170,12 +170,15 @@ class ServiceChecks:
         try:
             second = self.windows.service("install", "--", "--port", str(free_port()), folder=copy,
                                           python=venv_python(self.project_dir))
+            # Resolved: a temporary folder may be named by its short (8.3) name on Windows.
             installed = self.windows.service_folder(self.name)
+            installed = installed and installed.resolve()
+            copy = copy.resolve()
             if SECOND_INSTALL_REFUSED:
                 expect(second.code != 0, "a second folder took over the service")
                 expect(str(self.project_dir) in second.output and str(copy) in second.output,
                        "the refusal does not name both folders")
-                expect(installed == self.project_dir, f"the service now runs {installed}")
+                expect(installed == self.project_dir.resolve(), f"the service now runs {installed}")
             else:
                 expect(second.code == 0, f"the second install exited {second.code}")
                 expect(installed == copy, f"the service runs {installed}, not the second folder")
