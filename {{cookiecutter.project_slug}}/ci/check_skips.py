@@ -72,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 2
     if unexpected:
-        print(f"Unexpected skips ({len(unexpected)}; allowed: {len(allowed)} listed in "
-              f"{args.allow or 'no list'}):\n" + "\n".join(unexpected))
+        print(f"Unexpected skips ({len(unexpected)}; "
+              + (f"{len(allowed)} tests listed in {args.allow}" if args.allow else "none may skip") + "):\n"
+              + "\n".join(unexpected))
         return 1
     print(f"No unexpected skips ({len(skipped)} skipped" + (f", each listed in {args.allow})." if skipped else ")."))
     return 0
