@@ -45,8 +45,9 @@ def test_settings_variables_are_documented():
 
 
 # Made when the site first runs, or by tools; git ignores them.
-GENERATED = {".venv", "db.sqlite3", "staticfiles", "logs", "data", "__pycache__", ".pytest_cache",
-             ".ruff_cache", ".git", "media", ".hypothesis", "backups", "wheelhouse"}
+GENERATED = {".venv", "db.sqlite3", "staticfiles", "logs", "__pycache__", ".pytest_cache",
+             ".ruff_cache", ".git", "media", ".hypothesis", "backups", "wheelhouse", "data",
+             "pytest-report.xml"}
 
 
 def layout_tree() -> set[Path]:
