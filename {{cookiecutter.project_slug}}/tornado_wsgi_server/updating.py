@@ -168,7 +168,8 @@ def update(project: Path, template: str | None, checkout: str | None) -> int:
          f"{record['commit'][:12]}, server {old_version or 'unknown'})")
     code, output = run_tool(project, "update", template or "", checkout or "")
     if code != 0:
-        raise Failed("the update did not run (see above); the project is as it was.")
+        raise Failed("the update did not run (see above); the project is as it was. If the "
+                     "template moved, name it: update --template GIT-URL-OR-FOLDER.")
     if "already up to date" in output:
         step("Already up to date")
         return 0
