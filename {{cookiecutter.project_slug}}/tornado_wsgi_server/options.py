@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import __version__
 from .project import Project
 
 IS_WINDOWS = sys.platform == "win32"
@@ -322,6 +323,8 @@ def build_arg_parser(project: Project) -> argparse.ArgumentParser:
         description=f"Serve {project.name} (Django) with Tornado. Each option "
         "can also be set by the environment variable shown, or in .env.",
     )
+    parser.add_argument("--version", action="version", version=f"tornado_wsgi_server {__version__}",
+                        help="print the server package's version (CHANGELOG.md) and exit")
     for option in options_for(project):
         default = "(none)" if option.default in (None, "") else option.default
         help_text = f"{option.help} [env {option.env_name}; default {default}]"
