@@ -392,9 +392,12 @@ class RunningServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.logfile = open(logdir / (re.sub(r"\W+", "_", spec.name) + ".log"), "wb")
         args = [a.format(python=python, port=self.port, metrics_port=free_port()) for a in spec.args]
+        # A process group of its own: Ctrl+Break (Windows) or a signal to the group reaches
+        # the workers too, as in a console window.
         self.process = subprocess.Popen(
             args, cwd=project, env=env, stdout=self.logfile, stderr=subprocess.STDOUT,
             start_new_session=not IS_WINDOWS,
+            creationflags=subprocess.CREATE_NEW_PROCESS_GROUP if IS_WINDOWS else 0,
         )
 
     def wait_ready(self, timeout: float = 90) -> None:
@@ -429,12 +432,16 @@ class RunningServer:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            self.process.send_signal(self.spec.stop_signal)
+            # Windows sends no SIGINT to another process: Ctrl+Break is its Ctrl+C.
+            stop = signal.CTRL_BREAK_EVENT if IS_WINDOWS and self.spec.stop_signal == signal.SIGINT \
+                else self.spec.stop_signal
+            self.process.send_signal(stop)
             try:
                 self.process.wait(20)
             except subprocess.TimeoutExpired:
-                if IS_WINDOWS:
-                    self.process.kill()
+                if IS_WINDOWS:  # the whole tree: --workers children too
+                    subprocess.run(["taskkill", "/PID", str(self.process.pid), "/T", "/F"],
+                                   capture_output=True, timeout=30, check=False)
                 else:
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(10)

@@ -25,7 +25,7 @@ TAKEN_NAMES = {
     "httpx", "win32serviceutil", "win32service", "win32event", "servicemanager",
     "pywin32", "tzdata",
     "test", "tests", "site", "manage", "tornado_server", "tornado_wsgi_server",
-    "bootstrap", "config", "static", "staticfiles", "templates", "media",
+    "bootstrap", "update", "config", "static", "staticfiles", "templates", "media",
     "benchmarks",
 }
 

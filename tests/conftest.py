@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from helpers import ROOT
+from helpers import MATRIX_PYTHONS, ROOT
+
+# Tests of the template itself, whose outcome does not depend on the Python running them:
+# bakes, hooks, Wine, Chromium, start_server.sh, the benchmark smokes, the workflows. A
+# GitHub matrix runs them in one job per operating system (TEMPLATE_ONLY_TESTS=1) and
+# leaves them out of the others (TEMPLATE_ONLY_TESTS=0); unset, they run.
+TEMPLATE_ONLY_MODULES = {"test_bake.py", "test_hooks.py", "test_service_bat.py", "test_start_server_bat.py",
+                         "test_readme_windows.py", "test_start_server.py", "test_benchmarks_smoke.py",
+                         "test_workflows.py"}
 
 
 def pytest_configure(config):
@@ -22,3 +31,18 @@ def default_project(cookies_session) -> Path:
     result = cookies_session.bake()
     assert result.exit_code == 0, result.exception
     return result.project_path
+
+
+def left_out(item) -> bool:
+    if os.environ.get("TEMPLATE_ONLY_TESTS") == "0" and item.path.name in TEMPLATE_ONLY_MODULES:
+        return True
+    # A smoke run on a Python that a matrix job of its own tests in full adds nothing.
+    params = getattr(item, "callspec", None) and item.callspec.params
+    return item.originalname == "test_baked_project_smoke_on_python" and params["version"] in MATRIX_PYTHONS
+
+
+def pytest_collection_modifyitems(config, items):
+    deselected = [item for item in items if left_out(item)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not left_out(item)]

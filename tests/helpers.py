@@ -21,6 +21,9 @@ SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13", "3.14")
 # other supported Pythons get a smoke subset. TEMPLATE_MAIN_PYTHON=3.13 picks another one (the
 # GitHub workflow sets its matrix version, so each job runs the full suite on its Python).
 MAIN_PYTHON = os.environ.get("TEMPLATE_MAIN_PYTHON") or "3.11"
+# The Pythons a CI matrix runs the full suite on, one job each (TEMPLATE_MATRIX_PYTHONS="3.10
+# 3.11 ..."): no job runs a smoke subset on those.
+MATRIX_PYTHONS = tuple(os.environ.get("TEMPLATE_MATRIX_PYTHONS", "").split())
 
 
 def services_required() -> bool:
@@ -147,14 +150,10 @@ _SKIP_LINE = re.compile(r"^SKIPPED \[(\d+)\] (\S+?):(\d+): (.*)$", re.M)
 _COLLECTED = re.compile(r"^collected (\d+) items?\b", re.M)
 
 
-# A baked test that cannot run on Windows says so: its skip reason starts with this.
-WINDOWS_SKIP_REASON = r"^not on Windows: "
-
-
 def expected_skip_reasons() -> tuple[str, ...]:
-    """The skip reasons (regular expressions) a baked suite may report in this run."""
-    allowed = () if services_required() else SERVICE_SKIP_REASONS
-    return (*allowed, WINDOWS_SKIP_REASON) if IS_WINDOWS else allowed
+    """The skip reasons (regular expressions) a baked suite may report in this run; on
+    Windows the project's ci/windows-skips.txt lists the tests that may skip instead."""
+    return () if services_required() else SERVICE_SKIP_REASONS
 
 
 @dataclass
@@ -170,6 +169,9 @@ class SuiteResult:
     skips: tuple = ()
     # Test files of the project the run was meant to cover (all of tests/ when none was named).
     files: tuple = ()
+    # The baked project and its run's junit report (pytest --junitxml).
+    project: Path | None = None
+    report: Path | None = None
 
     def assert_passed(self, at_least: int = 1) -> None:
         assert self.returncode == 0 and self.failed == 0 and self.errors == 0, self.output[-20000:]
@@ -182,9 +184,15 @@ class SuiteResult:
         allowed = expected_skip_reasons() if allowed_skips is None else allowed_skips
         tail = self.output[-20000:]
         assert self.returncode == 0 and self.failed == 0 and self.errors == 0, tail
+        if IS_WINDOWS and allowed_skips is None:
+            # On Windows the project's own list decides, test by test, as in its CI.
+            checked = run([sys.executable, "ci/check_skips.py", self.report, "--allow", "ci/windows-skips.txt"],
+                          cwd=self.project, timeout=60)
+            assert checked.returncode == 0, checked.stdout + "\n" + tail
         unexpected = [f"{location}: {reason}" for _, location, reason in self.skips
                       if not any(re.search(pattern, reason) for pattern in allowed)]
-        assert not unexpected, "unexpected skips:\n" + "\n".join(unexpected) + "\n" + tail
+        assert IS_WINDOWS and allowed_skips is None or not unexpected, \
+            "unexpected skips:\n" + "\n".join(unexpected) + "\n" + tail
         assert sum(count for count, _, _ in self.skips) == self.skipped, \
             f"{self.skipped} skipped but the summary explains {len(self.skips)} lines\n{tail}"
         assert self.collected, f"no 'collected N items' line\n{tail}"
@@ -238,14 +246,16 @@ def run_baked_suite(project_dir: Path, python: str | None = None, env: dict | No
     project_dir = Path(project_dir)
     vpython = make_venv(project_dir, python or main_python())
     # -ra: one summary line per skip with its reason, whatever the project's addopts say.
-    completed = run([vpython, "-m", "pytest", "-p", "no:cacheprovider", "-ra", *args],
+    report = project_dir / "pytest-report.xml"
+    completed = run([vpython, "-m", "pytest", "-p", "no:cacheprovider", "-ra", f"--junitxml={report}", *args],
                     cwd=project_dir, env=clean_env(**(env or {})), timeout=timeout)
     counts = parse_pytest_summary(completed.stdout)
     collected = _COLLECTED.search(completed.stdout)
     return SuiteResult(counts["passed"], counts["failed"], counts["errors"], counts["skipped"],
                        completed.returncode, completed.stdout,
                        collected=int(collected.group(1)) if collected else None,
-                       skips=parse_skips(completed.stdout), files=suite_files(project_dir, args))
+                       skips=parse_skips(completed.stdout), files=suite_files(project_dir, args),
+                       project=project_dir, report=report)
 
 
 def read_env_file(path: Path) -> dict:

@@ -20,6 +20,7 @@ INVALID = [
     ({"project_slug": "test"}, "shadow"),
     ({"project_slug": "site"}, "shadow"),
     ({"project_slug": "whitenoise"}, "shadow"),
+    ({"project_slug": "update"}, "shadow"),
     ({"project_slug": "asyncio"}, "shadow"),
     ({"project_slug": "class"}, "keyword"),
     ({"port": "0"}, "port must be a whole number from 1 to 65535"),

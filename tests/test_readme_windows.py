@@ -4,14 +4,15 @@ and the post-generation hook names the real folder."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 
 import pytest
-from test_start_server_bat import windows_path, wine  # noqa: F401 (the fixture)
 
 from helpers import ROOT, clean_env
+from test_start_server_bat import windows_path, wine  # noqa: F401 (the fixture)
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
@@ -61,5 +62,9 @@ def test_next_steps_name_the_real_folder(tmp_path):
     assert result.returncode == 0, result.stderr
     project = out / "smith_sons"
     cd_line = next(line.strip() for line in result.stdout.splitlines() if line.strip().startswith("cd "))
-    moved = subprocess.run(["sh", "-c", f"{cd_line} && pwd -P"], capture_output=True, text=True)
-    assert moved.stdout.strip() == str(project.resolve()), (cd_line, moved.stderr)
+    if sys.platform == "win32":  # cd /d "...", as typed in cmd.exe; "cd" alone prints where it went
+        moved = subprocess.run(f'cmd.exe /d /s /c "{cd_line} && cd"', capture_output=True, text=True, timeout=60)
+    else:
+        moved = subprocess.run(["sh", "-c", f"{cd_line} && pwd -P"], capture_output=True, text=True, timeout=60)
+    assert moved.returncode == 0 and moved.stdout.strip(), (cd_line, moved.stdout, moved.stderr)
+    assert os.path.samefile(moved.stdout.strip(), project), (cd_line, moved.stdout, str(project))

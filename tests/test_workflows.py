@@ -4,11 +4,21 @@ project's (.github/workflows/ci.yml)."""
 
 from __future__ import annotations
 
+import os
+import re
+import shlex
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
 import pytest
 import yaml  # PyYAML comes with cookiecutter
 
-from helpers import ROOT
+from helpers import ROOT, SUPPORTED_PYTHONS, clean_env, main_python, make_venv, run
 
+# The matrix job that also runs the template's own tests.
+MAIN_PYTHON_IN_CI = "3.13"
 SERVICES = {
     "postgres": {"image": "postgres:", "port": "5432:5432", "health": "pg_isready"},
     "redis": {"image": "redis:", "port": "6379:6379", "health": "redis-cli ping"},
@@ -55,13 +65,20 @@ def test_template_workflow_runs_services_and_requires_them_on_linux():
     # skip there, and nothing else may turn skipping on.
     assert "REQUIRE_SERVICES" not in (windows.get("env") or {})
     check_steps(windows)
-    for job in (linux, windows):
+    for job, allow in ((linux, ""), (windows, " --allow tests/windows_skips.txt")):
         assert job["env"]["TEMPLATE_MAIN_PYTHON"] == "${{ matrix.python }}"
-        assert job["strategy"]["matrix"]["python"] == ["3.10", "3.11", "3.12", "3.13", "3.14"]
-        test_step = next(step for step in job["steps"] if step.get("name") == "Template tests")
-        assert test_step["run"].strip() == "python -m pytest"
-        for version in ("3_10", "3_11", "3_12", "3_13", "3_14"):
-            assert f"PYTHON_{version}" in test_step["env"]
+        matrix = job["strategy"]["matrix"]
+        assert matrix["python"] == list(SUPPORTED_PYTHONS)
+        # Each Python has a job of its own: no smoke runs on the others.
+        assert job["env"]["TEMPLATE_MATRIX_PYTHONS"].split() == matrix["python"]
+        # The template's own tests run in exactly one job.
+        assert job["env"]["TEMPLATE_ONLY_TESTS"] == "${{ matrix.template_only_tests || '0' }}"
+        assert [entry for entry in matrix["include"] if entry.get("template_only_tests") == "1"] == [
+            {"python": MAIN_PYTHON_IN_CI, "template_only_tests": "1"}]
+        runs = [step.get("run", "").strip() for step in job["steps"]]
+        test_step = runs.index("python -m pytest --junitxml=template-report.xml")
+        assert runs[test_step + 1] == f'python "{{{{cookiecutter.project_slug}}}}/ci/check_skips.py" ' \
+                                      f"template-report.xml{allow}"
 
 
 @pytest.mark.parametrize("database,cache", [("sqlite", "locmem"), ("postgresql", "locmem"),
@@ -77,9 +94,305 @@ def test_project_workflow_runs_services_and_fails_on_unexpected_skips(cookies, d
     assert linux["env"]["REQUIRE_SERVICES"] == "1"
     assert "REQUIRE_SERVICES" not in (windows.get("env") or {})
     assert any("apt-get install" in run and "nginx" in run for run in check_steps(linux))
-    for job in (linux, windows):
-        runs = check_steps(job)
-        assert "python -m pytest -ra --junitxml=pytest-report.xml" in runs, runs
-        checker = next(step for step in job["steps"] if step.get("name") == "No unexpected skips")
-        assert checker["shell"] == "python"
-        compile(checker["run"], "No unexpected skips", "exec")
+    for job, allow in ((linux, ""), (windows, " --allow ci/windows-skips.txt")):
+        runs = [run.strip() for run in check_steps(job)]
+        test_step = runs.index("python -m pytest -ra --junitxml=pytest-report.xml")
+        assert runs[test_step + 1] == f"python ci/check_skips.py pytest-report.xml{allow}"
+
+
+# --- The steps themselves -----------------------------------------------------------------
+# Every step of both workflows either installs something or calls one command; the Windows
+# steps call one script of the repository or of the bake. These tests run the Linux (bash)
+# steps here, check the shape of the Windows (pwsh) ones, and run the bake's ci/ scripts
+# through the fake that stands in for Windows.
+
+PROJECT_TEMPLATE = ROOT / "{{cookiecutter.project_slug}}"
+CHECK_SKIPS = PROJECT_TEMPLATE / "ci" / "check_skips.py"
+TEMPLATE_WORKFLOW = ROOT / ".github" / "workflows" / "template.yml"
+# A step's own shell syntax is logic: a step may not chain, pipe or redirect.
+SHELL_SYNTAX = re.compile(r"[;|&<>`$]|\n")
+
+
+def expand(text: str, job: dict) -> str:
+    """``${{ matrix.NAME || 'default' }}`` as the job's first matrix entry makes it; any other
+    expression (a step's output) as empty."""
+    matrix = job.get("strategy", {}).get("matrix", {})
+
+    def value(match: re.Match) -> str:
+        name, _, default = match.group(1).partition("||")
+        name = name.strip()
+        if name.startswith("matrix.") and isinstance(matrix.get(name[7:]), list):
+            return str(matrix[name[7:]][0])
+        return default.strip().strip("'")
+
+    return re.sub(r"\$\{\{\s*(.*?)\s*\}\}", value, text)
+
+
+def is_install(run: str) -> bool:
+    return "apt-get" in run or re.fullmatch(r"python -m pip install -r \S+", run.strip()) is not None
+
+
+# How a bash step runs here, one rule per kind of step:
+# - apt-get steps are not run: they need root and the network; every test that uses what they
+#   install says when it is missing (need(), and REQUIRE_SERVICES=1 makes that a failure);
+# - pip install -r runs as it is, in the virtual environment the test made (quick once satisfied);
+# - the test suite runs with one quick test named after its command: the whole suites run in
+#   test_baked_suite.py, and this proves the command line and writes the report the next
+#   step reads;
+# - anything else runs as it is.
+NARROWED = {"template": ["tests/test_variants.py::test_sqlite_locmem_project_has_no_postgresql_or_redis_tests"],
+            "project": ["tests/test_database_settings.py"]}
+
+
+def bash_steps(job: dict) -> list[dict]:
+    return [step for step in job["steps"] if "run" in step and step.get("shell", "bash") == "bash"]
+
+
+def run_step(step: dict, job: dict, cwd: Path, path_first: Path, narrow: list[str]) -> str:
+    """Run one bash step as GitHub does (bash -e -o pipefail), with the job's and step's
+    environment; returns what it printed; fails the test if it fails."""
+    command = expand(step["run"], job).strip()
+    if command.startswith("python -m pytest"):
+        command = shlex.join([*shlex.split(command), *narrow])
+    env = clean_env(**{name: expand(str(value), job) for name, value in
+                       {**(job.get("env") or {}), **(step.get("env") or {})}.items()})
+    env["PATH"] = f"{path_first}{os.pathsep}{env['PATH']}"
+    done = subprocess.run(["bash", "--noprofile", "--norc", "-e", "-o", "pipefail", "-c", command], cwd=cwd, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900)
+    assert done.returncode == 0, f"step {step.get('name', command)!r} failed:\n{done.stdout[-5000:]}"
+    return done.stdout
+
+
+def check_pwsh_step(step: dict, where: Path) -> None:
+    """One line: ``python -m pip install -r FILE``, ``python -m pytest/ruff ...`` or
+    ``python SCRIPT ARGS`` with SCRIPT (and any list it is given) in ``where``."""
+    run = step["run"].strip()
+    assert step.get("shell", "pwsh") == "pwsh", step
+    assert not SHELL_SYNTAX.search(run), f"more than one command: {run!r}"
+    words = shlex.split(run)
+    assert words[0] == "python", run
+    if words[1] == "-m":
+        assert words[2] in ("pytest", "ruff") or words[2:4] == ["pip", "install"], run
+        return
+    script = where / words[1]
+    assert script.suffix == ".py" and script.is_file(), f"no script {script}"
+    for word in words[2:]:
+        if word.endswith(".txt"):
+            assert (where / word).is_file(), f"{run!r}: no {word}"
+
+
+def test_every_step_installs_or_calls_one_command():
+    for job in load(TEMPLATE_WORKFLOW)["jobs"].values():
+        for step in job["steps"]:
+            if "run" in step and not is_install(step["run"]):
+                assert not SHELL_SYNTAX.search(step["run"].strip().replace("${{", "")), step
+
+
+@pytest.mark.parametrize("database,cache", [("sqlite", "locmem"), ("postgresql", "redis")])
+def test_windows_steps_each_call_one_script_that_exists(cookies, database, cache):
+    result = cookies.bake(extra_context={"database": database, "cache": cache})
+    assert result.exit_code == 0, result.exception
+    project = result.project_path
+    workflow = load(project / ".github" / "workflows" / "ci.yml")
+    for job in workflow["jobs"].values():
+        for step in job["steps"]:
+            if "run" in step and not is_install(step["run"]):
+                assert not SHELL_SYNTAX.search(step["run"].strip()), step
+    windows = [step for step in workflow["jobs"]["windows"]["steps"] if "run" in step]
+    for step in windows:
+        check_pwsh_step(step, project)
+    scripts = {shlex.split(step["run"])[1] for step in windows if not step["run"].startswith("python -m")}
+    assert scripts == {"ci/check_skips.py", "ci/console_checks.py", "ci/windows_service_checks.py",
+                       "ci/start_server_bat_check.py"}, scripts
+    for step in load(TEMPLATE_WORKFLOW)["jobs"]["windows"]["steps"]:
+        if "run" in step:
+            check_pwsh_step(step, ROOT)
+
+
+@pytest.fixture(scope="module")
+def baked_with_venv(cookies_session) -> tuple[Path, Path]:
+    """A default bake with its requirements-dev.txt in .venv; (project, the venv's python)."""
+    result = cookies_session.bake()
+    assert result.exit_code == 0, result.exception
+    return result.project_path, make_venv(result.project_path, main_python())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="the bash steps are the Linux jobs'")
+@pytest.mark.parametrize("which", ["template", "project"])
+def test_bash_steps_run_here(baked_with_venv, which):
+    project, vpython = baked_with_venv
+    if which == "template":
+        job, cwd, path_first = load(TEMPLATE_WORKFLOW)["jobs"]["linux"], ROOT, Path(sys.executable).parent
+    else:
+        job, cwd, path_first = (load(project / ".github" / "workflows" / "ci.yml")["jobs"]["linux"], project,
+                                vpython.parent)
+    report = cwd / ("template-report.xml" if which == "template" else "pytest-report.xml")
+    ran = []
+    try:
+        for step in bash_steps(job):
+            if "apt-get" in step["run"]:
+                continue
+            run_step(step, job, cwd, path_first, NARROWED[which])
+            ran.append(step.get("name") or step["run"])
+    finally:
+        report.unlink(missing_ok=True)
+    assert len(ran) == 4, ran  # pip install, ruff, pytest, the skip check
+
+
+def run_ci_script(vpython: Path, project: Path, code: str) -> subprocess.CompletedProcess:
+    return run([vpython, "-c", "import sys; sys.path.insert(0, 'ci')\n" + code], cwd=project, timeout=900)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="the fake stands in for Windows elsewhere")
+@pytest.mark.parametrize("script", ["console_checks.py", "windows_service_checks.py", "start_server_bat_check.py"])
+def test_ci_scripts_run_here_through_the_fake(baked_with_venv, script):
+    project, vpython = baked_with_venv
+    done = run([vpython, f"ci/{script}"], cwd=project, timeout=900)
+    assert done.returncode == 0, done.stdout[-10000:]
+    assert re.search(r"^(\d+) of \1 checks passed\.$", done.stdout, re.M), done.stdout[-5000:]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="the fake stands in for Windows elsewhere")
+@pytest.mark.parametrize("old,new,message", [
+    pytest.param('f"localport={port}"', 'f"localport={port + 1}"', "no firewall rule for port", id="port"),
+    pytest.param('["sc.exe", "failureflag", name, "1"]', '["sc.exe", "failure-flag", name, "1"]',
+                 "no failure flag", id="sc-command"),
+    pytest.param('return ["sc.exe", "config", name, "start=", "delayed-auto"]',
+                 'return ["sc", "config", name, "start=", "delayed-auto"]', "not a delayed start", id="program"),
+])
+def test_the_fake_catches_a_wrong_windows_command(baked_with_venv, old, new, message):
+    """A misspelt command, a wrong port: the service checks fail on Linux."""
+    project, vpython = baked_with_venv
+    admin = project / "tornado_wsgi_server" / "windows_admin.py"
+    original = admin.read_text(encoding="utf-8")
+    assert original.count(old) == 1, old
+    admin.write_text(original.replace(old, new), encoding="utf-8")
+    try:
+        done = run_ci_script(vpython, project, "from windows import FakeWindows\n"
+                                               "from windows_service_checks import ServiceChecks\n"
+                                               "ServiceChecks(FakeWindows()).install_settings_and_firewall()\n")
+    finally:
+        admin.write_text(original, encoding="utf-8")
+    assert done.returncode == 1 and message in done.stdout, done.stdout[-5000:]
+    ok = run_ci_script(vpython, project, "from windows import FakeWindows\n"
+                                         "from windows_service_checks import ServiceChecks\n"
+                                         "ServiceChecks(FakeWindows()).install_settings_and_firewall()\n")
+    assert ok.returncode == 0, ok.stdout[-5000:]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="the fake stands in for Windows elsewhere")
+def test_the_fake_fails_what_windows_would_refuse(baked_with_venv):
+    """Exit codes the checks rely on: a service that is not installed, a second start, a
+    stop of a stopped service, a rule that is not there, an unknown command."""
+    project, vpython = baked_with_venv
+    done = run_ci_script(vpython, project, """
+from windows import FakeWindows
+fake = FakeWindows()
+assert fake.service("start").code == 1060
+assert fake.sc("qc", "x").code == 1060
+assert fake.service("install", "--", "--port", "8123").code == 0
+assert fake.service("stop").code == 1062
+assert fake.sc("qfailur", "x").code != 0
+assert fake.netsh("advfirewall", "firewall", "show", "rule", "name=nope").code == 1
+assert fake.netsh("firewall", "show", "rule", "name=x").code == 1
+assert fake.service("remove").code == 0 and fake.service("remove").code == 1060
+print("fine")
+""")
+    assert done.returncode == 0 and "fine" in done.stdout, done.stdout
+
+
+# --- The skip lists --------------------------------------------------------------------------
+
+def junit_report(path: Path, cases: list[tuple[str, str, str | None]]) -> Path:
+    """A pytest --junitxml report: (classname, name, skip message or None) per test."""
+    suite = ET.Element("testsuite")
+    for classname, name, skipped in cases:
+        case = ET.SubElement(suite, "testcase", classname=classname, name=name)
+        if skipped is not None:
+            ET.SubElement(case, "skipped", type="pytest.skip", message=skipped)
+    root = ET.Element("testsuites")
+    root.append(suite)
+    path.write_text(ET.tostring(root, encoding="unicode"), encoding="utf-8")
+    return path
+
+
+def check_skips(tmp_path: Path, cases: list, allowed: str | None) -> subprocess.CompletedProcess:
+    report = junit_report(tmp_path / "report.xml", cases)
+    args = [sys.executable, CHECK_SKIPS, report, "--root", PROJECT_TEMPLATE]
+    if allowed is not None:
+        (tmp_path / "allowed.txt").write_text(allowed, encoding="utf-8")
+        args += ["--allow", tmp_path / "allowed.txt"]
+    return run(args, cwd=tmp_path, timeout=60)
+
+
+SHUTDOWN = "tests.server.test_shutdown"
+SIGTERM_ID = "tests/server/test_shutdown.py::test_graceful_stop_finishes_requests_in_flight[sigterm]"
+
+
+def test_skip_checker_passes_listed_skips(tmp_path):
+    done = check_skips(tmp_path, [(SHUTDOWN, "test_graceful_stop_finishes_requests_in_flight[ctrl-c]", None),
+                                  (SHUTDOWN, "test_graceful_stop_finishes_requests_in_flight[sigterm]",
+                                   "not on Windows: it cannot send SIGTERM to a process")],
+                       f"# comment\n{SIGTERM_ID} | Windows cannot send SIGTERM\n")
+    assert done.returncode == 0, done.stdout
+    assert "No unexpected skips (1 skipped" in done.stdout
+
+
+def test_skip_checker_fails_on_an_unlisted_skip(tmp_path):
+    done = check_skips(tmp_path, [(SHUTDOWN, "test_graceful_stop_finishes_requests_in_flight[sigterm]", "x"),
+                                  ("tests.server.test_workers", "test_two_workers_serve_and_stop_gracefully",
+                                   "not on Windows: looks allowed but is not listed")],
+                       f"{SIGTERM_ID} | Windows cannot send SIGTERM\n")
+    assert done.returncode == 1, done.stdout
+    assert "tests/server/test_workers.py::test_two_workers_serve_and_stop_gracefully" in done.stdout
+    assert SIGTERM_ID + ":" not in done.stdout
+
+
+def test_skip_checker_without_a_list_allows_no_skip(tmp_path):
+    assert check_skips(tmp_path, [("tests.test_site", "test_home_page_links_hashed_css", None)],
+                       None).returncode == 0
+    done = check_skips(tmp_path, [("tests.test_site", "test_home_page_links_hashed_css", "PostgreSQL not reachable")],
+                       None)
+    assert done.returncode == 1 and "tests/test_site.py::test_home_page_links_hashed_css" in done.stdout
+
+
+@pytest.mark.parametrize("cases,allowed", [
+    ([], ""),  # a report with no test in it: the run did not happen
+    ([(SHUTDOWN, "test_x", None)], f"{SIGTERM_ID}\n"),  # a listed test without a reason
+])
+def test_skip_checker_refuses_what_it_cannot_read(tmp_path, cases, allowed):
+    done = check_skips(tmp_path, cases, allowed)
+    assert done.returncode == 2 and "ERROR:" in done.stdout, done.stdout
+
+
+def listed_ids(path: Path) -> list[str]:
+    return [line.partition(" | ")[0] for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
+def assert_tests_exist(root: Path, ids: list[str]) -> None:
+    for test_id in ids:
+        file, *_, name = test_id.split("::")
+        text = (root / file).read_text(encoding="utf-8")
+        assert f"def {name.partition('[')[0]}(" in text, f"{test_id}: no such test"
+
+
+def test_template_skip_list_names_real_tests():
+    ids = listed_ids(ROOT / "tests" / "windows_skips.txt")
+    assert len(ids) == len(set(ids)) >= 20
+    collected = run([sys.executable, "-m", "pytest", "--collect-only", "-q"], cwd=ROOT,
+                    env=clean_env(TEMPLATE_ONLY_TESTS="1"), timeout=120).stdout.splitlines()
+    assert not set(ids) - set(collected), set(ids) - set(collected)
+
+
+@pytest.mark.parametrize("database,cache", [("sqlite", "locmem"), ("postgresql", "redis")])
+def test_project_skip_list_names_real_tests(cookies, database, cache):
+    result = cookies.bake(extra_context={"database": database, "cache": cache})
+    assert result.exit_code == 0, result.exception
+    ids = listed_ids(result.project_path / "ci" / "windows-skips.txt")
+    assert len(ids) == len(set(ids)) == (6 if database == "sqlite" else 16), ids
+    assert_tests_exist(result.project_path, ids)

@@ -82,6 +82,7 @@ SERVICE = "tests/server/test_windows_service.py"
 STARTUP = "tests/server/test_startup.py"
 WATCHDOG = "tests/server/test_watchdog.py"
 METRICS = "tests/server/test_metrics.py"
+ROUTES = "tests/server/test_tornado_routes.py"
 STATUS_PAGE = "tests/server/test_status_page.py"
 ADMIN = "tests/server/test_windows_admin.py"
 OPTIONS = "tests/server/test_options.py"
@@ -459,21 +460,21 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "P23", "`--max-connections-per-ip`: more from that address are refused",
         "tornado_wsgi_server/connections.py",
-        "if client and self._over_address_cap(client):",
+        "if client and self._over_address_cap(client, key):",
         "if False:",
         (CONNECTIONS,),
     ),
     Mutation(
         "P24", "`--max-connections-per-ip`: addresses in `--trusted-proxies` are exempt",
         "tornado_wsgi_server/connections.py",
-        "return not any(ip in network for network in self.container.trusted)",
-        "return True",
+        "if any(ip in network for network in self.container.trusted):\n            return False",
+        "if False:\n            return False",
         (CONNECTIONS,),
     ),
     Mutation(
         "P25", "Refused connections are logged at most once a minute per address",
         "tornado_wsgi_server/container.py",
-        "if now - self._noted.get(key, -60.0) < 60.0:",
+        "if now - noted.get(key, -60.0) < 60.0:",
         "if False:",
         (CONNECTIONS,),
     ),
@@ -1067,6 +1068,115 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        result.begin(len(olds))",
         "        result.total = len(olds)",
         (f"{RELOAD}::test_two_overlapping_reloads_both_return_and_leave_the_workers_asked_for",),
+    ),
+    Mutation(
+        "C2", "`--max-connections-per-ip`: per client address (IPv6: per /64)",
+        "tornado_wsgi_server/connections.py",
+        'return f"{network}/{IPV6_PREFIX}"',
+        "return client",
+        (f"{CONNECTIONS}::test_per_address_cap_counts_ipv6_per_64",),
+    ),
+    Mutation(
+        "C3", "At the cap the address's longest-idle keep-alive connection is closed to make room",
+        "tornado_wsgi_server/connections.py",
+        "oldest = min((stream for stream in self.per_address[key] if stream in idle),",
+        "oldest = min((stream for stream in self.per_address[key] if False),",
+        (f"{CONNECTIONS}::test_at_the_address_cap_its_idle_connections_make_room",),
+    ),
+    Mutation(
+        "C4", "When nothing is idle, a new connection gets `503` with `Retry-After`",
+        "tornado_wsgi_server/connections.py",
+        "self.refusals.refuse(connection)",
+        "connection.close()",
+        (f"{CONNECTIONS}::test_a_client_refused_at_the_address_cap_gets_503",),
+    ),
+    Mutation(
+        "C5", "The log names an address at its cap ... and what to check (`--trusted-proxies`)",
+        "tornado_wsgi_server/connections.py",
+        '"reverse proxy? List it in --trusted-proxies. Do many users share it "',
+        '"reverse proxy? Do many users share it "',
+        (f"{CONNECTIONS}::test_a_client_refused_at_the_address_cap_gets_503",),
+    ),
+    Mutation(
+        "C6", "The log names an address at its cap at most once a minute: addresses forgotten oldest first, bounded",
+        "tornado_wsgi_server/container.py",
+        "while noted and (len(noted) >= NOTED_MAX or now - next(iter(noted.values())) >= 60.0):",
+        "while noted and now - next(iter(noted.values())) >= 60.0:",
+        (f"{CONNECTIONS}::test_noted_addresses_are_forgotten_oldest_first",),
+    ),
+    Mutation(
+        "C7", "(30 such lines a minute in all)",
+        "tornado_wsgi_server/container.py",
+        "if lines < NOTES_PER_MINUTE:",
+        "if True:",
+        (f"{CONNECTIONS}::test_noted_addresses_are_forgotten_oldest_first",),
+    ),
+    Mutation(
+        "C8", "`--max-connections-per-ip` (128) ... leaves room for about 20 browsers behind one address",
+        "tornado_wsgi_server/options.py",
+        'Option("max_connections_per_ip", _int_range(1), "128",',
+        'Option("max_connections_per_ip", _int_range(1), "50",',
+        (f"{CONNECTIONS}::test_an_office_behind_one_address_is_served",),
+    ),
+    Mutation(
+        "C9", ROUTES_PROMISE + ": the request limits of Django's views (`413`)",
+        "tornado_wsgi_server/task.py",
+        'if (length or 0) > limit or (limit == 0 and "Transfer-Encoding" in headers):',
+        "if False:",
+        (f"{ROUTES}::test_bodies_over_a_tornado_routes_limit_get_413",),
+    ),
+    Mutation(
+        "C10", ROUTES_PROMISE + ": the request limits of Django's views (`--min-body-rate`, `--body-timeout`)",
+        "tornado_wsgi_server/task.py",
+        "        options = container.options\n        if container.in_flight >= container.capacity",
+        "        options = container.options\n        if route:\n"
+        "            return self.to_tornado(start_line, headers, None)\n"
+        "        if container.in_flight >= container.capacity",
+        (f"{ROUTES}::test_a_stalled_body_to_a_tornado_route_is_closed",),
+    ),
+    Mutation(
+        "C11", ROUTES_PROMISE + ": a handler gets its body whole in memory, so at most 1 MB",
+        "tornado_wsgi_server/application.py",
+        "return min(HANDLER_MAX_BODY, max_body_size)",
+        "return max_body_size",
+        (f"{ROUTES}::test_bodies_over_a_tornado_routes_limit_get_413",),
+    ),
+    Mutation(
+        "C12", ROUTES_PROMISE + ": a WebSocket route accepts no request body",
+        "tornado_wsgi_server/application.py",
+        "issubclass(handler_class, websocket.WebSocketHandler):\n        return 0",
+        "issubclass(handler_class, websocket.WebSocketHandler):\n        return max_body_size",
+        (f"{ROUTES}::test_bodies_over_a_tornado_routes_limit_get_413",),
+    ),
+    Mutation(
+        "C13", ROUTES_PROMISE + ": a form may have up to 1000 parts (Tornado's own default is 100)",
+        "tornado_wsgi_server/application.py",
+        "request._parse_body = lambda: _parse_body(request)",
+        "pass",
+        (f"{ROUTES}::test_a_form_of_150_parts_reaches_a_tornado_handler_whole",),
+    ),
+    Mutation(
+        "C14", "The listener ... waits at most 10 s for a request of at most 8 KB",
+        "tornado_wsgi_server/metrics_hub.py",
+        "if not data or len(entry[1]) > MAX_REQUEST_BYTES:",
+        "if not data:",
+        (f"{METRICS}::test_idle_connections_to_the_listener_hold_no_thread",),
+    ),
+    Mutation(
+        "C15", "idle or slow connections to it hold no thread",
+        "tornado_wsgi_server/metrics_hub.py",
+        "self.waiting[sock] = [time.monotonic() + HANDLER_TIMEOUT, b\"\", address]\n"
+        "            self.selector.register(sock, selectors.EVENT_READ)",
+        "sock.setblocking(True)\n            self.queued += 1\n            threading.Thread(target=lambda s=sock, "
+        "a=address: self._handle(s, a, s.recv(MAX_REQUEST_BYTES)), daemon=True).start()",
+        (f"{METRICS}::test_idle_connections_to_the_listener_hold_no_thread",),
+    ),
+    Mutation(
+        "C16", "`worker` is its slot, `1` to `--workers` ... so the series stay the same",
+        "tornado_wsgi_server/metrics.py",
+        """f'worker="{process["slot"]}"'""",
+        """f'worker="{process["worker"]}"'""",
+        (f"{METRICS}::test_a_replaced_worker_keeps_the_worker_label",),
     ),
 )
 

@@ -293,7 +293,10 @@ def server_env(request, tmp_path_factory) -> dict:
     what the operating system needs (PATH...) comes from this process's environment.
     SQLite: a new file. PostgreSQL: a new database ``<slug>_srv_<random>`` on the server
     DATABASE_URL names, dropped at the end, so servers the tests start never touch the
-    real one. Redis: the project's Redis with a key prefix of its own.
+    real one. Redis: the project's Redis with a key prefix of its own. When PostgreSQL or
+    Redis does not answer (and REQUIRE_SERVICES is not 1), a new SQLite file and the local
+    memory cache instead: the server's behaviour does not depend on them, and the tests that
+    are about them ask for ``postgresql_url`` or ``redis_cache_url``, which skip.
     """
     tmp = tmp_path_factory.mktemp("server")
     env = {name: value for name, value in os.environ.items()
@@ -307,10 +310,11 @@ def server_env(request, tmp_path_factory) -> dict:
         "PYTHONUNBUFFERED": "1",
     })
     env.pop("TEST_CACHE_KEY_PREFIX", None)
+    env.pop("TEST_CACHE_LOCAL", None)
     env.pop("TEST_FILE", None)
     env.pop("TEST_PLAIN_WSGI", None)
     url = database_url()
-    if is_postgresql(url):
+    if is_postgresql(url) and (services_required() or postgresql_problem(url) is None):
         url = request.getfixturevalue("postgresql_url")
         name = f"{SLUG}_srv_{secrets.token_hex(4)}"
         with postgresql_connect(url) as admin:
@@ -318,10 +322,12 @@ def server_env(request, tmp_path_factory) -> dict:
         request.addfinalizer(lambda: drop_postgresql_database(url, name))
         env["DATABASE_URL"] = with_database_name(url, name)
     else:
-        # SQLite, or a database these fixtures cannot make a throwaway copy of: servers get
-        # a new SQLite file rather than the project's own data.
+        # SQLite, a PostgreSQL that is not there, or a database these fixtures cannot make a
+        # throwaway copy of: servers get a new SQLite file rather than the project's own data.
         env["DATABASE_URL"] = f"sqlite:///{(tmp / 'db.sqlite3').as_posix()}"
-    if uses_redis_cache():
+    if uses_redis_cache() and not services_required() and redis_problem(redis_url()) is not None:
+        env["TEST_CACHE_LOCAL"] = "1"  # tests/settings.py: the local memory cache
+    elif uses_redis_cache():
         request.getfixturevalue("redis_cache_url")
         env["TEST_CACHE_KEY_PREFIX"] = f"{SLUG}_test_{secrets.token_hex(4)}"
     manage("migrate", "--noinput", "--verbosity", "0", env=env)

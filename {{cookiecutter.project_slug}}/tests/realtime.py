@@ -14,6 +14,14 @@ class HelloHandler(web.RequestHandler):
         self.write("hello from tornado")
 
 
+class FormHandler(web.RequestHandler):
+    """Counts the fields and files of a posted form (Tornado parses it)."""
+
+    def post(self):
+        self.write({"fields": sum(len(values) for values in self.request.body_arguments.values()),
+                    "files": sum(len(files) for files in self.request.files.values())})
+
+
 class AnyOriginEchoWebSocket(EchoWebSocket):
     """Defines check_origin: Origin is left to it."""
 
@@ -26,4 +34,5 @@ TORNADO_ROUTES = [
     (r"/ws/echo", EchoWebSocket),
     (r"/ws/any-origin-echo", AnyOriginEchoWebSocket),
     (r"/tornado/hello", HelloHandler),
+    (r"/tornado/form", FormHandler),
 ]

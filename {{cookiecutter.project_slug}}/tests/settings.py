@@ -51,6 +51,9 @@ WSGI_APPLICATION = ("{{ cookiecutter.project_slug }}.wsgi.application" if os.env
 # The example WebSocket, which production settings leave unrouted.
 TORNADO_ROUTES = "tests.realtime.TORNADO_ROUTES"
 
+# Servers the tests start where the project's Redis does not answer (conftest.py server_env).
+if os.environ.get("TEST_CACHE_LOCAL") == "1":
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 # Tests may share Redis with a running site: their keys get a prefix of their own (each
 # test server its own random one, from conftest.py).
 CACHES["default"]["KEY_PREFIX"] = os.environ.get("TEST_CACHE_KEY_PREFIX") or "{{ cookiecutter.project_slug }}_test"  # noqa: F405

@@ -175,7 +175,7 @@ def test_restoring_a_damaged_file_is_a_clear_error_and_changes_nothing(server_en
 
 
 @pytest.mark.skipif(not is_postgresql(database_url()), reason="the project's database is not PostgreSQL")
-def test_pg_dump_missing_is_a_clear_error(server_env, tmp_path):
+def test_pg_dump_missing_is_a_clear_error(postgresql_url, server_env, tmp_path):
     env = {**server_env, "PATH": str(Path(sys.executable).parent)}
     env.pop("PG_BIN", None)
     completed = manage("backup", "--output", str(tmp_path / "x.dump"), env=env)

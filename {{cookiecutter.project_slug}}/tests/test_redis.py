@@ -9,6 +9,9 @@ import pytest
 import redis
 from django.core.cache import cache
 
+# Every test here is about Redis: none runs against the local memory cache that servers get
+# when Redis does not answer (conftest.py server_env).
+pytestmark = pytest.mark.usefixtures("redis_cache_url")
 
 @pytest.fixture
 def redis_client(redis_cache_url):

@@ -66,7 +66,7 @@ def test_data_written_through_one_instance_is_read_through_the_other(two_instanc
     assert httpx.get(f"{b.url}/__test__/group", params={"name": name}).json()["exists"] is True
 
 {% if cookiecutter.cache == "redis" %}
-def test_cache_is_shared_between_instances(two_instances):
+def test_cache_is_shared_between_instances(redis_cache_url, two_instances):
     a, b = two_instances
     key = f"scaling-{secrets.token_hex(4)}"
     set_a = httpx.post(f"{a.url}/__test__/cache", params={"key": key, "value": "set through A"}).json()

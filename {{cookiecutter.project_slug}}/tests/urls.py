@@ -12,6 +12,7 @@ urlpatterns = [
     path("__test__/stall-stream", views.stall_stream),
     path("__test__/file", views.big_file),
     path("__test__/echo", views.echo),
+    path("__test__/form-fields", views.form_fields),
     path("__test__/whoami", views.whoami),
     path("__test__/environ", views.environ),
     path("__test__/environ/<path:rest>", views.environ),

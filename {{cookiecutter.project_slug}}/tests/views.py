@@ -114,6 +114,13 @@ def echo(request):
 
 
 @csrf_exempt
+def form_fields(request):
+    """How many fields and files of a posted form reached Django."""
+    return JsonResponse({"fields": sum(len(values) for _, values in request.POST.lists()),
+                         "files": sum(len(files) for _, files in request.FILES.lists())})
+
+
+@csrf_exempt
 def environ(request, rest=""):
     """The WSGI environ the server built (its text and flag entries), the path Django made
     of it and the body."""

@@ -1,7 +1,8 @@
 """Load the project: Django's settings and WSGI application, and the project's own Tornado
 handlers (named by the ``TORNADO_ROUTES`` setting), which get Django's Host check, a
-same-origin check, WebSocket pings, a message size limit and a WebSocket cap. Errors a user
-can fix end the start-up with one ``ERROR:`` line instead of a traceback.
+same-origin check, WebSocket pings, a message size limit, a WebSocket cap and a request body
+limit per route. Errors a user can fix end the start-up with one ``ERROR:`` line instead of a
+traceback.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import os
 import re
 from urllib.parse import urlsplit
 
-from tornado import web, websocket
+from tornado import httputil, web, websocket
 
 from .logs import setup_logging
 from .options import ServerOptions
@@ -74,6 +75,33 @@ def tornado_routes(options: ServerOptions) -> tuple[web.Application | None, re.P
     return ProjectHandlers(routes, options, allowed_hosts), pattern
 
 
+# A Tornado handler that takes its body whole (not @stream_request_body) holds it in memory:
+# at most this much (413 beyond). A WebSocket route takes no body at all.
+HANDLER_MAX_BODY = 1024 * 1024
+# Tornado's own form parser stops at 100 parts (a global setting since 6.5.5); on the routes,
+# as for Django (DATA_UPLOAD_MAX_NUMBER_FIELDS), a form may have up to this many.
+ROUTE_BODY_CONFIG = httputil.ParseBodyConfig(multipart=httputil.ParseMultipartConfig(max_parts=1000))
+
+
+def body_limit(handler_class, max_body_size: int) -> int:
+    """The largest request body a route's handler may receive."""
+    if isinstance(handler_class, type) and issubclass(handler_class, websocket.WebSocketHandler):
+        return 0
+    if isinstance(handler_class, type) and issubclass(handler_class, web.RequestHandler) \
+            and web._has_stream_request_body(handler_class):
+        return max_body_size  # it takes the body as it comes
+    return min(HANDLER_MAX_BODY, max_body_size)
+
+
+def _parse_body(request) -> None:
+    """``HTTPServerRequest._parse_body`` with this server's form limits, for one request."""
+    httputil.parse_body_arguments(request.headers.get("Content-Type", ""), request.body,
+                                  request.body_arguments, request.files, request.headers,
+                                  config=ROUTE_BODY_CONFIG)
+    for name, values in request.body_arguments.items():
+        request.arguments.setdefault(name, []).extend(values)
+
+
 class Refused(web.RequestHandler):
     """Answers ``status`` with a short text, whatever the method."""
 
@@ -104,7 +132,9 @@ class ProjectHandlers(web.Application):
     Before any handler runs: a Host not in ``ALLOWED_HOSTS`` gets 400 (no DNS rebinding);
     an ``Origin`` of another site gets 403 unless the handler defines ``check_origin``;
     beyond ``--max-websockets`` open WebSockets a new upgrade gets 503. WebSockets are
-    pinged and limited in message size by the server options.
+    pinged and limited in message size by the server options. The request task holds each
+    route's request body to ``body_limit()`` (and to --min-body-rate, --body-timeout); a form
+    may have up to 1000 parts.
     """
 
     def __init__(self, routes: list, options: ServerOptions, allowed_hosts: list) -> None:
@@ -118,6 +148,17 @@ class ProjectHandlers(web.Application):
         self.max_websockets = options.max_websockets
         self.proxies = Proxies(options.trusted_proxies)
         self.websockets: set = set()  # streams of WebSockets, open or being opened
+        self.default_body_limit = min(HANDLER_MAX_BODY, options.max_body_size)
+        self.body_limits = [(re.compile(f"(?:{route[0]})$"), body_limit(route[1], options.max_body_size))
+                            for route in routes]
+
+    def body_limit(self, path: str) -> int:
+        """The largest body the handler of ``path`` may receive (first matching route)."""
+        for pattern, limit in self.body_limits:
+            if pattern.match(path):
+                return limit
+        return self.default_body_limit
+
 
     def host(self, request) -> str:
         """The Host the client asked for; a trusted proxy's X-Forwarded-Host first."""
@@ -131,6 +172,7 @@ class ProjectHandlers(web.Application):
         from django.http.request import split_domain_port, validate_host
 
         delegate = super().find_handler(request, **kwargs)
+        request._parse_body = lambda: _parse_body(request)  # this request only: not global
         host = self.host(request)
         domain, _ = split_domain_port(host)
         if not domain or not validate_host(domain, self.allowed_hosts):

@@ -1,6 +1,7 @@
 """``python tornado_server.py``: serve the project, or manage its Windows service.
 
     tornado_server.py [options]             serve (one process, or --workers N)
+    tornado_server.py --version             this server package's version (CHANGELOG.md)
     tornado_server.py reload [--port P]     replace the running server's workers (new code)
     tornado_server.py status [--port P]     the running server's processes
     tornado_server.py service COMMAND ...   install/start/stop/reload/remove/status/run the service

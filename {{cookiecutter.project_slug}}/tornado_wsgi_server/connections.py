@@ -1,12 +1,12 @@
 """Connections and their limits: Tornado's HTTP server with a connection cap that evicts idle
-keep-alive, then the slowest upload, then a stalled reader; a cap per client address; an accept
-loop (one per turn for workers) that backs off when accept() keeps failing; the listening
+keep-alive, then the slowest upload, then a stalled reader; a cap per client address (an IPv6
+client counts per /64) that closes that address's idle keep-alive first; a short 503 to whoever
+is still refused; an accept loop (one per turn for workers) that backs off when accept() keeps failing; the listening
 sockets (bind, exclusive on Windows; the open-file limit). TLS is in tls.py.
 """
 
 from __future__ import annotations
 
-import collections
 import errno
 import ipaddress
 import logging
@@ -22,6 +22,106 @@ from .http1 import ServerConnection
 from .logs import log
 from .options import ServerOptions
 from .tls import ssl_context  # noqa: F401  (process.py takes it from here)
+
+# One IPv6 client (a home, an office, a cloud machine) is given a whole /64: it could take
+# each of its 2**64 addresses in turn, so the per-address cap counts the /64.
+IPV6_PREFIX = 64
+_IPV6_HOST_BITS = 128 - IPV6_PREFIX
+
+
+def address_key(client: str) -> str:
+    """What the per-address cap counts ``client`` under: an IPv4 address as it is, an
+    IPv4-mapped IPv6 address as its IPv4 address, any other IPv6 address as its /64."""
+    if ":" not in client:
+        return client
+    try:
+        ip = ipaddress.IPv6Address(client)
+    except ValueError:
+        return client
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    network = ipaddress.IPv6Address(int(ip) >> _IPV6_HOST_BITS << _IPV6_HOST_BITS)
+    return f"{network}/{IPV6_PREFIX}"
+
+
+# A refused connection gets this much time to take its answer (and send what it was
+# sending, read and dropped) before it is closed; at most this many wait at once.
+REFUSAL_LINGER = 2.0
+MAX_LINGERING = 64
+_REFUSAL_BODY = b"Too many connections from your address or to this server; please retry shortly.\n"
+
+
+class Refusals:
+    """Answers a connection the server will not serve with a fixed 503 (Retry-After,
+    Connection: close) written straight to its socket, unread, instead of a bare reset.
+
+    The socket is then half-closed and what the client still sends is read and dropped for
+    up to ``REFUSAL_LINGER`` seconds: closing with unread data would send a reset, and the
+    client could lose the answer. Past ``MAX_LINGERING`` such sockets the rest are closed at
+    once, so refusing stays cheap for the loop whatever arrives.
+    """
+
+    def __init__(self, container: ThreadedWSGIContainer) -> None:
+        self.container = container
+        self.lingering: dict = {}  # socket -> [timeout handle, bytes read]
+        self._head = (0, b"")
+
+    def response(self) -> bytes:
+        date = self.container.http_date()
+        if self._head[0] != date:
+            self._head = (date, (
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                f"Content-Length: {len(_REFUSAL_BODY)}\r\nRetry-After: 5\r\nConnection: close\r\n"
+                f"Date: {date}\r\n\r\n").encode("latin-1") + _REFUSAL_BODY)
+        return self._head[1]
+
+    def refuse(self, sock: socket.socket) -> None:
+        try:
+            sock.setblocking(False)
+            sock.send(self.response())  # a few hundred bytes: the send buffer takes them
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            sock.close()
+            return
+        if len(self.lingering) >= MAX_LINGERING:
+            sock.close()
+            return
+        loop = self.container.loop
+        try:
+            loop.add_handler(sock, self._readable, IOLoop.READ)
+        except (OSError, ValueError):
+            sock.close()
+            return
+        self.lingering[sock] = [loop.call_later(REFUSAL_LINGER, self._done, sock), 0]
+
+    def _readable(self, sock, events) -> None:
+        entry = self.lingering.get(sock)
+        if entry is None:
+            return
+        try:
+            data = sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        entry[1] += len(data)
+        if not data or entry[1] > 4 * 65536:
+            self._done(sock)
+
+    def _done(self, sock) -> None:
+        entry = self.lingering.pop(sock, None)
+        if entry is None:
+            return
+        self.container.loop.remove_timeout(entry[0])
+        try:
+            self.container.loop.remove_handler(sock)
+        except (KeyError, ValueError):
+            pass
+        sock.close()
+
+    def close_all(self) -> None:
+        for sock in list(self.lingering):
+            self._done(sock)
 
 
 class PlainStream(IOStream):
@@ -56,8 +156,10 @@ class TornadoServer(HTTPServer):
         self.container = container
         self.max_connections = max_connections
         self.max_per_address = max_connections_per_ip or max_connections
-        self.per_address: collections.Counter = collections.Counter()
-        self.address_of: dict = {}  # stream -> client address, for the count above
+        # Address key (address_key) -> its streams, each open connection counted once.
+        self.per_address: dict[str, set] = {}
+        self.address_of: dict = {}  # stream -> its address key
+        self.refusals = Refusals(container)
         # Streams a WebSocket took over: Tornado forgets them, but they hold a socket
         # (and on Windows a place in select()'s 512).
         self.detached: set = set()
@@ -75,11 +177,13 @@ class TornadoServer(HTTPServer):
             self._uncount(stream)
 
     def _uncount(self, stream) -> None:
-        address = self.address_of.pop(stream, None)
-        if address is not None:
-            self.per_address[address] -= 1
-            if self.per_address[address] <= 0:
-                del self.per_address[address]
+        key = self.address_of.pop(stream, None)
+        if key is not None:
+            streams = self.per_address.get(key)
+            if streams is not None:
+                streams.discard(stream)
+                if not streams:
+                    del self.per_address[key]
 
     def close_detached(self) -> None:
         for stream in self.detached:
@@ -87,45 +191,79 @@ class TornadoServer(HTTPServer):
             self._uncount(stream)
         self.detached.clear()
 
-    def _over_address_cap(self, address: str) -> bool:
-        if self.per_address[address] < self.max_per_address:
-            return False
-        self._forget_closed_detached()
-        if self.per_address[address] < self.max_per_address:
+    def _count(self, key: str) -> int:
+        streams = self.per_address.get(key)
+        return 0 if streams is None else len(streams)
+
+    def _over_address_cap(self, address: str, key: str) -> bool:
+        """True if ``address`` is at its cap even after its idle keep-alive connections
+        (oldest idle first) were closed to make room."""
+        if self._count(key) < self.max_per_address:
             return False
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
             return False
-        return not any(ip in network for network in self.container.trusted)
+        if any(ip in network for network in self.container.trusted):
+            return False
+        self._forget_closed_detached()
+        idle = self.container.idle
+        while self._count(key) >= self.max_per_address:
+            oldest = min((stream for stream in self.per_address[key] if stream in idle),
+                         key=idle.__getitem__, default=None)
+            if oldest is None:
+                return True
+            del idle[oldest]
+            oldest.close()
+            self._uncount(oldest)  # now, not when Tornado reports the close: the count is due
+        return False
+
+    def _refused(self, address) -> str | None:
+        """Why a new connection from ``address`` may not be served (None: it may); makes
+        room first where it can."""
+        container = self.container
+        client = address[0] if isinstance(address, tuple) and address else ""
+        key = address_key(client) if client else ""
+        if client and self._over_address_cap(client, key):
+            container.note(key, "per-address", "Connection limit per address (%d) reached by %s: "
+                           "new connections get 503 while none of its own is idle. Is it a "
+                           "reverse proxy? List it in --trusted-proxies. Do many users share it "
+                           "(NAT, a terminal server)? Raise --max-connections-per-ip.",
+                           self.max_per_address, key)
+            return "per-address"
+        if self.open_connections() >= self.max_connections and not (
+            container.close_idle(1) or container.evict_upload() or container.evict_stalled_reader()
+        ):
+            container.note(key, "limit", "Connection limit (%d) reached; refusing %s (503)",
+                           self.max_connections, client, level=logging.WARNING)
+            return "limit"
+        return None
 
     def _handle_connection(self, connection, address) -> None:
         if self.ssl_options is not None:
-            super()._handle_connection(connection, address)
+            super()._handle_connection(connection, address)  # handle_stream() checks
+            return
+        if self._refused(address):
+            self.refusals.refuse(connection)  # plain TCP: a written answer costs little
             return
         try:
             stream = PlainStream(connection, max_buffer_size=self.max_buffer_size,
                                  read_chunk_size=self.read_chunk_size)
-            self.handle_stream(stream, address)
+            self._serve(stream, address)
         except Exception:
             log.exception("Error setting up a new connection from %s", address)
             connection.close()
 
     def handle_stream(self, stream, address) -> None:
+        """A TLS connection (plain ones come through _handle_connection)."""
+        if self._refused(address):
+            stream.close()  # its handshake is not done: no answer can be read
+            return
+        self._serve(stream, address)
+
+    def _serve(self, stream, address) -> None:
         container = self.container
         client = address[0] if isinstance(address, tuple) and address else ""
-        if client and self._over_address_cap(client):
-            container.note(client, "per-address", "Connection limit per address (%d) reached; "
-                           "refusing more from %s", self.max_per_address, client)
-            stream.close()
-            return
-        if self.open_connections() >= self.max_connections and not (
-            container.close_idle(1) or container.evict_upload() or container.evict_stalled_reader()
-        ):
-            container.note(client, "limit", "Connection limit (%d) reached; refusing %s",
-                           self.max_connections, client, level=logging.WARNING)
-            stream.close()
-            return
         # Answers go out whole or in 64 KB slices, so Nagle's algorithm would only hold back
         # their last packet: on for good, not toggled by two system calls per request.
         stream.set_nodelay(True)
@@ -134,8 +272,9 @@ class TornadoServer(HTTPServer):
         connection = ServerConnection(stream, self.conn_params, context)
         self._connections.add(connection)
         if client:
-            self.per_address[client] += 1
-            self.address_of[stream] = client
+            key = address_key(client)
+            self.per_address.setdefault(key, set()).add(stream)
+            self.address_of[stream] = key
         connection.start_serving(self)
         # Its first start_request() only runs on the next loop turn; until then a burst
         # of new connections would find nothing idle to evict and be refused.

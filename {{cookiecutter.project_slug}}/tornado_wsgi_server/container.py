@@ -54,6 +54,9 @@ _ABSOLUTE_FORM = re.compile(r"(?i)https?://([^/?#]*)(.*)", re.S)
 # closed to make room (after idle keep-alive and the slowest upload): a slow link still reads
 # a block in far less, a client that stopped reading frees its place long before --write-timeout.
 STALLED_READER_EVICT = 5.0
+# note(): addresses remembered (oldest forgotten first), and lines per minute in all.
+NOTED_MAX = 10000
+NOTES_PER_MINUTE = 30
 
 
 class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
@@ -106,7 +109,9 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
         self.idle: dict = {}
         # Streams still sending a request body -> their UploadWatch, oldest first.
         self.uploads: dict = {}
-        self._noted: dict = {}  # (kind, address) -> when last logged; see note()
+        # (kind, address) -> when last logged, oldest first; see note()
+        self._noted: collections.OrderedDict = collections.OrderedDict()
+        self._note_minute = (0.0, 0)  # (start, lines logged in it), for NOTES_PER_MINUTE
         self.shutting_down = False
         self.retiring = False  # replaced: answer what comes, then close (Connection: close)
         self.requests_started = 0  # for --max-requests
@@ -179,12 +184,23 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
         client cannot flood the log."""
         now = time.monotonic()
         key = (kind, address)
-        if now - self._noted.get(key, -60.0) < 60.0:
+        noted = self._noted
+        if now - noted.get(key, -60.0) < 60.0:
             return
-        if len(self._noted) > 10000:  # forget old entries: many addresses, little memory
-            self._noted = {k: t for k, t in self._noted.items() if now - t < 60.0}
-        self._noted[key] = now
-        log.log(level, message, *args)
+        # Oldest first: forget what is a minute old, and the oldest beyond NOTED_MAX entries.
+        while noted and (len(noted) >= NOTED_MAX or now - next(iter(noted.values())) >= 60.0):
+            noted.popitem(last=False)
+        noted[key] = now
+        noted.move_to_end(key)
+        started, lines = self._note_minute
+        if now - started >= 60.0:
+            started, lines = now, 0
+        self._note_minute = (started, lines + 1)
+        if lines < NOTES_PER_MINUTE:
+            log.log(level, message, *args)
+        elif lines == NOTES_PER_MINUTE:  # many addresses at once: one line says so
+            log.warning("More than %d such events this minute; the next are not logged until "
+                        "%.0fs from now", NOTES_PER_MINUTE, started + 60.0 - now)
 
     def close_idle(self, count: int | None = None) -> int:
         """Close up to ``count`` idle keep-alive connections (all by default), oldest first."""

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from . import __version__
 from .options import ServerOptions
 from .project import Project
 
@@ -170,6 +171,8 @@ class ControlChannel:
                     answer = {"ok": False, "error": "refused: no valid token"}
                 else:
                     answer = self.handler(str(message.get("command")))
+                    if message.get("command") == "status" and answer.get("ok"):
+                        answer["version"] = __version__  # the running code's, not the disk's
             except (OSError, ValueError, UnicodeDecodeError):
                 answer = {"ok": False, "error": "refused: not a control request"}
             except Exception as exc:  # answered, and logged: the channel keeps working

@@ -209,8 +209,9 @@ def render(total: dict, processes: list[dict], restarts: int) -> str:
                                ("process_cpu_seconds_total", "cpu", "counter"),
                                ("process_start_time_seconds", "started", "gauge")):
         name = family(gauge, kind)
-        for process in processes:
-            lines.append(series(name, f'worker="{process["worker"]}"', f"{process[field]:.3f}"))
+        for process in processes:  # by slot (1..--workers); one still waiting for its slot: none
+            if process.get("slot") is not None:
+                lines.append(series(name, f'worker="{process["slot"]}"', f"{process[field]:.3f}"))
     return "\n".join(lines) + "\n"
 
 

@@ -3,17 +3,21 @@
 Every serving process sends a snapshot once a second (worker processes over a one-way Pipe,
 a single process directly); the hub, in the supervisor or the single process, sums them and
 serves ``/metrics`` (Prometheus text) and ``/status.json`` (15 minutes of history, per worker).
+The listener is small and bounded: a few handler threads, a timeout, a size limit per request.
 """
 
 from __future__ import annotations
 
 import collections
+import io
 import json
 import multiprocessing
+import queue
+import selectors
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from multiprocessing.connection import wait
 
 from . import metrics
@@ -22,6 +26,13 @@ from .options import ServerOptions
 
 HISTORY_SECONDS = 15 * 60
 SMOOTHING_SECONDS = 5  # rates and percentiles on the status page cover this many seconds
+# The listener: handler threads, seconds a client gets to send its request (and, again, to take
+# its answer), and the most a request may send.
+MAX_HANDLERS = 4
+HANDLER_TIMEOUT = 10.0
+MAX_REQUEST_BYTES = 8 * 1024
+MAX_WAITING = 256  # connections whose request is still coming
+MAX_QUEUED = 32  # complete requests waiting for a handler thread
 # Where this process's metrics listener is, for the status page (None: metrics are off).
 listener_address: tuple[str, int] | None = None
 
@@ -32,6 +43,10 @@ class MetricsHub:
     def __init__(self, options: ServerOptions) -> None:
         self._lock = threading.Lock()
         self.latest: dict[str, dict] = {}  # worker -> its newest snapshot
+        # Worker -> its slot 1..--workers, the ``worker`` label: a replacement takes the slot
+        # its predecessor frees, so the label set stays the same (no new series per restart).
+        self.slots: dict[str, int] = {}
+        self.slot_count = options.workers
         self.retired = metrics.empty_counts()  # counts of workers that died
         self.restarts = 0
         self.history: collections.deque = collections.deque(maxlen=HISTORY_SECONDS)
@@ -68,6 +83,7 @@ class MetricsHub:
         """A worker ended: its counts stay in the totals; ``restart``: it died unasked."""
         with self._lock:
             self.restarts += restart
+            self.slots.pop(worker, None)
             gone = self.latest.pop(worker, None)
             if gone is not None:
                 metrics.add_counts(self.retired, gone)
@@ -127,7 +143,21 @@ class MetricsHub:
             processes = sorted(self.latest.values(), key=lambda snap: str(snap["worker"]))
             for snap in processes:
                 metrics.add_counts(total, snap)
+            self._assign_slots()
+            for snap in processes:
+                snap["slot"] = self.slots.get(snap["worker"])
             return total, processes, self.restarts
+
+    def _assign_slots(self) -> None:
+        """Give each reporting worker without a slot the lowest free one, oldest worker
+        first; a new worker waits for its slot while the one it replaces still drains."""
+        free = sorted(set(range(1, self.slot_count + 1)) - set(self.slots.values()))
+        if not free:
+            return
+        waiting = [worker for worker in self.latest if worker not in self.slots]
+        waiting.sort(key=lambda worker: (len(worker), worker))  # "10" after "9"
+        for worker, slot in zip(waiting, free, strict=False):
+            self.slots[worker] = slot
 
     def _sample(self) -> None:
         total, processes, _ = self.totals()
@@ -172,7 +202,19 @@ class MetricsHub:
 
 
 class _Handler(BaseHTTPRequestHandler):
+    """Answers one request the listener has already read whole (``head``)."""
+
     server_version = "tornado_server-metrics"
+    timeout = HANDLER_TIMEOUT  # to take the answer
+
+    def __init__(self, request, client_address, server, head: bytes) -> None:
+        self.head = head
+        super().__init__(request, client_address, server)
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()
+        self.rfile = io.BytesIO(self.head)
 
     def do_GET(self) -> None:
         hub: MetricsHub = self.server.hub
@@ -199,21 +241,134 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-def _bind(options: ServerOptions) -> ThreadingHTTPServer:
+_BUSY_TEXT = b"Busy: retry in a moment.\n"
+_BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nRetry-After: 1\r\n"
+         b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_BUSY_TEXT), _BUSY_TEXT))
+
+
+class Listener:
+    """The metrics listener: one thread waits (select) for each connection's request, at most
+    ``MAX_REQUEST_BYTES`` within ``HANDLER_TIMEOUT`` seconds, and only a complete request goes
+    to one of ``MAX_HANDLERS`` threads. Idle or slow sockets hold no thread; past
+    ``MAX_WAITING`` of them the oldest is closed; past ``MAX_QUEUED`` complete requests
+    waiting for a thread a new one gets 503."""
+
+    def __init__(self, host: str, port: int) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            if hasattr(socket, "SO_EXCLUSIVEADDRUSE"):
+                self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
+            else:
+                self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.socket.bind((host, port))
+            self.socket.listen(64)
+        except OSError:
+            self.socket.close()
+            raise
+        self.socket.setblocking(False)
+        self.server_address = self.socket.getsockname()[:2]
+        self.hub: MetricsHub | None = None
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.socket, selectors.EVENT_READ)
+        self.waiting: dict = {}  # socket -> [deadline, bytes read, client address], oldest first
+        # Daemon threads (an executor's would hold up the process's exit on a slow client).
+        self.requests: queue.SimpleQueue = queue.SimpleQueue()
+        for number in range(MAX_HANDLERS):
+            threading.Thread(target=self._work, name=f"metrics-handler-{number + 1}", daemon=True).start()
+        self.queued = 0  # complete requests handed to the handlers, not yet answered
+        self._lock = threading.Lock()
+
+    def serve_forever(self) -> None:
+        while True:
+            for key, _ in self.selector.select(timeout=0.5):
+                if key.fileobj is self.socket:
+                    self._accept()
+                else:
+                    self._read(key.fileobj)
+            now = time.monotonic()
+            for sock in [sock for sock, (deadline, *_) in self.waiting.items() if deadline < now]:
+                self._drop(sock)
+
+    def _accept(self) -> None:
+        for _ in range(16):
+            try:
+                sock, address = self.socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                time.sleep(0.1)  # out of file descriptors: do not spin
+                return
+            sock.setblocking(False)
+            if len(self.waiting) >= MAX_WAITING:
+                self._drop(next(iter(self.waiting)))
+            self.waiting[sock] = [time.monotonic() + HANDLER_TIMEOUT, b"", address]
+            self.selector.register(sock, selectors.EVENT_READ)
+
+    def _read(self, sock) -> None:
+        entry = self.waiting.get(sock)
+        if entry is None:
+            return
+        try:
+            data = sock.recv(MAX_REQUEST_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        entry[1] += data
+        if not data or len(entry[1]) > MAX_REQUEST_BYTES:
+            self._drop(sock)
+        elif b"\r\n\r\n" in entry[1] or b"\n\n" in entry[1]:
+            self.selector.unregister(sock)
+            del self.waiting[sock]
+            with self._lock:
+                busy = self.queued >= MAX_QUEUED
+                if not busy:
+                    self.queued += 1
+            if busy:
+                try:
+                    sock.send(_BUSY)
+                except OSError:
+                    pass
+                sock.close()
+                return
+            self.requests.put((sock, entry[2], entry[1]))
+
+    def _drop(self, sock) -> None:
+        self.waiting.pop(sock, None)
+        try:
+            self.selector.unregister(sock)
+        except (KeyError, ValueError):
+            pass
+        sock.close()
+
+    def _work(self) -> None:
+        while True:
+            self._handle(*self.requests.get())
+
+    def _handle(self, sock, address, head: bytes) -> None:
+        try:
+            _Handler(sock, address, self, head)
+        except Exception:
+            pass  # a client that went away or did not take its answer: nothing to log
+        finally:
+            with self._lock:
+                self.queued -= 1
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+def _bind(options: ServerOptions) -> Listener:
     host, port = options.metrics
-
-    class Listener(ThreadingHTTPServer):
-        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        daemon_threads = True
-
     try:
-        http = Listener((host, port), _Handler)
+        return Listener(host, port)
     except OSError as exc:
         raise SystemExit(
             f"ERROR: cannot listen for metrics on {host}:{port}: {exc.strerror or exc}. "
             "Is something else using this port? Choose another with --metrics."
         ) from None
-    return http
 
 
 def start_hub(options: ServerOptions) -> MetricsHub | None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import __version__
 from .project import Project
 
 IS_WINDOWS = sys.platform == "win32"
@@ -192,9 +193,11 @@ def options_for(project: Project) -> tuple[Option, ...]:
                "Open connections per process; at the limit the longest-idle keep-alive "
                "connection is closed to make room, then the slowest upload, then a download its "
                f"client has not read for 5 s (at most {WINDOWS_MAX_CONNECTIONS} on Windows)."),
-        Option("max_connections_per_ip", _int_range(1), "50",
-               "Open connections per client address and process, so one client cannot take every "
-               "slot; addresses in --trusted-proxies are exempt.", metavar="N"),
+        Option("max_connections_per_ip", _int_range(1), "128",
+               "Open connections per client address (IPv6: per /64) and process, so one client "
+               "cannot take every slot; at it, that address's idle keep-alive connections are "
+               "closed first, then new ones get 503. Addresses in --trusted-proxies are exempt.",
+               metavar="N"),
         Option("max_body_size", _size, "100M",
                "Largest request body (413 beyond it); bodies over 64 KB wait in a temporary file.",
                metavar="SIZE"),
@@ -282,7 +285,7 @@ class ServerOptions:
     max_queue: int = 100
     max_queue_wait: float = 5.0
     max_connections: int = WINDOWS_MAX_CONNECTIONS if IS_WINDOWS else 1000
-    max_connections_per_ip: int = 50
+    max_connections_per_ip: int = 128
     max_body_size: int = 100 * 1024**2
     max_header_size: int = 64 * 1024
     idle_timeout: float = 60.0
@@ -320,6 +323,8 @@ def build_arg_parser(project: Project) -> argparse.ArgumentParser:
         description=f"Serve {project.name} (Django) with Tornado. Each option "
         "can also be set by the environment variable shown, or in .env.",
     )
+    parser.add_argument("--version", action="version", version=f"tornado_wsgi_server {__version__}",
+                        help="print the server package's version (CHANGELOG.md) and exit")
     for option in options_for(project):
         default = "(none)" if option.default in (None, "") else option.default
         help_text = f"{option.help} [env {option.env_name}; default {default}]"

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from tornado.ioloop import PeriodicCallback
 
-from . import lan, worker_link
+from . import __version__, lan, worker_link
 from .application import setup_django, tornado_routes
 from .connections import TornadoServer, bind, raise_open_file_limit, ssl_context
 from .container import ThreadedWSGIContainer
@@ -279,7 +279,7 @@ def announce(project: Project, options: ServerOptions) -> None:
     everywhere = options.host in lan.EVERY_INTERFACE
     processes = f"{options.workers} processes" if options.workers > 1 else "1 process"
     lines = [f"{project.name} is running at {listening_url(options)}{' (all interfaces)' if everywhere else ''}"
-             f" - {options.threads} threads x {processes}. Press Ctrl+C to stop."]
+             f" - {options.threads} threads x {processes}. Server {__version__}; press Ctrl+C to stop."]
     if everywhere:  # the loopback URL above is not what other computers type
         lines += lan.network_lines(options.scheme, options.port, socket.gethostname(),
                                    lan.machine_addresses(), allowed_hosts(options))

@@ -83,13 +83,7 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
         if isinstance(headers, TooManyHeaders):
             return self.reject(431, "Request Header Fields Too Large",
                                f"More than {MAX_HEADER_FIELDS} header fields.\n")
-        if container.tornado_paths is not None and container.tornado_paths.match(
-            start_line.path.partition("?")[0]
-        ):
-            self.tornado_delegate = container.tornado_app.start_request(
-                self.server_conn, self.request_conn
-            )
-            return self.tornado_delegate.headers_received(start_line, headers)
+        route = container.tornado_paths and container.tornado_paths.match(start_line.path.partition("?")[0])
         options = container.options
         if container.in_flight >= container.capacity or container.shutting_down:
             container.queue.refused += 1  # pressure the queue could not hold (overload rule)
@@ -105,12 +99,23 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
                                f"Request headers larger than {options.max_header_size} bytes.\n")
         if length or "Transfer-Encoding" in headers:
             self.watch_body(options.body_timeout)
+        if route:
+            return self.to_tornado(start_line, headers, length)
         return None
 
+    def to_tornado(self, start_line, headers, length: int | None):
+        """Hand a TORNADO_ROUTES request, checked as any, to Tornado; its body held to the route's limit."""
+        limit = self.container.tornado_app.body_limit(start_line.path.partition("?")[0])
+        if (length or 0) > limit or (limit == 0 and "Transfer-Encoding" in headers):
+            return self.reject(413, "Content Too Large", f"Request body larger than {limit} bytes.\n")
+        self.request_conn.set_max_body_size(limit)  # a chunked body past it is cut off
+        self.tornado_delegate = self.container.tornado_app.start_request(self.server_conn, self.request_conn)
+        return self.tornado_delegate.headers_received(start_line, headers)
+
     def data_received(self, chunk: bytes):
+        self.received += len(chunk)
         if self.tornado_delegate is not None:
             return self.tornado_delegate.data_received(chunk)
-        self.received += len(chunk)
         if self.rejected:
             return None
         self.body_size += len(chunk)
@@ -123,10 +128,10 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
         return None
 
     def finish(self) -> None:
+        self.unwatch_body()
         if self.tornado_delegate is not None:
             self.tornado_delegate.finish()
             return
-        self.unwatch_body()
         if self.rejected or self.server_conn.stream.closed():
             # A refused body has been read to its end; its answer closes the connection.
             # A request read from the buffer of a closed connection is dropped unrun.

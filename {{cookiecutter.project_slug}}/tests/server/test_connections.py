@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import socket
 import sys
 import time
@@ -250,3 +251,120 @@ def test_trusted_proxy_is_exempt_from_the_per_address_cap(start_server):
     finally:
         for sock in held:
             sock.close()
+
+
+def test_at_the_address_cap_its_idle_connections_make_room(start_server):
+    """A new connection from an address at its cap closes that address's idle keep-alive
+    connection, the longest idle first, instead of being refused."""
+    server = start_server("--max-connections-per-ip", "3", "--max-connections", "100")
+    kept = open_idle(server.port, 3)
+    try:
+        for sock in kept:
+            assert get_on(sock).startswith(b"HTTP/1.1 200 OK")
+            time.sleep(0.05)
+        status, _ = timed_get(server.url)
+        assert status == 200
+        assert closed_by_server(kept[0])  # idle longest
+        assert get_on(kept[2]).startswith(b"HTTP/1.1 200 OK")
+    finally:
+        for sock in kept:
+            sock.close()
+
+
+def test_a_client_refused_at_the_address_cap_gets_503(start_server):
+    """Past the cap, with no idle connection to close, a new connection gets 503 with
+    Retry-After and Connection: close (not a reset), and the log says what to check."""
+    server = start_server("--max-connections-per-ip", "3", "--max-connections", "100")
+    held = [slow_upload(server.port) for _ in range(3)]
+    try:
+        time.sleep(0.3)
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                answer = b""
+                while part := sock.recv(4096):
+                    answer += part
+            head = answer.partition(b"\r\n\r\n")[0].decode()
+            assert head.startswith("HTTP/1.1 503 "), answer
+            assert "Retry-After: 5" in head and "Connection: close" in head
+        with httpx.Client(timeout=10) as http:
+            response = http.get(f"{server.url}/healthz")
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "5"
+    finally:
+        for sock in held:
+            sock.close()
+    output = server.wait_for_output("--max-connections-per-ip")
+    assert output.count("Connection limit per address (3) reached by 127.0.0.1") == 1
+    assert "--trusted-proxies" in output
+
+
+def test_per_address_cap_counts_ipv6_per_64():
+    """One IPv6 client has a whole /64: its addresses count as one; an IPv4-mapped
+    address counts as its IPv4 address."""
+    from tornado_wsgi_server.connections import address_key
+
+    assert address_key("2001:db8:1:2::5") == address_key("2001:db8:1:2:ffff:ffff:ffff:ffff")
+    assert address_key("2001:db8:1:2::5") == "2001:db8:1:2::/64"
+    assert address_key("2001:db8:1:3::5") != address_key("2001:db8:1:2::5")
+    assert address_key("::ffff:192.0.2.7") == "192.0.2.7"
+    assert address_key("192.0.2.7") == "192.0.2.7"
+
+
+def test_noted_addresses_are_forgotten_oldest_first(caplog):
+    """The once-a-minute log bookkeeping stays bounded when many addresses hit a limit in
+    one minute (the oldest is forgotten, no rebuild), and so does the number of lines."""
+    import collections
+    import logging
+
+    from tornado_wsgi_server import container as container_module
+
+    noting = object.__new__(container_module.ThreadedWSGIContainer)
+    noting._noted = collections.OrderedDict()
+    noting._note_minute = (0.0, 0)
+    total = container_module.NOTED_MAX + 500
+    with caplog.at_level(logging.INFO):
+        started = time.monotonic()
+        for number in range(total):
+            noting.note(f"10.{number >> 16}.{(number >> 8) & 255}.{number & 255}", "per-address",
+                        "limit reached by %s", number)
+        elapsed = time.monotonic() - started
+    assert len(noting._noted) <= container_module.NOTED_MAX
+    assert ("per-address", "10.0.0.0") not in noting._noted
+    assert ("per-address", f"10.0.{(total - 1) >> 8 & 255}.{(total - 1) & 255}") in noting._noted
+    lines = [record for record in caplog.records if "limit reached" in record.getMessage()]
+    assert len(lines) == container_module.NOTES_PER_MINUTE
+    assert elapsed < 5
+
+
+def test_an_office_behind_one_address_is_served(start_server):
+    """20 browsers behind one NAT address, each loading pages over 6 keep-alive connections
+    (120 connections against the default cap of 50): every request is answered 200, none
+    is reset or refused. Idle keep-alive of the address makes room for new connections."""
+    import asyncio
+    import random
+
+    server = start_server()  # the default --max-connections-per-ip
+    outcomes: collections.Counter = collections.Counter()
+
+    async def browser(number: int, until: float) -> None:
+        rng = random.Random(number)
+        limits = httpx.Limits(max_connections=6, max_keepalive_connections=6, keepalive_expiry=60)
+        async with httpx.AsyncClient(limits=limits, timeout=10) as http:
+            await asyncio.sleep(rng.uniform(0, 1))
+            while time.monotonic() < until:
+                # A page, then its assets over the browser's 6 connections at once.
+                for batch in ([f"{server.url}/healthz"], [f"{server.url}/healthz?asset={n}" for n in range(6)]):
+                    results = await asyncio.gather(*(http.get(url) for url in batch), return_exceptions=True)
+                    for result in results:
+                        outcomes[result.status_code if isinstance(result, httpx.Response)
+                                 else type(result).__name__] += 1
+                await asyncio.sleep(rng.uniform(0.2, 1.0))  # reading the page
+
+    async def office() -> None:
+        until = time.monotonic() + 8
+        await asyncio.wait_for(asyncio.gather(*(browser(n, until) for n in range(20))), 60)
+
+    asyncio.run(office())
+    assert set(outcomes) == {200}, outcomes
+    assert outcomes[200] >= 20 * 7  # every browser loaded a page at least (fewer on a busy machine)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tornado_wsgi_server import __version__
 from tornado_wsgi_server.options import options_for
 from tornado_wsgi_server.project import load_project
 
@@ -33,6 +35,17 @@ def test_help_lists_every_option_with_its_variable(server_env):
         assert option.cli_name in result.stdout, option.name
         assert option.env_name in result.stdout, option.name
     assert "--no-access-log" in result.stdout
+
+
+def test_version_is_printed_shown_at_start_and_reported_by_status(start_server, server_env):
+    result = run_server_cli("--version", env=server_env)
+    assert (result.returncode, result.stdout) == (0, f"tornado_wsgi_server {__version__}\n"), result.stderr
+    server = start_server()
+    assert f"Server {__version__};" in server.output()
+    status = run_server_cli("status", "--port", str(server.port), env=server_env)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["version"] == __version__
+    assert server.stop() == 0
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,220 @@
+"""The Windows service as an operator uses it, checked end to end.
+
+Run by the Windows job of .github/workflows/ci.yml (``python ci/windows_service_checks.py``),
+after the test suite: it prepares the project as ``start_server.bat`` would (.env, .venv,
+database), then installs, starts, restarts, reloads, stops and removes the service and checks
+each outcome and exit code, the restart actions, delayed start and firewall rule, the rule
+following a port change, the Event Log, and a second install from another folder. Exits 0
+when every check passed, else 1.
+
+Every Windows-only call goes through ``ci/windows.py``; elsewhere its fake answers them and
+the service runs as ``tornado_server.py service run``, so this script runs on Linux too.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import CheckFailed, expect, run_checks, status, wait_for  # noqa: E402
+from windows import PROJECT_DIR, Windows, system, venv_python  # noqa: E402
+
+# The account the service runs as. The service is installed as LocalSystem today; when it
+# gets a least-privilege account of its own this becomes "NT SERVICE\<name>" and
+# check_service_account also checks what that account may read and write (icacls).
+SERVICE_ACCOUNT = "LocalSystem"
+# An install from a second copy of the project, under the same service name, updates the
+# existing service to run that copy. When install refuses it, set this to True.
+SECOND_INSTALL_REFUSED = False
+# Event Log IDs (tornado_wsgi_server/service_runner.py EVENT_IDS) a start and stop write.
+STARTED, STOPPED = 100, 101
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def service_name(project_dir: Path) -> str:
+    sys.path.insert(0, str(project_dir))
+    from tornado_wsgi_server.project import load_project
+
+    return load_project(project_dir).slug
+
+
+class ServiceChecks:
+    def __init__(self, windows: Windows, project_dir: Path = PROJECT_DIR) -> None:
+        self.windows = windows
+        self.project_dir = Path(project_dir)
+        self.name = service_name(self.project_dir)
+        self.began = time.time()
+        self.scratch = Path(tempfile.mkdtemp(prefix="service-checks-"))
+
+    # --- steps -------------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """.env as start_server.bat makes it, with a SQLite file so that /healthz needs no
+        database server; then bootstrap.py (.venv, requirements, migrate, collectstatic)."""
+        from tornado_wsgi_server.bootstrap import ensure_env_file
+
+        ensure_env_file()
+        env_file = self.project_dir / ".env"
+        data = self.project_dir / "data"
+        data.mkdir(exist_ok=True)
+        database = (data / "service-ci.sqlite3").as_posix()
+        lines = [line for line in env_file.read_text(encoding="utf-8").splitlines()
+                 if not line.startswith("DATABASE_URL=")]
+        env_file.write_text("\n".join([f"DATABASE_URL=sqlite:///{database}", *lines]) + "\n", encoding="utf-8")
+        done = subprocess.run([sys.executable, "bootstrap.py"], cwd=self.project_dir, timeout=900, check=False)
+        expect(done.returncode == 0, f"bootstrap.py exited with {done.returncode}")
+        expect(venv_python(self.project_dir).exists(), "bootstrap.py made no .venv")
+
+    def service(self, *args: str, wanted: int | None = 0) -> str:
+        """Run ``service ARGS``; with ``wanted`` None any non-zero exit code is expected."""
+        outcome = self.windows.service(*args, folder=self.project_dir)
+        if wanted is None:
+            expect(outcome.code != 0, f"`service {' '.join(args)}` exited 0: {outcome.output.strip()}")
+        else:
+            expect(outcome.code == wanted, f"`service {' '.join(args)}` exited {outcome.code}, not {wanted}: "
+                                           f"{outcome.output.strip()}")
+        return outcome.output
+
+    def wait_serving(self, port: int, timeout: float = 90) -> None:
+        if not wait_for(lambda: status(port) == 200, timeout):
+            self.show_logs()
+            raise CheckFailed(f"/healthz on port {port} never answered 200 in {timeout}s")
+
+    def show_logs(self) -> None:
+        for log in sorted((self.project_dir / "logs").glob("*.log")):
+            print(f"--- {log}\n{log.read_text(encoding='utf-8', errors='replace')[-5000:]}", flush=True)
+        for event_id, text in self.windows.event_log_entries(self.name, self.began)[:20]:
+            print(f"--- Event {event_id}: {text}", flush=True)
+
+    # --- checks ------------------------------------------------------------------------------
+
+    def round_trip(self, workers: int) -> None:
+        """install, start, /healthz, status, stop, remove: each exits 0; a second start, a
+        stop of a stopped service and a start after remove exit non-zero."""
+        port = free_port()
+        self.service("install", "--", "--port", str(port), "--workers", str(workers))
+        self.service("start")
+        self.wait_serving(port)
+        expect("running" in self.service("status"), "status does not say running")
+        self.service("start", wanted=None)
+        self.service("--wait", "60", "stop")
+        expect(status(port) is None, "still answering after stop")
+        self.service("stop", wanted=None)
+        self.service("remove")
+        self.service("start", wanted=None)
+        log = self.project_dir / "logs" / "server.log"
+        expect(log.is_file() and "Stopped." in log.read_text(encoding="utf-8", errors="replace"),
+               "logs/server.log has no clean stop")
+
+    def restart_and_reload(self) -> None:
+        """restart and reload exit 0 and the site answers after each."""
+        port = free_port()
+        self.service("install", "--", "--port", str(port), "--workers", "2")
+        try:
+            self.service("start")
+            self.wait_serving(port)
+            self.service("restart")
+            self.wait_serving(port)
+            self.service("reload")
+            expect(status(port) == 200, "not answering after reload")
+            self.service("--wait", "60", "stop")
+        finally:
+            self.windows.service("remove", folder=self.project_dir)
+
+    def event_log(self) -> None:
+        """The starts and stops above are in the Application log under the service's name."""
+        ids = {event_id for event_id, _ in self.windows.event_log_entries(self.name, self.began)}
+        expect({STARTED, STOPPED} <= ids, f"Event Log IDs from {self.name}: {sorted(ids)}, "
+                                          f"wanted {STARTED} (started) and {STOPPED} (stopped)")
+
+    def install_settings_and_firewall(self) -> None:
+        """Install sets restart on failure, the failure flag, delayed start and a firewall rule
+        for the port; installing again with another port moves the rule; remove deletes it."""
+        rule = f"name={self.name}-web"
+        first, second = free_port(), free_port()
+        try:
+            self.service("install", "--", "--host", "0.0.0.0", "--port", str(first))
+            failure = self.windows.sc("qfailure", self.name)
+            expect("RESTART -- Delay = 5000" in failure.output, "no restart actions")
+            expect("TRUE" in self.windows.sc("qfailureflag", self.name).output, "no failure flag")
+            expect("DELAYED" in self.windows.sc("qc", self.name).output, "not a delayed start")
+            shown = self.windows.netsh("advfirewall", "firewall", "show", "rule", rule)
+            expect(shown.code == 0 and str(first) in shown.output, f"no firewall rule for port {first}")
+            self.service("install", "--", "--host", "0.0.0.0", "--port", str(second))
+            shown = self.windows.netsh("advfirewall", "firewall", "show", "rule", rule)
+            expect(shown.code == 0 and str(second) in shown.output and str(first) not in shown.output,
+                   f"the firewall rule did not follow the port from {first} to {second}")
+        finally:
+            self.service("remove")
+        shown = self.windows.netsh("advfirewall", "firewall", "show", "rule", rule)
+        expect(shown.code != 0, "the firewall rule outlived the service")
+
+    def second_install_from_another_folder(self) -> None:
+        """A copy of the project (staging beside live) installing the same service name."""
+        copy = self.scratch / "staging copy"
+        shutil.copytree(self.project_dir, copy, ignore=shutil.ignore_patterns(
+            ".venv", ".git", "logs", "data", "staticfiles", "__pycache__", "*.sqlite3"))
+        self.service("install", "--", "--port", str(free_port()))
+        try:
+            second = self.windows.service("install", "--", "--port", str(free_port()), folder=copy,
+                                          python=venv_python(self.project_dir))
+            # Resolved: a temporary folder may be named by its short (8.3) name on Windows.
+            installed = self.windows.service_folder(self.name)
+            installed = installed and installed.resolve()
+            copy = copy.resolve()
+            if SECOND_INSTALL_REFUSED:
+                expect(second.code != 0, "a second folder took over the service")
+                expect(str(self.project_dir) in second.output and str(copy) in second.output,
+                       "the refusal does not name both folders")
+                expect(installed == self.project_dir.resolve(), f"the service now runs {installed}")
+            else:
+                expect(second.code == 0, f"the second install exited {second.code}")
+                expect(installed == copy, f"the service runs {installed}, not the second folder")
+        finally:
+            self.windows.service("remove", folder=self.project_dir)
+
+    def check_service_account(self) -> None:
+        """The account the service runs as (see SERVICE_ACCOUNT)."""
+        self.service("install", "--", "--port", str(free_port()))
+        try:
+            config = self.windows.sc("qc", self.name).output
+            expect(f"SERVICE_START_NAME : {SERVICE_ACCOUNT}" in config, f"not run as {SERVICE_ACCOUNT}")
+        finally:
+            self.service("remove")
+
+    def cleanup(self) -> None:
+        self.windows.service("remove", folder=self.project_dir)
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def checks(self) -> list:
+        return [
+            ("prepare the project as start_server.bat does", self.prepare),
+            ("service round trip with --workers 1", lambda: self.round_trip(1)),
+            ("service round trip with --workers 2", lambda: self.round_trip(2)),
+            ("service restart and reload", self.restart_and_reload),
+            ("Event Log entries", self.event_log),
+            ("restart actions, delayed start, firewall rule following the port", self.install_settings_and_firewall),
+            ("second install from another folder", self.second_install_from_another_folder),
+            ("service account", self.check_service_account),
+        ]
+
+
+def main(windows: Windows | None = None, project_dir: Path = PROJECT_DIR) -> int:
+    checks = ServiceChecks(windows or system(), project_dir)
+    return run_checks(checks.checks(), cleanup=checks.cleanup)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
