@@ -42,6 +42,7 @@ _CHUNK_LINE = re.compile(
 # A trailer field line (RFC 9112 7.1.2): name, colon, a value without controls but HTAB, CRLF.
 _TRAILER_LINE = re.compile(rb"%s:[\t\x20-\x7e\x80-\xff]*\r\n" % _TOKEN)
 _DIGITS = re.compile(r"[0-9]+")
+_EMPTY_LINES = re.compile(r"\A(?:\r?\n)+")
 _HUGE = 10**18  # stands for a Content-Length of more than 18 digits: over any limit
 
 
@@ -140,8 +141,11 @@ class ReadingConnection(HTTP1Connection):
     """One request/response exchange on a server connection (see the module docstring)."""
 
     def _parse_headers(self, data: bytes):
-        # As Tornado does, without blank lines before the request, and with LF or CRLF.
-        text = data.decode("latin1").lstrip("\r\n")
+        # As Tornado does, with LF or CRLF, and without the empty lines before the request
+        # (RFC 9112 2.2), though not a bare CR, which Tornado drops and other parsers do not.
+        text = data.decode("latin1")
+        if text.startswith(("\r", "\n")):
+            text = _EMPTY_LINES.sub("", text, count=1)
         eol = text.find("\n")
         start_line = text[:eol].rstrip("\r")
         if data.count(b"\n") > MAX_HEADER_FIELDS + 3:  # start line, the blank line, a leading CRLF
