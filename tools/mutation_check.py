@@ -486,7 +486,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "P28a", "a non-ASCII `Content-Length` gets `400 Bad Request` ..., never an ERROR traceback",
-        "tornado_wsgi_server/task.py",
+        "tornado_wsgi_server/http1.py",
         "if len(lengths) != 1 or not _DIGITS.fullmatch(lengths[0]):",
         "if len(lengths) != 1 or not lengths[0].isdigit():",
         (LIMITS,),
