@@ -544,7 +544,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "F2", "the body watch is armed whenever a body may be read (`--min-body-rate`, chunked too)",
         "tornado_wsgi_server/task.py",
         'if length or "Transfer-Encoding" in headers or headers.get("Content-Length", "0") != "0":',
-        "if length:",
+        "if length > 0:",
         (LIMITS + "::test_slow_body_is_closed_by_min_body_rate",),
     ),
     Mutation(

@@ -310,15 +310,18 @@ def test_other_http1_versions_get_505(server):
     assert closed
 
 
-def test_http10_with_transfer_encoding_is_answered_then_closed(server, client):
+@pytest.mark.parametrize("method", ["POST", "GET"])
+def test_http10_with_transfer_encoding_is_answered_then_closed(server, client, method):
     """RFC 9112 6.1: Transfer-Encoding from an HTTP/1.0 client is faulty framing."""
+    after = f"after-http10-te-{method}"
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(b"POST /__test__/echo HTTP/1.0\r\nHost: localhost\r\nConnection: keep-alive\r\n"
-                     b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n" + mark("after-http10-te"))
+        sock.sendall(method.encode() + b" /__test__/echo HTTP/1.0\r\nHost: localhost\r\n"
+                     b"Connection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+                     + mark(after))
         reply = read_until_closed(sock)
     assert reply.startswith(b"HTTP/1.1 200 ") and reply.count(b"HTTP/1.1 ") == 1, reply
     assert b"keep-alive" not in reply.lower()
-    assert_never_ran(server, "after-http10-te", client)
+    assert_never_ran(server, after, client)
 
 
 def test_connection_header_is_a_token_list(server, client):
