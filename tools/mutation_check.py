@@ -207,9 +207,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "R8", "HTTP/1.0: a body of unknown length ends with the connection, and says `Connection: close`",
         "tornado_wsgi_server/http1.py",
-        "close_delimited = (",
-        "close_delimited = False and (",
-        (STREAMING, FRAMING),
+        'elif version == "HTTP/1.0" and not self._disconnect_on_finish:',
+        'elif version == "HTTP/1.0" and self._request_headers.get("Connection", "").lower() == "keep-alive":',
+        (STREAMING,),
     ),
     Mutation(
         "R9", "a `304` carries no `Content-Length`",
