@@ -1,14 +1,17 @@
 """HTTP/1.1 reading hardened for clients with no proxy in front: Tornado's HTTP1Connection
-with chunk extensions ignored, trailers dropped, bad chunk framing and floods of tiny chunks
-or header lines answered 400/431 (never an assert), no 100 Continue to HTTP/1.0, and nothing
-read after a response that closes the connection ever handed on. Plain header lines are
-parsed here, the rest by Tornado; response heads formatted on the worker are framed here.
+with the body's framing decided once, strictly (one Content-Length of digits, or exactly
+`chunked`, else a refusal), chunk extensions checked and ignored, trailers checked and dropped,
+bad chunk framing and floods of tiny chunks or header lines answered 400/431 (never an
+assert), no 100 Continue to HTTP/1.0, and nothing read after a response that closes the
+connection ever handed on. Plain header lines are parsed here, the rest by Tornado; response
+heads formatted on the worker are framed here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from typing import NamedTuple
 
 from tornado import httputil, iostream
 from tornado.concurrent import Future, future_add_done_callback
@@ -20,9 +23,52 @@ MAX_HEADER_FIELDS = 100  # more header lines than this: 431 without parsing them
 # A chunked body may carry this many chunks plus one per MIN_AVERAGE_CHUNK bytes; each
 # chunk costs the event loop some microseconds, so a stream of 1-byte chunks is refused.
 FREE_CHUNKS = 1024
-MIN_AVERAGE_CHUNK = 64
+MIN_AVERAGE_CHUNK = 512
+# Chunk extensions cost time too: a size line longer than SHORT_LINE bytes counts as one
+# more chunk per EXTENSION_BYTES_PER_CHUNK bytes beyond.
+SHORT_LINE = 16
+EXTENSION_BYTES_PER_CHUNK = 8
 _CHUNK_LINE_MAX = 1024  # a chunk-size line with its extensions
-_HEX = re.compile(r"[0-9a-fA-F]{1,16}")
+CHUNKED = -1  # ReadingConnection.framing() of a chunked body
+
+# RFC 9112 7.1.1: chunk-size *( BWS ";" BWS name [ BWS "=" BWS value ] ) CRLF, a name being a
+# token and a value a token or a quoted-string: no other byte (no bare CR or LF, no NUL).
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_QDTEXT = rb"[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]*"
+_QUOTED = rb'"%s(?:\\[\t \x21-\x7e\x80-\xff]%s)*"' % (_QDTEXT, _QDTEXT)  # unrolled: no backtracking
+_CHUNK_LINE = re.compile(
+    rb"([0-9A-Fa-f]{1,16})(?:[ \t]*;[ \t]*%s(?:[ \t]*=[ \t]*(?:%s|%s))?)*\r\n" % (_TOKEN, _TOKEN, _QUOTED)
+)
+# A trailer field line (RFC 9112 7.1.2): name, colon, a value without controls but HTAB, CRLF.
+_TRAILER_LINE = re.compile(rb"%s:[\t\x20-\x7e\x80-\xff]*\r\n" % _TOKEN)
+_DIGITS = re.compile(r"[0-9]+")
+_EMPTY_LINES = re.compile(r"\A(?:\r?\n)+")
+_HUGE = 10**18  # stands for a Content-Length of more than 18 digits: over any limit
+
+
+class Answer(NamedTuple):
+    """What the server answers itself (and then closes): status, reason phrase, text."""
+
+    code: int
+    reason: str
+    text: str
+
+
+def own_answer(start_line, headers) -> Answer | None:
+    """What the server answers itself to a request whose framing is sound, else None: a
+    proxy's CONNECT, a request target that is neither a path nor absolute-form (the
+    asterisk of ``OPTIONS *`` included), no or several Host fields (RFC 9112 3.2)."""
+    method, target = start_line.method, start_line.path
+    if method == "CONNECT":
+        return Answer(501, "Not Implemented", "CONNECT is not supported: this server is not a proxy.\n")
+    if target == "*" and method == "OPTIONS":
+        return Answer(200, "OK", "")  # the server is there; what each path allows, Django says
+    if not target.startswith("/") and not target[:8].lower().startswith(("http://", "https://")):
+        return Answer(400, "Bad Request", "The request target must be a path or an absolute URL.\n")
+    hosts = len(headers.get_list("Host"))
+    if hosts > 1 or (hosts == 0 and start_line.version == "HTTP/1.1"):
+        return Answer(400, "Bad Request", "An HTTP/1.1 request needs exactly one Host header.\n")
+    return None
 
 
 # One header line that Tornado's parser would take as it is: a token, a colon, a value of
@@ -95,8 +141,11 @@ class ReadingConnection(HTTP1Connection):
     """One request/response exchange on a server connection (see the module docstring)."""
 
     def _parse_headers(self, data: bytes):
-        # As Tornado does, without blank lines before the request, and with LF or CRLF.
-        text = data.decode("latin1").lstrip("\r\n")
+        # As Tornado does, with LF or CRLF, and without the empty lines before the request
+        # (RFC 9112 2.2), though not a bare CR, which Tornado drops and other parsers do not.
+        text = data.decode("latin1")
+        if text.startswith(("\r", "\n")):
+            text = _EMPTY_LINES.sub("", text, count=1)
         eol = text.find("\n")
         start_line = text[:eol].rstrip("\r")
         if data.count(b"\n") > MAX_HEADER_FIELDS + 3:  # start line, the blank line, a leading CRLF
@@ -124,9 +173,6 @@ class ReadingConnection(HTTP1Connection):
                 # read pick up a request pipelined behind this one.
                 self._disconnect_on_finish = True
                 headers["Connection"] = "close"
-                if request.version == "HTTP/1.0" and self._request_headers is not None:
-                    # Otherwise Tornado answers a 1.0 keep-alive request "Keep-Alive".
-                    self._request_headers["Connection"] = "close"
             return self._write_response_head(request, start_line, headers, chunk)
         return super().write_headers(start_line, headers, chunk)
 
@@ -144,8 +190,8 @@ class ReadingConnection(HTTP1Connection):
         )
         if version == "HTTP/1.1" and self._disconnect_on_finish:
             headers["Connection"] = "close"
-        elif version == "HTTP/1.0" and self._request_headers.get("Connection", "").lower() == "keep-alive":
-            headers["Connection"] = "Keep-Alive"
+        elif version == "HTTP/1.0" and not self._disconnect_on_finish:
+            headers["Connection"] = "Keep-Alive"  # the client asked (_can_keep_alive)
         if self._chunking_output:
             headers["Transfer-Encoding"] = "chunked"
         if method == "HEAD" or code == 304:
@@ -191,8 +237,7 @@ class ReadingConnection(HTTP1Connection):
         elif version == "HTTP/1.1":
             if self._disconnect_on_finish:
                 text += "\r\nConnection: close"
-        elif not self._disconnect_on_finish and \
-                self._request_headers.get("Connection", "").lower() == "keep-alive":
+        elif not self._disconnect_on_finish:  # an HTTP/1.0 client that asked (_can_keep_alive)
             text += "\r\nConnection: Keep-Alive"
         # Not the Content-Length: a HEAD or 304 answer may give the full body's, and send none.
         self._expected_content_remaining = head.length - len(chunk) if chunk else head.length
@@ -212,55 +257,196 @@ class ReadingConnection(HTTP1Connection):
             return iostream.StreamClosedError()
         return httputil.HTTPInputError(message)
 
+    # --- The request body: framed once, read as framed ------------------------------
+
+    _framing = None
+
+    def framing(self, start_line, headers) -> int | Answer:
+        """How this request's body is framed, decided once for the request task and for the
+        reading below, so that both agree: its length (0: no body), CHUNKED, or the Answer
+        to give instead of reading it (RFC 9112 6.1-6.3; a length must be one field line
+        of digits, a transfer coding exactly ``chunked``; HTTP/1.x other than 1.0 and 1.1
+        gets 505)."""
+        if self._framing is None:
+            self._framing = _framing(start_line, headers)
+        return self._framing
+
+    def _read_body(self, code, headers, delegate):
+        framing = self.framing(self._request_start_line, headers)
+        if type(framing) is Answer or framing > self._max_body_size:
+            if self._write_finished:
+                return None  # answered (refused) already, and the connection closes
+            raise self._bad_input(framing.text if type(framing) is Answer else "Content-Length too large")
+        if framing == CHUNKED:
+            return self._read_chunked_body(delegate)
+        return self._read_fixed_body(framing, delegate) if framing else None
+
+    def _can_keep_alive(self, start_line, headers) -> bool:
+        """Tornado's rule, with Connection read as a token list (``close, TE`` closes), and
+        a Transfer-Encoding from an HTTP/1.0 client taken as faulty framing: answered, then
+        the connection closes (RFC 9112 6.1)."""
+        if self.params.no_keep_alive:
+            return False
+        tokens = {token.strip().lower() for token in headers.get("Connection", "").split(",")}
+        if "close" in tokens:
+            return False
+        if start_line.version == "HTTP/1.1":
+            return True
+        if "Transfer-Encoding" in headers:
+            return False
+        return "keep-alive" in tokens and (
+            "Content-Length" in headers or start_line.method in ("HEAD", "GET"))
+
+    def _body_too_large(self, delegate) -> Exception:
+        """A declared chunk takes the body past the limit: the delegate answers 413 if it
+        can (``body_too_large()``), and the connection closes unread."""
+        if self._response_start_line is None and hasattr(delegate, "body_too_large"):
+            delegate.body_too_large()
+        return self._bad_input("chunked body too large")
+
     async def _read_chunked_body(self, delegate) -> None:
-        total_size = 0
-        chunks = 0
+        """A chunked body (RFC 9112 7.1). The whole chunks already in the stream's read
+        buffer are parsed in one pass; a chunk not yet all there is read with the stream's
+        own reads. The data goes to the delegate in one block each time reading must wait
+        for the network, so small chunks cost the loop little more than a Content-Length."""
         stream = self.stream
         chunk_size = self.params.chunk_size
+        self._chunk_counts = (0, 0, 0)
+        pieces: list = []  # body data not yet handed on
         while True:
+            at, spans, last = self._parse_buffered_chunks(delegate)
+            if at:
+                block = memoryview(await stream.read_bytes(at))  # all buffered: no wait
+                pieces += [block[a:b] for a, b in spans]
+            if last:
+                break
+            if pieces and stream._read_buffer.find(b"\n", 0, _CHUNK_LINE_MAX) < 0:
+                await self._hand_on(pieces, delegate)
             try:
-                line = await stream.read_until(b"\r\n", max_bytes=_CHUNK_LINE_MAX)
+                line = await stream.read_until(b"\n", max_bytes=_CHUNK_LINE_MAX)
             except iostream.UnsatisfiableReadError:
                 raise self._bad_input("chunk size line too long") from None
-            # Extensions (";name=value") carry nothing we use; RFC 9112 7.1.1 lets us ignore them.
-            size = line[:-2].split(b";", 1)[0].rstrip(b" \t") if b";" in line else line[:-2]
-            if not _HEX.fullmatch(size.decode("latin1")):
-                raise self._bad_input("invalid chunk size")
-            length = int(size, 16)
-            if length == 0:
-                await self._skip_trailers()
-                return
-            chunks += 1
-            total_size += length
-            if total_size > self._max_body_size:
-                raise self._bad_input("chunked body too large")
-            if chunks > FREE_CHUNKS + total_size // MIN_AVERAGE_CHUNK:
-                raise self._bad_input("too many chunks for the body size")
-            remaining = length
+            match = _CHUNK_LINE.fullmatch(line)
+            if match is None:
+                raise self._bad_input("invalid chunk size line")
+            size = int(match[1], 16)
+            if size == 0:
+                break
+            self._count_chunks(1, len(line), size, delegate)
+            remaining = size
             while remaining:
+                if pieces and not stream._read_buffer_size:
+                    await self._hand_on(pieces, delegate)
                 data = await stream.read_bytes(min(remaining, chunk_size), partial=True)
                 remaining -= len(data)
-                if not self._write_finished:
-                    result = delegate.data_received(data)
-                    if result is not None:
-                        await result
+                pieces.append(data)
+            if pieces and stream._read_buffer_size < 2:
+                await self._hand_on(pieces, delegate)
             if await stream.read_bytes(2) != b"\r\n":
                 raise self._bad_input("chunk not followed by CRLF")
+        if pieces:
+            await self._hand_on(pieces, delegate)
+        await self._skip_trailers()
+
+    async def _hand_on(self, pieces: list, delegate) -> None:
+        data = b"".join(pieces)
+        pieces.clear()
+        if not self._write_finished:
+            result = delegate.data_received(data)
+            if result is not None:
+                await result
+
+    def _parse_buffered_chunks(self, delegate) -> tuple[int, list, bool]:
+        """The whole chunks at the start of the stream's read buffer (Tornado's bytes
+        received and not yet consumed): how many bytes they take, where their data is, and
+        whether the last chunk (size 0) was among them. Nothing is consumed here."""
+        buffer = self.stream._read_buffer
+        end = self.stream._read_buffer_size
+        find, fullmatch, startswith = buffer.find, _CHUNK_LINE.fullmatch, buffer.startswith
+        at, spans, lines, body, last = 0, [], 0, 0, False
+        while True:
+            eol = find(b"\n", at, at + _CHUNK_LINE_MAX)
+            if eol < 0:
+                if end - at >= _CHUNK_LINE_MAX:
+                    raise self._bad_input("chunk size line too long")
+                break
+            match = fullmatch(buffer, at, eol + 1)
+            if match is None:
+                raise self._bad_input("invalid chunk size line")
+            size = int(match[1], 16)
+            start = eol + 1
+            if size == 0:
+                at, last = start, True
+                break
+            stop = start + size
+            if stop + 2 > end:
+                break  # not all here yet
+            if not startswith(b"\r\n", stop):
+                raise self._bad_input("chunk not followed by CRLF")
+            spans.append((start, stop))
+            lines += start - at
+            body += size
+            at = stop + 2
+        if spans:
+            self._count_chunks(len(spans), lines, body, delegate)
+        return at, spans, last
+
+    def _count_chunks(self, chunks: int, line_bytes: int, size: int, delegate) -> None:
+        """Keep a chunked body within --max-body-size, and its chunks within FREE_CHUNKS
+        plus one per MIN_AVERAGE_CHUNK bytes; size lines longer than SHORT_LINE bytes
+        (extensions) count one more chunk per EXTENSION_BYTES_PER_CHUNK bytes beyond."""
+        total_chunks, total_lines, total_size = self._chunk_counts
+        total_chunks += chunks
+        total_lines += line_bytes
+        total_size += size
+        self._chunk_counts = (total_chunks, total_lines, total_size)
+        if total_size > self._max_body_size:
+            raise self._body_too_large(delegate)
+        extensions = max(0, total_lines - SHORT_LINE * total_chunks) // EXTENSION_BYTES_PER_CHUNK
+        if total_chunks + extensions > FREE_CHUNKS + total_size // MIN_AVERAGE_CHUNK:
+            raise self._bad_input("too many chunks for the body size")
 
     async def _skip_trailers(self) -> None:
-        """Read and drop the trailer section (RFC 9112 7.1.2 lets a server discard it)."""
+        """Read, check and drop the trailer section (RFC 9112 7.1.2 lets a server discard
+        it): field lines ending in CRLF, no bare CR or LF, then an empty line."""
         budget = self.params.max_header_size
         for _ in range(MAX_HEADER_FIELDS + 1):
             try:
-                line = await self.stream.read_until(b"\r\n", max_bytes=budget)
+                line = await self.stream.read_until(b"\n", max_bytes=budget)
             except iostream.UnsatisfiableReadError:
                 raise self._bad_input("trailer section too large") from None
             if line == b"\r\n":
                 return
+            if not _TRAILER_LINE.fullmatch(line):
+                raise self._bad_input("invalid trailer line")
             budget -= len(line)
             if budget <= 0:
                 break
         raise self._bad_input("trailer section too large")
+
+
+def _framing(start_line, headers) -> int | Answer:
+    """ReadingConnection.framing() of a request (see there)."""
+    if start_line.version not in ("HTTP/1.1", "HTTP/1.0"):
+        return Answer(505, "HTTP Version Not Supported", "This server speaks HTTP/1.0 and HTTP/1.1.\n")
+    codings = headers.get_list("Transfer-Encoding")
+    lengths = headers.get_list("Content-Length")
+    if codings:
+        if lengths:
+            return Answer(400, "Bad Request", "Content-Length and Transfer-Encoding together.\n")
+        if len(codings) == 1 and codings[0].lower() == "chunked":
+            return CHUNKED
+        names = [name.strip().lower() for name in ",".join(codings).split(",")]
+        if names.count("chunked") == 1 and names[-1] == "chunked" and \
+                all(re.fullmatch(_TOKEN.decode(), name) for name in names):
+            return Answer(501, "Not Implemented", "The only transfer coding accepted is chunked alone.\n")
+        return Answer(400, "Bad Request", "Transfer-Encoding must be chunked.\n")
+    if not lengths:
+        return 0
+    if len(lengths) != 1 or not _DIGITS.fullmatch(lengths[0]):
+        return Answer(400, "Bad Request", "Content-Length must be one field of digits.\n")
+    digits = lengths[0].lstrip("0")
+    return int(digits or "0") if len(digits) <= 18 else _HUGE
 
 
 class ServerConnection(HTTP1ServerConnection):

@@ -17,7 +17,7 @@ import time
 
 from tornado import httputil, iostream
 
-from .http1 import MAX_HEADER_FIELDS, TooManyHeaders
+from .http1 import MAX_HEADER_FIELDS, Answer, TooManyHeaders, own_answer
 from .logs import access_log, log
 from .sending import ResponseWriter
 from .uploads import UploadWatch
@@ -83,30 +83,36 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
         if isinstance(headers, TooManyHeaders):
             return self.reject(431, "Request Header Fields Too Large",
                                f"More than {MAX_HEADER_FIELDS} header fields.\n")
+        # The body's length as the connection reads it (http1.py), or the answer instead.
+        length = self.request_conn.framing(start_line, headers)
+        answer = length if type(length) is Answer else own_answer(start_line, headers)
+        if answer is not None:
+            return self.reject(*answer)
         route = container.tornado_paths and container.tornado_paths.match(start_line.path.partition("?")[0])
         options = container.options
         if container.in_flight >= container.capacity or container.shutting_down:
             container.queue.refused += 1  # pressure the queue could not hold (overload rule)
             return self.reject(503, "Service Unavailable",
                                "The server is busy; please retry shortly.\n", {"Retry-After": "5"})
-        length = _content_length(headers)
-        if length is not None and length > options.max_body_size:
+        if length > options.max_body_size:
             return self.reject(413, "Content Too Large",
                                f"Request body larger than {options.max_body_size} bytes.\n")
         head_size = len(start_line.path) + sum(len(k) + len(v) + 4 for k, v in headers.get_all())
         if head_size > options.max_header_size:
             return self.reject(431, "Request Header Fields Too Large",
                                f"Request headers larger than {options.max_header_size} bytes.\n")
-        if length or "Transfer-Encoding" in headers:
+        # Whenever a body may be read at all: so were the two readings ever to differ, the
+        # body would still be held to the rate and the deadline.
+        if length or "Transfer-Encoding" in headers or headers.get("Content-Length", "0") != "0":
             self.watch_body(options.body_timeout)
         if route:
             return self.to_tornado(start_line, headers, length)
         return None
 
-    def to_tornado(self, start_line, headers, length: int | None):
+    def to_tornado(self, start_line, headers, length: int):
         """Hand a TORNADO_ROUTES request, checked as any, to Tornado; its body held to the route's limit."""
         limit = self.container.tornado_app.body_limit(start_line.path.partition("?")[0])
-        if (length or 0) > limit or (limit == 0 and "Transfer-Encoding" in headers):
+        if length > limit or (limit == 0 and "Transfer-Encoding" in headers):
             return self.reject(413, "Content Too Large", f"Request body larger than {limit} bytes.\n")
         self.request_conn.set_max_body_size(limit)  # a chunked body past it is cut off
         self.tornado_delegate = self.container.tornado_app.start_request(self.server_conn, self.request_conn)
@@ -172,12 +178,7 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
             self.abort(499)
             return
         body = b"The server is busy; please retry shortly.\n"
-        head = httputil.HTTPHeaders({
-            "Content-Type": "text/plain; charset=utf-8",
-            "Content-Length": str(len(body)),
-            "Date": self.container.http_date(),
-            "Retry-After": "5",
-        })
+        head = self.plain_head(body, {"Retry-After": "5"})
         if self.start_line.method == "HEAD":
             body = b""
         self.discard_body()
@@ -207,19 +208,24 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
             self.body.close()
             self.body = None
 
+    def body_too_large(self) -> None:
+        """The connection found a declared chunk past the limit (http1.py)."""
+        if not self.rejected and self.tornado_delegate is None:
+            self.reject(413, "Content Too Large", "Request body too large.\n")
+
+    def plain_head(self, body: bytes, extra: dict) -> httputil.HTTPHeaders:
+        """The head of a short text answer the server writes itself."""
+        return httputil.HTTPHeaders({"Content-Type": "text/plain; charset=utf-8", "Content-Length": str(len(body)),
+                                     "Date": self.container.http_date(), **extra})
+
     def reject(self, code: int, reason: str, text: str, extra: dict | None = None) -> None:
         """Answer at once from the loop (nothing reaches Django) and close the connection."""
         self.rejected = True
-        self.container.metrics.count("shed queue full" if code == 503 else f"rejected {code}")
+        if code in (413, 431, 503):
+            self.container.metrics.count("shed queue full" if code == 503 else f"rejected {code}")
         body = text.encode()
-        head = httputil.HTTPHeaders({
-            "Content-Type": "text/plain; charset=utf-8",
-            "Content-Length": str(len(body)),
-            "Date": self.container.http_date(),
-            # The connection then closes after this answer, whatever the request asked.
-            "Connection": "close",
-            **(extra or {}),
-        })
+        # The connection then closes after this answer, whatever the request asked.
+        head = self.plain_head(body, {"Connection": "close", **(extra or {})})
         if self.start_line.method == "HEAD":
             body = b""
         self.request_conn.write_headers(httputil.ResponseStartLine("HTTP/1.1", code, reason), head, body)
@@ -237,12 +243,9 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
         if isinstance(headers, TooManyHeaders):
             return False
         limit = self.container.options.max_body_size + _DRAIN_EXTRA
-        length = _content_length(headers)
-        if length is None:
-            if "Transfer-Encoding" not in headers:
-                return False  # no body
-        elif length == 0 or length > limit:
-            return False
+        length = self.request_conn.framing(self.start_line, headers)
+        if type(length) is Answer or length == 0 or length > limit:
+            return False  # no body, or one that cannot be read
         self.request_conn.set_max_body_size(limit)
         self.watch_body(_DRAIN_SECONDS)  # also when the refusal came mid-body
         return True
@@ -495,11 +498,3 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
                 line.path, line.version, status, size, (time.perf_counter() - self.started) * 1000,
             )
 
-
-def _content_length(headers) -> int | None:
-    """The request's Content-Length as a number, None if absent or not plain ASCII digits
-    (Tornado answers 400 to those; "\u00b2".isdigit() is true, yet int() refuses it)."""
-    value = headers.get("Content-Length")
-    if value is None or not (value.isascii() and value.isdigit()):
-        return None
-    return int(value)

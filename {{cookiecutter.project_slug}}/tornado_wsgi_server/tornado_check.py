@@ -4,7 +4,7 @@ The server replaces or reads parts of Tornado that are not its public API, and t
 in any release (even a fix in a replaced method would then never apply). What it relies on:
 
 - ``tornado.http1connection``: ``HTTP1Connection._parse_headers`` and ``._read_chunked_body``
-  (replaced), ``.write_headers`` (redone for responses, with its private state),
+  (replaced), ``._read_fixed_body``, ``.write_headers`` (redone for responses, with its private state),
   ``HTTP1ServerConnection._server_request_loop`` (replaced), ``_QuietException``, and the
   attributes ``_chunking_output``,
   ``_disconnect_on_finish``, ``_expected_content_remaining``, ``_format_chunk``,
@@ -12,10 +12,11 @@ in any release (even a fix in a replaced method would then never apply). What it
   ``_request_start_line``, ``_response_start_line``, ``_write_finished``, ``_write_future``
   (http1.py).
 - ``tornado.httputil``: ``_normalize_header``, ``HTTPHeaders._as_list`` and ``._last_key``
-  (http1.py, container.py).
+  (http1.py, container.py); ``HTTPServerRequest._parse_body`` (replaced per request on Tornado
+  routes, application.py).
 - ``tornado.iostream``: ``IOStream._try_inline_read`` (replaced), ``_read_from_buffer``,
-  ``_find_read_pos``, ``_add_io_state``, ``_check_closed``, ``_read_buffer_size``
-  (connections.py, http1.py).
+  ``_find_read_pos``, ``_add_io_state``, ``_check_closed``, ``_read_buffer`` and
+  ``_read_buffer_size`` (connections.py, http1.py), ``_total_write_done_index`` (sending.py).
 - ``tornado.httpserver``: ``_HTTPRequestContext``, ``HTTPServer._connections``
   (connections.py, metrics.py).
 - ``tornado.tcpserver``: ``TCPServer._handle_connection`` (extended), ``._handlers``,

@@ -244,3 +244,116 @@ def test_http10_expect_continue_gets_no_100(server):
         reply = read_until_closed(sock)
     assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
     assert b" 100 " not in reply
+
+
+# --- Chunked framing that another parser could read differently (RFC 9112 7.1) ------------
+
+CHUNKED_POST = (b"POST /__test__/echo HTTP/1.1\r\nHost: localhost\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n")
+
+
+def test_chunk_extension_with_a_bare_lf_is_refused(server, client):
+    """A front end that ends the size line at the bare LF reads one request with a 0x43-byte
+    chunk; the server must not read a two-byte chunk and then run the GET inside it."""
+    body = (b"2;\nxx\r\n43\r\n0\r\n\r\n"
+            b"GET /__test__/mark?name=smuggled-ext HTTP/1.1\r\nHost: localhost\r\n\r\n\r\n0\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(CHUNKED_POST + body)
+        reply = read_until_closed(sock)
+    assert reply.startswith(b"HTTP/1.1 400 ") and reply.count(b"HTTP/1.1 ") == 1, reply
+    assert_never_ran(server, "smuggled-ext", client)
+
+
+def test_trailer_line_with_a_bare_lf_does_not_swallow_the_next_request(server, client):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(CHUNKED_POST + b"3\r\nabc\r\n0\r\nX-Sum: 1\n\r\n" + mark("after-trailer"))
+        reply = read_until_closed(sock)
+    assert reply.startswith(b"HTTP/1.1 400 ") and reply.count(b"HTTP/1.1 ") == 1, reply
+    assert_never_ran(server, "after-trailer", client)
+
+
+@pytest.mark.parametrize("chunks", [
+    b"3;a\x00b\r\nabc\r\n0\r\n\r\n",  # NUL in an extension
+    b"3;a=\x7f\r\nabc\r\n0\r\n\r\n",  # DEL
+    b"3;a=b c\r\nabc\r\n0\r\n\r\n",  # a space inside a token
+    b'3;a="x\r\nabc\r\n0\r\n\r\n',  # an open quoted-string
+    b"3;a\rb\r\nabc\r\n0\r\n\r\n",  # a bare CR
+    b"3;\r\nabc\r\n0\r\n\r\n",  # no extension name
+    b"3\nabc\r\n0\r\n\r\n",  # size line ended by a bare LF
+    b"3\r\nabc\r\n0\r\nX-A: 1\rX-B: 2\r\n\r\n",  # bare CR in a trailer
+    b"3\r\nabc\r\n0\r\n folded\r\n\r\n",  # not a field line
+], ids=["nul", "del", "space", "open-quote", "bare-cr", "no-name", "bare-lf-size", "trailer-cr",
+        "trailer-fold"])
+def test_malformed_chunk_lines_get_400(server, chunks):
+    reply, closed = raw_exchange(server, CHUNKED_POST + chunks)
+    assert reply.startswith(b"HTTP/1.1 400 "), reply[:200]
+    assert closed
+
+
+def test_valid_chunk_extensions_are_read(server):
+    """Tokens, quoted strings (with a quoted pair), white space around ; and =."""
+    reply, _ = raw_exchange(server, CHUNKED_POST.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+                            + b'3 ; a = "q \\" t" ;b=c;d\r\nabc\r\n2\t;x=1\r\nde\r\n0;end\r\nX-Sum: 5\r\n\r\n')
+    assert reply.startswith(b"HTTP/1.1 200 "), reply[:200]
+    assert json.loads(reply.partition(b"\r\n\r\n")[2])["length"] == 5
+
+
+# --- HTTP/1.x conformance: versions, Connection, Host, request targets ---------------------
+
+def test_other_http1_versions_get_505(server):
+    """HTTP/1.5 is neither 1.0 (close-delimited bodies) nor 1.1 (chunked): a streamed body
+    to it had no framing at all."""
+    reply, closed = raw_exchange(
+        server, b"GET /__test__/stream?chunks=3&size=4 HTTP/1.5\r\nHost: localhost\r\n"
+                b"Connection: keep-alive\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 505 "), reply[:200]
+    assert closed
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+def test_http10_with_transfer_encoding_is_answered_then_closed(server, client, method):
+    """RFC 9112 6.1: Transfer-Encoding from an HTTP/1.0 client is faulty framing."""
+    after = f"after-http10-te-{method}"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(method.encode() + b" /__test__/echo HTTP/1.0\r\nHost: localhost\r\n"
+                     b"Connection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+                     + mark(after))
+        reply = read_until_closed(sock)
+    assert reply.startswith(b"HTTP/1.1 200 ") and reply.count(b"HTTP/1.1 ") == 1, reply
+    assert b"keep-alive" not in reply.lower()
+    assert_never_ran(server, after, client)
+
+
+def test_connection_header_is_a_token_list(server, client):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close, TE\r\nTE: trailers\r\n\r\n"
+                     + mark("after-close-te"))
+        reply = read_until_closed(sock)
+    assert reply.startswith(b"HTTP/1.1 200 ") and reply.count(b"HTTP/1.1 ") == 1, reply
+    assert b"connection: close" in reply.lower()
+    assert_never_ran(server, "after-close-te", client)
+
+
+@pytest.mark.parametrize("host", [b"", b"Host: localhost\r\nHost: localhost\r\n"], ids=["none", "two"])
+def test_http11_needs_exactly_one_host(server, host):
+    reply, closed = raw_exchange(server, b"GET /healthz HTTP/1.1\r\n" + host + b"\r\n")
+    assert reply.startswith(b"HTTP/1.1 400 "), reply[:200]
+    assert closed
+
+
+def test_options_asterisk_is_answered_by_the_server(server):
+    reply, closed = raw_exchange(server, b"OPTIONS * HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 200 "), reply[:200]
+    assert reply.endswith(b"\r\n\r\n")  # no body: Django (which would 404 "/*") never saw it
+    assert closed
+
+
+@pytest.mark.parametrize("request_line, status", [
+    (b"CONNECT localhost:22 HTTP/1.1", b"501"),
+    (b"GET localhost:22 HTTP/1.1", b"400"),
+    (b"GET * HTTP/1.1", b"400"),
+], ids=["connect", "authority-form", "asterisk-get"])
+def test_odd_request_targets_never_reach_django(server, request_line, status):
+    reply, closed = raw_exchange(server, request_line + b"\r\nHost: localhost\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 " + status + b" "), reply[:200]
+    assert closed
