@@ -19,7 +19,8 @@ from helpers import (
     venv_python,
 )
 
-pytestmark = pytest.mark.slow
+# Above run_baked_suite's own limits (venv, then 1500 s for the suite), which kill what it started.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 
 # A developer's .env with every documented SERVER_* and DJANGO_* variable set to a valid

@@ -19,6 +19,7 @@ from helpers import main_python, run_baked_suite
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # above run_baked_suite's own limits, which kill what it started
 def test_postgresql_redis_project_passes_its_own_suite(cookies):
     result = cookies.bake(extra_context={"database": "postgresql", "cache": "redis",
                                          "project_name": "Variant Site"})

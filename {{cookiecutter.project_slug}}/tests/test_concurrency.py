@@ -77,6 +77,6 @@ def test_event_loop_stays_free_while_threads_block(start_server, tmp_path):
         finally:
             for path in holds:
                 path.unlink()
-        answers = [first.result(), second.result()]
+        answers = [first.result(timeout=60), second.result(timeout=60)]
     assert [answer.status_code for answer in answers] == [200, 200]
     assert answers[0].text != answers[1].text  # "held on wsgi_0" and "held on wsgi_1"

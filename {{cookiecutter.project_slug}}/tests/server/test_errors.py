@@ -181,6 +181,7 @@ def test_response_is_closed_once_when_the_client_leaves(server, stream):
     else:
         path = "/__test__/stream?chunks=100&size=10&delay=0.05"
     with socket.socket() as sock:
+        sock.settimeout(10)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
         sock.connect(("127.0.0.1", server.port))
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())

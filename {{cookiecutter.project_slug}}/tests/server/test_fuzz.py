@@ -26,6 +26,8 @@ FUZZ = settings(deadline=None, derandomize=True, database=None, print_blob=False
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.filter_too_much])
 BAD_OUTPUT = re.compile(r"\bERROR\b|Traceback \(most recent call last\)|CRITICAL")
+# Hundreds of examples each, on a slow machine too.
+pytestmark = pytest.mark.timeout(900)
 
 
 @pytest.fixture(scope="module")

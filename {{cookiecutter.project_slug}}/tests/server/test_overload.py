@@ -83,7 +83,7 @@ def test_client_gone_while_queued_never_reaches_the_app(start_server, tmp_path):
             time.sleep(0.5)  # read and queued behind the held thread
         time.sleep(0.5)  # the server sees the hang-up
         held.unlink()
-        assert holder.result()[0] == 200
+        assert holder.result(timeout=60)[0] == 200
     server.wait_for_output("tag=gone HTTP/1.1\" 499")
     # A request after it runs, so the thread was free when the dropped one was reached.
     assert get(server.port, f"/__test__/record?log={log}&tag=after")[0] == 200

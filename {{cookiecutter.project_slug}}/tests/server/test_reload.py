@@ -76,6 +76,7 @@ def running(pid: int) -> bool:
         return False
 
 
+@pytest.mark.timeout(900)
 def test_reload_under_load_serves_new_code_and_fails_nothing(start_server, server_env, code_file):
     env = {"TEST_CODE_FILE": str(code_file)}
     server = start_server("--workers", "2", "--threads", "4", env=env)

@@ -72,7 +72,7 @@ def test_stuck_thread_stays_busy_until_it_returns(start_server):
         busy = httpx.get(f"{server.url}/healthz", timeout=30)
         took = time.monotonic() - started
         assert busy.status_code == 503 and took < 3, (busy.status_code, took)
-        data, _ = stuck.result()
+        data, _ = stuck.result(timeout=60)
         assert data.startswith(b"HTTP/1.1 504 "), data
     output = server.wait_for_output(RETURNED, timeout=30)
     assert output.count("All 1 threads of this process are stuck") == 1
