@@ -7,8 +7,7 @@ import re
 import pytest
 
 from helpers import (
-    MAIN_PYTHON,
-    SUPPORTED_PYTHONS,
+    SMOKE_PYTHONS,
     clean_env,
     main_python,
     python_or_skip,
@@ -109,7 +108,7 @@ def test_check_deploy_catches_debug(tested_default):
     assert "security.W018" in checked.stdout, checked.stdout
 
 
-@pytest.mark.parametrize("version", [v for v in SUPPORTED_PYTHONS if v != MAIN_PYTHON])
+@pytest.mark.parametrize("version", SMOKE_PYTHONS)
 def test_baked_project_smoke_on_python(cookies, version):
     python = python_or_skip(version)
     result = cookies.bake()
