@@ -7,6 +7,7 @@ import re
 import pytest
 
 from helpers import (
+    COMPILE_PYTHONS,
     SMOKE_PYTHONS,
     clean_env,
     main_python,
@@ -118,3 +119,15 @@ def test_baked_project_smoke_on_python(cookies, version):
     suite.assert_clean()
     assert suite.passed >= 3, suite.output[-20000:]
     assert python_version(str(venv_python(result.project_path / ".venv"))) == version
+
+
+@pytest.mark.parametrize("version", COMPILE_PYTHONS)
+def test_baked_project_compiles_on_python(default_project, version):
+    """Where the smoke run is left to another job (TEMPLATE_SMOKE_PYTHONS), every module
+    of the bake, tests included, still compiles on that Python, with its warnings as errors."""
+    python = python_or_skip(version)
+    # compile(), not compileall: nothing is written into the shared bake.
+    source = ("import pathlib; [compile(p.read_bytes(), str(p), 'exec') for p in "
+              "sorted(pathlib.Path('.').rglob('*.py')) if '.venv' not in p.parts]")
+    compiled = run([python, "-W", "error", "-c", source], cwd=default_project, timeout=300)
+    assert compiled.returncode == 0, compiled.stdout
