@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -126,10 +127,14 @@ def run(args: list, cwd: Path, env: dict | None = None, timeout: float = 900) ->
 
     Past ``timeout`` seconds the command and every process it started (servers of a baked
     suite among them, whatever their session) are killed, and the test fails with the output.
+    Off Windows the command gets a process group of its own, killed once it ends: a baked
+    suite stopped by its own per-test timeout leaves no server behind either.
     """
     args = [str(a) for a in args]
+    group = {} if IS_WINDOWS else {"start_new_session": True}
     with subprocess.Popen(args, cwd=cwd, env=env or clean_env(), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace") as process:
+                          stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace",
+                          **group) as process:
         try:
             output, _ = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -140,6 +145,15 @@ def run(args: list, cwd: Path, env: dict | None = None, timeout: float = 900) ->
                 output = ""
             pytest.fail(f"{' '.join(args)} did not finish in {timeout:g}s; its processes were "
                         f"killed. Its output ended with:\n{(output or '')[-20000:]}")
+        except BaseException:  # Ctrl+C: leave nothing running
+            kill_tree(process.pid)
+            raise
+        finally:
+            if group:
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass  # nothing left
     return subprocess.CompletedProcess(args, process.returncode, output, None)
 
 
