@@ -24,7 +24,7 @@ VARIANT_FILES = ("tests/test_postgresql.py", "tests/test_redis.py", "tests/test_
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(2400)  # above run_baked_suite's own limits, which kill what it started
+@pytest.mark.timeout(3600)  # above run_baked_suite's own limits (3300 s), which kill what they started
 def test_postgresql_redis_project_passes_its_own_suite(cookies):
     result = cookies.bake(extra_context={"database": "postgresql", "cache": "redis",
                                          "project_name": "Variant Site"})
