@@ -1040,7 +1040,7 @@ def given_venv(venv: Path) -> Path:
     if not python.exists():
         raise CheckError(f"--venv {venv}: no Python at {python}")
     check = subprocess.run([str(python), "-c", "import pytest, django, tornado, httpx"],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, timeout=120)
     if check.returncode != 0:
         raise CheckError(f"--venv {venv} lacks the test requirements (pip install -r requirements-dev.txt):\n"
                          f"{check.stderr.strip()}")
@@ -1051,7 +1051,7 @@ def cached_venv(project: Path, python: str) -> Path:
     """A venv with the project's requirements-dev.txt, reused while the requirements files,
     the Python version and the platform stay the same."""
     found = subprocess.run([python, "-c", "import sys; print(sys.version)"],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, timeout=120)
     if found.returncode != 0:
         raise CheckError(f"--python {python} does not run: {found.stderr.strip()}")
     version = found.stdout.strip()
@@ -1069,7 +1069,11 @@ def cached_venv(project: Path, python: str) -> Path:
     for step in ([python, "-m", "venv", str(venv)],
                  [str(venv_python(venv)), "-m", "pip", "install", "-q", "--disable-pip-version-check",
                   "-r", str(project / "requirements-dev.txt")]):
-        if subprocess.run(step).returncode != 0:
+        try:
+            made = subprocess.run(step, timeout=1800).returncode == 0
+        except subprocess.TimeoutExpired:
+            made = False
+        if not made:
             raise CheckError(f"could not make the virtual environment: {' '.join(step)} failed")
     (venv / ".complete").write_text(version)
     return venv_python(venv)
@@ -1129,7 +1133,7 @@ def pytest_environment() -> dict:
 def kill_tree(process: subprocess.Popen) -> None:
     """End pytest and the servers it started."""
     if IS_WINDOWS:
-        subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True)
+        subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True, timeout=60)
     else:
         try:
             os.killpg(process.pid, signal.SIGKILL)
@@ -1152,11 +1156,15 @@ def run_pytest(python: Path, project: Path, tests: list[str], timeout: float, lo
         code: int | None = process.returncode
     except subprocess.TimeoutExpired:
         kill_tree(process)
-        output, _ = process.communicate()
+        try:
+            output, _ = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # a process outside the group holds the pipe
+            process.kill()
+            output = b""
         code = None
     except BaseException:  # Ctrl+C: leave no test server behind
         kill_tree(process)
-        process.wait()
+        process.wait(60)
         raise
     if not IS_WINDOWS:  # a test stopped by the suite's own timeout leaves its servers behind
         kill_tree(process)
@@ -1241,8 +1249,9 @@ def cell(text: str) -> str:
 def template_version() -> str:
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        except OSError:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                                  timeout=60).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
             return ""
 
     commit = git("rev-parse", "--short", "HEAD")
