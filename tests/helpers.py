@@ -22,13 +22,6 @@ SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13", "3.14")
 # other supported Pythons get a smoke subset. TEMPLATE_MAIN_PYTHON=3.13 picks another one (the
 # GitHub workflow sets its matrix version, so each job runs the full suite on its Python).
 MAIN_PYTHON = os.environ.get("TEMPLATE_MAIN_PYTHON") or "3.11"
-# The Pythons of the smoke runs: every other supported one, or those TEMPLATE_SMOKE_PYTHONS
-# lists ("3.10,3.14"; empty: none), for a CI whose matrix runs the full suite on the rest or
-# that has little time. The others only compile the bake (seconds, nothing installed).
-_SMOKE = os.environ.get("TEMPLATE_SMOKE_PYTHONS")
-SMOKE_PYTHONS = tuple(v for v in SUPPORTED_PYTHONS if v != MAIN_PYTHON and
-                      (_SMOKE is None or v in _SMOKE.replace(" ", "").split(",")))
-COMPILE_PYTHONS = tuple(v for v in SUPPORTED_PYTHONS if v != MAIN_PYTHON and v not in SMOKE_PYTHONS)
 
 
 def services_required() -> bool:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
 
 from helpers import (
-    COMPILE_PYTHONS,
-    SMOKE_PYTHONS,
+    MAIN_PYTHON,
+    SUPPORTED_PYTHONS,
     clean_env,
     main_python,
     python_or_skip,
@@ -22,6 +23,14 @@ from helpers import (
 # Above run_baked_suite's own limits (venv and pip 900 s each, the suite 1500 s), which kill what
 # they started.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
+
+# The Pythons of the smoke runs: every other supported one, or those TEMPLATE_SMOKE_PYTHONS
+# lists ("3.10,3.14"; empty: none), for a run that has little time (.ci/run). The others only
+# compile the bake (seconds, nothing installed).
+_SMOKE = os.environ.get("TEMPLATE_SMOKE_PYTHONS")
+SMOKE_PYTHONS = tuple(v for v in SUPPORTED_PYTHONS if v != MAIN_PYTHON and
+                      (_SMOKE is None or v in _SMOKE.replace(" ", "").split(",")))
+COMPILE_PYTHONS = tuple(v for v in SUPPORTED_PYTHONS if v != MAIN_PYTHON and v not in SMOKE_PYTHONS)
 
 
 # A developer's .env with every documented SERVER_* and DJANGO_* variable set to a valid

@@ -35,7 +35,6 @@ def test_no_default_folder_name_is_assumed():
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="runs cmd.exe through Wine on Linux")
-@pytest.mark.timeout(900)  # may be the first to start Wine (up to 600 s)
 def test_start_command_works_for_a_user_folder_with_spaces_and_ampersand(wine, tmp_path):  # noqa: F811
     profile = tmp_path / "R&D user x"
     project = profile / "sites" / "smith_sons"
@@ -62,5 +61,5 @@ def test_next_steps_name_the_real_folder(tmp_path):
     assert result.returncode == 0, result.stderr
     project = out / "smith_sons"
     cd_line = next(line.strip() for line in result.stdout.splitlines() if line.strip().startswith("cd "))
-    moved = subprocess.run(["sh", "-c", f"{cd_line} && pwd -P"], capture_output=True, text=True, timeout=60)
+    moved = subprocess.run(["sh", "-c", f"{cd_line} && pwd -P"], capture_output=True, text=True)
     assert moved.stdout.strip() == str(project.resolve()), (cd_line, moved.stderr)

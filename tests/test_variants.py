@@ -16,7 +16,7 @@ import os
 
 import pytest
 
-from helpers import main_python, run_baked_suite
+from helpers import main_python, run_baked_suite, services_required
 
 # The test files of a PostgreSQL + Redis project whose tests reach the database or the cache.
 VARIANT_FILES = ("tests/test_postgresql.py", "tests/test_redis.py", "tests/test_scaling.py",
@@ -37,7 +37,8 @@ def test_postgresql_redis_project_passes_its_own_suite(cookies):
     env = {"REQUIRE_SERVICES": os.environ.get("REQUIRE_SERVICES", "")}
     suite = run_baked_suite(project, main_python(), env=env, timeout=1500, args=VARIANT_FILES)
     suite.assert_clean()
-    assert suite.passed >= 20, suite.output[-20000:]
+    # 27 tests; without PostgreSQL and Redis (a Windows runner) those about them skip.
+    assert suite.passed >= (25 if services_required() else 14), suite.output[-20000:]
 
 
 def test_sqlite_locmem_project_has_no_postgresql_or_redis_tests(cookies):

@@ -714,6 +714,29 @@ MUTATIONS: tuple[Mutation, ...] = (
         (f"{METRICS}::test_shed_and_rejected_requests_are_counted_by_reason",),
     ),
     Mutation(
+        "T1", "Ctrl+C, Ctrl+Break ...: requests in flight get up to `--drain-timeout` seconds "
+              "(with `--workers`: the console's Ctrl+C reaches the workers too)",
+        "tornado_wsgi_server/supervisor.py",
+        '    signal.signal(signal.SIGINT, signal.SIG_IGN)\n    if hasattr(signal, "SIGBREAK"):\n'
+        '        signal.signal(signal.SIGBREAK, signal.SIG_IGN)\n',
+        "",
+        (f"{WORKERS}::test_ctrl_c_in_the_console_lets_the_workers_finish_their_requests",),
+    ),
+    Mutation(
+        "T2", "`requests_shed_total` by reason: past `--max-queue-wait` (deadline)",
+        "tornado_wsgi_server/metrics.py",
+        'events["shed deadline"] += shed["deadline"]',
+        'events["shed deadline"] += 0',
+        (f"{OVERLOAD}::test_queue_wait_has_a_deadline",),
+    ),
+    Mutation(
+        "T3", "`requests_shed_total` by reason: the client had gone (client_gone)",
+        "tornado_wsgi_server/metrics.py",
+        'events["shed client gone"] += shed["client gone"]',
+        'events["shed client gone"] += 0',
+        (f"{OVERLOAD}::test_client_gone_while_queued_never_reaches_the_app",),
+    ),
+    Mutation(
         "M5", "The status page is for staff only: anyone else is sent to the admin login",
         "tornado_wsgi_server/status/views.py",
         "@staff_member_required\n@never_cache\ndef status_page(request):",
@@ -971,29 +994,6 @@ MUTATIONS: tuple[Mutation, ...] = (
         'return [entry for entry in existing if not entry.upper().startswith("PATH=")] + ["PATH=" + path]',
         'return ["PATH=" + path]',
         (ADMIN,),
-    ),
-    Mutation(
-        "T1", "Ctrl+C, Ctrl+Break ...: requests in flight get up to `--drain-timeout` seconds "
-              "(with `--workers`: the console's Ctrl+C reaches the workers too)",
-        "tornado_wsgi_server/supervisor.py",
-        '    signal.signal(signal.SIGINT, signal.SIG_IGN)\n    if hasattr(signal, "SIGBREAK"):\n'
-        '        signal.signal(signal.SIGBREAK, signal.SIG_IGN)\n',
-        "",
-        (f"{WORKERS}::test_ctrl_c_in_the_console_lets_the_workers_finish_their_requests",),
-    ),
-    Mutation(
-        "T2", "`requests_shed_total` by reason: past `--max-queue-wait` (deadline)",
-        "tornado_wsgi_server/metrics.py",
-        'events["shed deadline"] += shed["deadline"]',
-        'events["shed deadline"] += 0',
-        (f"{OVERLOAD}::test_queue_wait_has_a_deadline",),
-    ),
-    Mutation(
-        "T3", "`requests_shed_total` by reason: the client had gone (client_gone)",
-        "tornado_wsgi_server/metrics.py",
-        'events["shed client gone"] += shed["client gone"]',
-        'events["shed client gone"] += 0',
-        (f"{OVERLOAD}::test_client_gone_while_queued_never_reaches_the_app",),
     ),
 )
 
