@@ -540,11 +540,12 @@ def ambiguous_framing(data: bytes) -> str | None:
 
 
 def refused(result: Exchange, why: str) -> None:
-    """The request was refused with a 4xx and nothing after it ran: the connection closed
-    (a reset without an answer, as when the server closes on unread bytes, is a refusal too)."""
+    """The request was refused (a 4xx, or 501 for a transfer coding the server does not
+    implement) and nothing after it ran: the connection closed (a reset without an answer, as
+    when the server closes on unread bytes, is a refusal too)."""
     assert result.closed, why
     assert result.responses or result.reset, f"{why}: closed without an answer"
-    assert all(400 <= response.status < 500 for response in result.responses), (
+    assert all(400 <= response.status < 500 or response.status == 501 for response in result.responses), (
         f"{why}: answered {[response.status for response in result.responses]}, not refused")
 
 
