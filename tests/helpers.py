@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -75,9 +76,12 @@ def find_python(version: str) -> str | None:
     if on_path:
         candidates.append(on_path)
     if IS_WINDOWS and shutil.which("py"):
-        out = subprocess.run(["py", f"-{version}", "-c", "import sys; print(sys.executable)"],
-                             capture_output=True, text=True)
-        if out.returncode == 0:
+        try:
+            out = subprocess.run(["py", f"-{version}", "-c", "import sys; print(sys.executable)"],
+                                 capture_output=True, text=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            out = None
+        if out is not None and out.returncode == 0:
             candidates.append(out.stdout.strip())
     for candidate in candidates:
         if Path(candidate).exists() and python_version(candidate) == version:
@@ -115,11 +119,55 @@ def clean_env(**extra: str) -> dict:
 
 
 def run(args: list, cwd: Path, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
-    """Run a command, returning its combined output as ``stdout``."""
-    return subprocess.run(
-        [str(a) for a in args], cwd=cwd, env=env or clean_env(), timeout=timeout,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace",
-    )
+    """Run a command, returning its combined output as ``stdout``.
+
+    Past ``timeout`` seconds the command and every process it started (servers of a baked
+    suite among them, whatever their session) are killed, and the test fails with the output.
+    Off Windows the command gets a process group of its own, killed once it ends: a baked
+    suite stopped by its own per-test timeout leaves no server behind either.
+    """
+    args = [str(a) for a in args]
+    group = {} if IS_WINDOWS else {"start_new_session": True}
+    with subprocess.Popen(args, cwd=cwd, env=env or clean_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace",
+                          **group) as process:
+        try:
+            output, _ = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_tree(process.pid)
+            try:
+                output, _ = process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:  # something outside the tree holds the pipe
+                output = ""
+            pytest.fail(f"{' '.join(args)} did not finish in {timeout:g}s; its processes were "
+                        f"killed. Its output ended with:\n{(output or '')[-20000:]}")
+        except BaseException:  # Ctrl+C: leave nothing running
+            kill_tree(process.pid)
+            raise
+        finally:
+            if group:
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass  # nothing left
+    return subprocess.CompletedProcess(args, process.returncode, output, None)
+
+
+def kill_tree(pid: int) -> None:
+    """Kill a process and all its descendants, children first found, then killed at once."""
+    import psutil  # only needed here
+
+    try:
+        parent = psutil.Process(pid)
+        family = [parent, *parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for process in family:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(family, timeout=30)
 
 
 def make_venv(project_dir: Path, python: str, requirements: str = "requirements-dev.txt",

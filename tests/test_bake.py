@@ -74,7 +74,7 @@ def test_bake(cookies, context):
             assert "{{" not in text and "{%" not in text, f"unrendered Jinja in {relative}"
 
     lint = subprocess.run([*ruff_command(), "check", "--no-cache", "."], cwd=project,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, timeout=120)
     assert lint.returncode == 0, lint.stdout + lint.stderr
 
     for script in sorted(project.glob("*.bat")):  # start_server, service, upgrade

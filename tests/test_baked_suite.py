@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -19,7 +20,17 @@ from helpers import (
     venv_python,
 )
 
-pytestmark = pytest.mark.slow
+# Above run_baked_suite's own limits (venv and pip 900 s each, the suite 1500 s), which kill what
+# they started.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
+
+# The Pythons of the smoke runs: every other supported one, or those TEMPLATE_SMOKE_PYTHONS
+# lists ("3.10,3.14"; empty: none), for a run that has little time (.ci/run). The others only
+# compile the bake (seconds, nothing installed).
+_SMOKE = os.environ.get("TEMPLATE_SMOKE_PYTHONS")
+SMOKE_PYTHONS = tuple(v for v in SUPPORTED_PYTHONS if v != MAIN_PYTHON and
+                      (_SMOKE is None or v in _SMOKE.replace(" ", "").split(",")))
+COMPILE_PYTHONS = tuple(v for v in SUPPORTED_PYTHONS if v != MAIN_PYTHON and v not in SMOKE_PYTHONS)
 
 
 # A developer's .env with every documented SERVER_* and DJANGO_* variable set to a valid
@@ -108,7 +119,7 @@ def test_check_deploy_catches_debug(tested_default):
     assert "security.W018" in checked.stdout, checked.stdout
 
 
-@pytest.mark.parametrize("version", [v for v in SUPPORTED_PYTHONS if v != MAIN_PYTHON])
+@pytest.mark.parametrize("version", SMOKE_PYTHONS)
 def test_baked_project_smoke_on_python(cookies, version):
     python = python_or_skip(version)
     result = cookies.bake()
@@ -118,3 +129,15 @@ def test_baked_project_smoke_on_python(cookies, version):
     suite.assert_clean()
     assert suite.passed >= 3, suite.output[-20000:]
     assert python_version(str(venv_python(result.project_path / ".venv"))) == version
+
+
+@pytest.mark.parametrize("version", COMPILE_PYTHONS)
+def test_baked_project_compiles_on_python(default_project, version):
+    """Where the smoke run is left to another job (TEMPLATE_SMOKE_PYTHONS), every module
+    of the bake, tests included, still compiles on that Python, with its warnings as errors."""
+    python = python_or_skip(version)
+    # compile(), not compileall: nothing is written into the shared bake.
+    source = ("import pathlib; [compile(p.read_bytes(), str(p), 'exec') for p in "
+              "sorted(pathlib.Path('.').rglob('*.py')) if '.venv' not in p.parts]")
+    compiled = run([python, "-W", "error", "-c", source], cwd=default_project, timeout=300)
+    assert compiled.returncode == 0, compiled.stdout

@@ -14,7 +14,7 @@ import pytest
 
 from helpers import ROOT, clean_env, main_python, need, run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # above each run's 240 s
 
 
 def test_quick_benchmark_prints_a_table(tmp_path):

@@ -9,7 +9,10 @@ import pytest
 
 from test_start_server_bat import run_bat, wine  # noqa: F401 (the fixture)
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="runs cmd.exe through Wine on Linux")
+pytestmark = [
+    pytest.mark.skipif(sys.platform == "win32", reason="runs cmd.exe through Wine on Linux"),
+    pytest.mark.timeout(900),  # may be the first to start Wine (up to 600 s)
+]
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from png import hex_colour, read_png
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.timeout(900),  # the first start makes the venv: up to 420 s, then the checks
     pytest.mark.skipif(sys.platform == "win32", reason="start_server.sh is for Linux and macOS"),
 ]
 

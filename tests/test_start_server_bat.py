@@ -16,7 +16,10 @@ import pytest
 
 from helpers import clean_env, need
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="runs cmd.exe through Wine on Linux")
+pytestmark = [
+    pytest.mark.skipif(sys.platform == "win32", reason="runs cmd.exe through Wine on Linux"),
+    pytest.mark.timeout(900),  # above the first Wine start's 600 s
+]
 
 # Answers "-c ..." version probes with success; anything else is the bootstrap (or server)
 # step, which reports where it ran and fails with code 3 unless FAKE_BOOTSTRAP_OK is set.

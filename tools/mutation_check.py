@@ -17,13 +17,17 @@ Contract:
   ``old`` text must occur exactly once; otherwise the mutation is "stale" (the code moved on
   and the list must be updated) and nothing is run.
 - Baseline first: every test file the selected mutations name must pass on the unmutated bake.
-- Then per mutation: apply it, run ``pytest -x`` on its test files (``--timeout`` seconds,
-  a timeout counts as caught), put the original bytes back and check them.
+- Then per mutation: apply it, run ``pytest -x`` on its test files (``--timeout`` seconds),
+  put the original bytes back and check them. A failed test (pytest exit 1) is a catch only
+  once that test, run again alone on the unmutated bake, passes ("flaky" otherwise). A run
+  past ``--timeout``, or stopped by the suite's own per-test timeout, is a "timeout"; any
+  other exit (2: collection error or interrupted, 3, 4, 5) an "error": neither is a catch.
 - Prints a Markdown table and ``caught N of M``, and writes it to
   ``tools/results/mutation-latest.md`` (``mutation-partial.md`` with ``--only``); pytest's
   output for each run goes to ``tools/results/logs/``.
-- Exit code: 0 when every mutation is caught, 1 when one survived, 2 for a stale mutation,
-  a failing baseline, a test run that did not work at all, or bad input.
+- Exit code: 0 when every mutation is caught, 1 when one survived, timed out or was caught
+  only by a flaky test, 2 for a stale mutation, a failing baseline, a test run that did not
+  work at all (an "error"), or bad input.
 
 ``REQUIRE_SERVICES=1`` in the environment reaches the tests (nginx, PostgreSQL and Redis then
 fail instead of skipping), as does the rest of the environment.
@@ -503,7 +507,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "P29", "More than 100 header lines get `431`",
         "tornado_wsgi_server/http1.py",
-        "if lines > MAX_HEADER_FIELDS + 3:",
+        "if data.count(b\"\\n\") > MAX_HEADER_FIELDS + 3:",
         "if False:",
         (LIMITS,),
     ),
@@ -822,6 +826,29 @@ MUTATIONS: tuple[Mutation, ...] = (
         '        self.container.metrics.count("shed queue full" if code == 503 else f"rejected {code}")',
         "        pass",
         (f"{METRICS}::test_shed_and_rejected_requests_are_counted_by_reason",),
+    ),
+    Mutation(
+        "T1", "Ctrl+C, Ctrl+Break ...: requests in flight get up to `--drain-timeout` seconds "
+              "(with `--workers`: the console's Ctrl+C reaches the workers too)",
+        "tornado_wsgi_server/supervisor.py",
+        '    signal.signal(signal.SIGINT, signal.SIG_IGN)\n    if hasattr(signal, "SIGBREAK"):\n'
+        '        signal.signal(signal.SIGBREAK, signal.SIG_IGN)\n',
+        "",
+        (f"{WORKERS}::test_ctrl_c_in_the_console_lets_the_workers_finish_their_requests",),
+    ),
+    Mutation(
+        "T2", "`requests_shed_total` by reason: past `--max-queue-wait` (deadline)",
+        "tornado_wsgi_server/metrics.py",
+        'events["shed deadline"] += shed["deadline"]',
+        'events["shed deadline"] += 0',
+        (f"{OVERLOAD}::test_queue_wait_has_a_deadline",),
+    ),
+    Mutation(
+        "T3", "`requests_shed_total` by reason: the client had gone (client_gone)",
+        "tornado_wsgi_server/metrics.py",
+        'events["shed client gone"] += shed["client gone"]',
+        'events["shed client gone"] += 0',
+        (f"{OVERLOAD}::test_client_gone_while_queued_never_reaches_the_app",),
     ),
     Mutation(
         "M5", "The status page is for staff only: anyone else is sent to the admin login",
@@ -1296,7 +1323,7 @@ MUTATIONS: tuple[Mutation, ...] = (
 @dataclass
 class Outcome:
     mutation: Mutation
-    result: str  # caught, survived, timeout, error
+    result: str  # caught, survived, timeout, flaky, error
     file: str  # as baked, e.g. my_site/settings.py
     caught_by: str = ""
     seconds: float = 0.0
@@ -1335,7 +1362,7 @@ def given_venv(venv: Path) -> Path:
     if not python.exists():
         raise CheckError(f"--venv {venv}: no Python at {python}")
     check = subprocess.run([str(python), "-c", "import pytest, django, tornado, httpx"],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, timeout=120)
     if check.returncode != 0:
         raise CheckError(f"--venv {venv} lacks the test requirements (pip install -r requirements-dev.txt):\n"
                          f"{check.stderr.strip()}")
@@ -1346,7 +1373,7 @@ def cached_venv(project: Path, python: str) -> Path:
     """A venv with the project's requirements-dev.txt, reused while the requirements files,
     the Python version and the platform stay the same."""
     found = subprocess.run([python, "-c", "import sys; print(sys.version)"],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, timeout=120)
     if found.returncode != 0:
         raise CheckError(f"--python {python} does not run: {found.stderr.strip()}")
     version = found.stdout.strip()
@@ -1364,7 +1391,11 @@ def cached_venv(project: Path, python: str) -> Path:
     for step in ([python, "-m", "venv", str(venv)],
                  [str(venv_python(venv)), "-m", "pip", "install", "-q", "--disable-pip-version-check",
                   "-r", str(project / "requirements-dev.txt")]):
-        if subprocess.run(step).returncode != 0:
+        try:
+            made = subprocess.run(step, timeout=1800).returncode == 0
+        except subprocess.TimeoutExpired:
+            made = False
+        if not made:
             raise CheckError(f"could not make the virtual environment: {' '.join(step)} failed")
     (venv / ".complete").write_text(version)
     return venv_python(venv)
@@ -1408,6 +1439,8 @@ def restore(path: Path, original: bytes) -> None:
 
 
 FAILURE_LINE = re.compile(r"^(?:FAILED|ERROR) (.+?)(?: - .*)?$", re.MULTILINE)
+# pytest-timeout's banner when it stops a test (the thread method then ends pytest with exit 1).
+PYTEST_TIMEOUT = re.compile(r"^\++ Timeout \++$", re.MULTILINE)
 
 
 def pytest_environment() -> dict:
@@ -1422,7 +1455,7 @@ def pytest_environment() -> dict:
 def kill_tree(process: subprocess.Popen) -> None:
     """End pytest and the servers it started."""
     if IS_WINDOWS:
-        subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True)
+        subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True, timeout=60)
     else:
         try:
             os.killpg(process.pid, signal.SIGKILL)
@@ -1445,12 +1478,18 @@ def run_pytest(python: Path, project: Path, tests: list[str], timeout: float, lo
         code: int | None = process.returncode
     except subprocess.TimeoutExpired:
         kill_tree(process)
-        output, _ = process.communicate()
+        try:
+            output, _ = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # a process outside the group holds the pipe
+            process.kill()
+            output = b""
         code = None
     except BaseException:  # Ctrl+C: leave no test server behind
         kill_tree(process)
-        process.wait()
+        process.wait(60)
         raise
+    if not IS_WINDOWS:  # a test stopped by the suite's own timeout leaves its servers behind
+        kill_tree(process)
     text = output.decode("utf-8", "replace")
     log_file.parent.mkdir(parents=True, exist_ok=True)
     log_file.write_text(f"$ {' '.join(args)}\n\n{text}", encoding="utf-8")
@@ -1490,15 +1529,30 @@ def check(python: Path, project: Path, mutation: Mutation, timeout: float) -> Ou
                                   LOGS / f"{mutation.name}.log")
     finally:
         restore(path, original)
-    seconds = time.monotonic() - started
     file = path.relative_to(project).as_posix()
     if code is None:
-        return Outcome(mutation, "timeout", file, f"timeout after {timeout:g}s", seconds)
+        return Outcome(mutation, "timeout", file, f"timeout after {timeout:g}s",
+                       time.monotonic() - started)
+    if code == 1 and PYTEST_TIMEOUT.search(output):
+        return Outcome(mutation, "timeout", file, "a test hit its own time limit "
+                       f"(see logs/{mutation.name}.log)", time.monotonic() - started)
     if code == 0:
-        return Outcome(mutation, "survived", file, "", seconds)
-    if code in (1, 2):  # tests failed, or collection broke (also a catch)
-        return Outcome(mutation, "caught", file, first_failure(output) or f"pytest exit {code}", seconds)
-    return Outcome(mutation, "error", file, f"pytest exit {code} (see logs/{mutation.name}.log)", seconds)
+        return Outcome(mutation, "survived", file, "", time.monotonic() - started)
+    if code != 1:  # 2: collection error or interrupted; 3-5: pytest itself did not work
+        return Outcome(mutation, "error", file, f"pytest exit {code} (see logs/{mutation.name}.log)",
+                       time.monotonic() - started)
+    failed = first_failure(output)
+    if not failed:
+        return Outcome(mutation, "error", file, f"pytest exit 1 without a failed test "
+                       f"(see logs/{mutation.name}.log)", time.monotonic() - started)
+    # The same test on the unmutated bake must pass, or it proves nothing about the mutation.
+    control, control_output = run_pytest(python, project, [failed], timeout,
+                                         LOGS / f"{mutation.name}-control.log")
+    seconds = time.monotonic() - started
+    if control != 0:
+        return Outcome(mutation, "flaky", file, f"{failed} (fails unmutated too: "
+                       f"logs/{mutation.name}-control.log)", seconds)
+    return Outcome(mutation, "caught", file, failed, seconds)
 
 
 # ----------------------------------------------------------------------------------------
@@ -1517,8 +1571,9 @@ def cell(text: str) -> str:
 def template_version() -> str:
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        except OSError:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                                  timeout=60).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
             return ""
 
     commit = git("rev-parse", "--short", "HEAD")
@@ -1529,7 +1584,7 @@ def template_version() -> str:
 
 
 def report(outcomes: list[Outcome], baked: str, seconds: float) -> str:
-    caught = sum(outcome.result in ("caught", "timeout") for outcome in outcomes)
+    caught = sum(outcome.result == "caught" for outcome in outcomes)
     services = "set" if os.environ.get("REQUIRE_SERVICES") == "1" else "not set"
     lines = [
         "# Mutation check",
@@ -1543,7 +1598,7 @@ def report(outcomes: list[Outcome], baked: str, seconds: float) -> str:
     ]
     for outcome in outcomes:
         mutation = outcome.mutation
-        result = f"**{outcome.result}**" if outcome.result in ("survived", "error") else outcome.result
+        result = outcome.result if outcome.result == "caught" else f"**{outcome.result}**"
         lines.append(f"| {mutation.name} | {cell(mutation.promise)} | `{outcome.file}` | {result} "
                      f"| {cell(outcome.caught_by) or '—'} |")
     lines += ["", f"caught {caught} of {len(outcomes)}"]
@@ -1581,7 +1636,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python", default=sys.executable,
                         help="interpreter for a new cached venv (default: this one)")
     parser.add_argument("--timeout", type=float, default=300, metavar="S",
-                        help="seconds per mutation's test run; a timeout counts as caught (default 300)")
+                        help="seconds per mutation's test run; a timeout is not a catch (default 300)")
     parser.add_argument("--keep", action="store_true", help="keep the baked project and print its path")
     args = parser.parse_args(argv)
     if args.list:
@@ -1633,7 +1688,7 @@ def run(args: argparse.Namespace) -> int:
     log(f"written to {out.relative_to(ROOT)}")
     if any(outcome.result == "error" for outcome in outcomes):
         return 2
-    return 0 if all(outcome.result in ("caught", "timeout") for outcome in outcomes) else 1
+    return 0 if all(outcome.result == "caught" for outcome in outcomes) else 1
 
 
 if __name__ == "__main__":

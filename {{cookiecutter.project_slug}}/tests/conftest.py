@@ -179,8 +179,9 @@ def second_loopback_address() -> bool:
 
 
 def manage(*args: str, env: dict) -> None:
+    # Bounded: a lock left on the database by a killed server would otherwise block migrate.
     subprocess.run([sys.executable, "manage.py", *args, "--settings", "tests.settings"],
-                   cwd=PROJECT_DIR, env=env, check=True)
+                   cwd=PROJECT_DIR, env=env, check=True, timeout=300)
 
 
 class RunningServer:

@@ -102,6 +102,7 @@ def restored_names(url: str) -> set[str]:
         connection.close()
 
 
+@pytest.mark.timeout(900)
 def test_backup_while_clients_write_restores_every_acknowledged_write(
         request, start_server, server_env, fresh_database, tmp_path):
     server = start_server("--threads", "8")

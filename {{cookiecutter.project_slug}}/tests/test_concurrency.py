@@ -22,8 +22,8 @@ def test_blocking_requests_run_concurrently(start_server):
     server = start_server("--threads", "8")
     elapsed, statuses = fetch_all(f"{server.url}/__test__/block?seconds=1", 8)
     assert statuses == [200] * 8
-    # Serially this takes 8 s; on the pool about 1 s.
-    assert elapsed < 3, f"8 concurrent 1 s requests took {elapsed:.2f}s"
+    # Serially this takes 8 s; on the pool about 1 s (a loaded machine may add a few).
+    assert elapsed < 5, f"8 concurrent 1 s requests took {elapsed:.2f}s"
 
 
 def test_one_thread_is_serial(start_server):
@@ -77,6 +77,6 @@ def test_event_loop_stays_free_while_threads_block(start_server, tmp_path):
         finally:
             for path in holds:
                 path.unlink()
-        answers = [first.result(), second.result()]
+        answers = [first.result(timeout=60), second.result(timeout=60)]
     assert [answer.status_code for answer in answers] == [200, 200]
     assert answers[0].text != answers[1].text  # "held on wsgi_0" and "held on wsgi_1"

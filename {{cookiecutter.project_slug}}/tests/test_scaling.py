@@ -144,7 +144,7 @@ def make_certificate(tmp):
     cert, key = tmp / "cert.pem", tmp / "key.pem"
     subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
                     "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+                   check=True, capture_output=True, timeout=60)
     return cert, key
 
 
@@ -176,7 +176,7 @@ def test_nginx_sample_balances_two_instances(start_server, tmp_path):
     conf.write_text(render_nginx_conf(tmp_path, [s.port for s in instances], http_port, https_port,
                                       cert, key), encoding="utf-8")
     checked = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-e", str(tmp_path / "error.log"),
-                              "-c", str(conf)], capture_output=True, text=True)
+                              "-c", str(conf)], capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stderr
     process = subprocess.Popen([nginx, "-p", str(tmp_path), "-e", str(tmp_path / "error.log"),
                                 "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)

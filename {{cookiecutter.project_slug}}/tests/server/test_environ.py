@@ -162,7 +162,7 @@ def test_duplicate_content_type_is_refused(server):
                 b"Content-Length: 3\r\nConnection: close\r\n\r\n" + body)
     assert status == 400, answer
     assert b"Content-Type" in answer
-    # The connection still serves what follows.
+    # The server still serves the next request (on a new connection).
     assert environ(server)["REQUEST_METHOD"] == "GET"
 
 

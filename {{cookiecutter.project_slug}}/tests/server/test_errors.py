@@ -124,14 +124,14 @@ def test_system_exit_in_a_view_gets_500_and_keeps_every_thread(start_server):
         assert response.status_code == 500
     output = server.wait_for_output("SystemExit raised while handling GET /__test__/system-exit", count=3)
     assert "Traceback (most recent call last)" in output
-    # Both threads are still there: two 1-second requests run side by side.
+    # Both threads are still there: two 2-second requests run side by side (4 s on one).
     with httpx.Client(timeout=10) as client:
         started = time.monotonic()
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            statuses = list(pool.map(lambda _: client.get(f"{server.url}/__test__/block?seconds=1").status_code,
+            statuses = list(pool.map(lambda _: client.get(f"{server.url}/__test__/block?seconds=2").status_code,
                                      range(2)))
     assert statuses == [200, 200]
-    assert time.monotonic() - started < 1.9
+    assert time.monotonic() - started < 3.5
 
 
 def test_write_then_error_restart_never_puts_an_error_page_after_written_data(server):
@@ -181,6 +181,7 @@ def test_response_is_closed_once_when_the_client_leaves(server, stream):
     else:
         path = "/__test__/stream?chunks=100&size=10&delay=0.05"
     with socket.socket() as sock:
+        sock.settimeout(10)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
         sock.connect(("127.0.0.1", server.port))
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())

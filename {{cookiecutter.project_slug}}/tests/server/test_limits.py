@@ -197,7 +197,7 @@ def test_malformed_request_gets_400(server, request_bytes):
 
 
 def test_5mb_upload_is_received_intact(start_server):
-    """Bodies past 1 MB wait in a temporary file; they must reach Django unchanged."""
+    """Bodies past 64 KB wait in a temporary file; they must reach Django unchanged."""
     server = start_server()
     payload = os.urandom(5 * 1024 * 1024)
     response = httpx.post(f"{server.url}/__test__/echo", content=payload, timeout=60)
@@ -206,7 +206,7 @@ def test_5mb_upload_is_received_intact(start_server):
 
 
 def test_large_upload_waits_on_disk_not_in_memory(start_server):
-    """Bodies over 1 MB wait in a temporary file: a 64 MiB upload, held by the server
+    """Bodies over 64 KB wait in a temporary file: a 64 MiB upload, held by the server
     until the view has run, barely moves the server's resident memory."""
     server = start_server("--threads", "1")
     url = f"{server.url}/__test__/upload-memory"
@@ -232,8 +232,8 @@ def test_large_upload_waits_on_disk_not_in_memory(start_server):
 
 def test_stalled_body_is_closed_after_body_timeout(start_server):
     """--body-timeout: a client that stops sending its body is cut off, long before
-    --idle-timeout would."""
-    server = start_server("--body-timeout", "1", "--idle-timeout", "120")
+    --idle-timeout would, or --min-body-rate (measured over a long window here) could."""
+    server = start_server("--body-timeout", "1", "--idle-timeout", "120", "--body-rate-window", "60")
     with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
         sock.sendall(b"POST /__test__/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n"
                      + b"b" * 10)

@@ -75,7 +75,8 @@ def test_requests_over_two_workers_are_counted_once_each(start_server):
         for sender in senders:
             sender.start()
         for sender in senders:
-            sender.join()
+            sender.join(60)
+            assert not sender.is_alive(), "requests still running after 60 s"
     assert len(served_by) == 2, f"one worker served everything: {served_by}"
     sent = sum(served_by.values())
 
@@ -103,7 +104,7 @@ def test_shed_and_rejected_requests_are_counted_by_reason(start_server):
         busy = httpx.get(f"{server.url}/healthz", timeout=10)
         assert busy.status_code == 503
     finally:
-        holder.join()
+        holder.join(60)
     text = wait_for_metric(metrics_port, "tornado_server_requests_shed_total", 2, '{reason="queue_full"}',
                            at_least=True)
     rejected = total(text, "tornado_server_requests_rejected_total", '{status="413"}')

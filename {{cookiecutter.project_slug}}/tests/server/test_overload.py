@@ -9,6 +9,9 @@ from pathlib import Path
 
 import httpx
 
+from ..conftest import free_port
+from .test_metrics import total, wait_for_metric
+
 
 def get(port: int, target: str, timeout: float = 30) -> tuple[int, float, float]:
     """(status, wall-clock time sent, seconds until the answer); status 0 if none came."""
@@ -43,9 +46,12 @@ def wait_started(held: Path) -> None:
 
 
 def test_queue_wait_has_a_deadline(start_server, tmp_path):
-    """200 requests of 2 s on 2 threads: all answered soon, none run after its deadline."""
+    """200 requests of 2 s on 2 threads: all answered soon, none run after its deadline, and
+    each one shed is counted as such."""
+    metrics_port = free_port()
     server = start_server("--threads", "2", "--max-queue-wait", "3", "--max-queue", "300",
-                          "--max-connections-per-ip", "1000")  # 200 clients from one address
+                          "--max-connections-per-ip", "1000",  # 200 clients from one address
+                          "--metrics", str(metrics_port))
     log = tmp_path / "ran.log"
 
     def one(index: int):
@@ -66,11 +72,15 @@ def test_queue_wait_has_a_deadline(start_server, tmp_path):
         waited = when - results[int(tag)][1]
         assert waited < 3 + 1, f"request {tag} reached the app after waiting {waited:.1f}s"
     server.wait_for_output("after waiting too long for a thread (--max-queue-wait 3s")
+    text = wait_for_metric(metrics_port, "tornado_server_requests_shed_total", statuses.count(503),
+                           '{reason="deadline"}')
+    assert total(text, "tornado_server_requests_shed_total", '{reason="queue_full"}') == 0, text
     assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
 
 
 def test_client_gone_while_queued_never_reaches_the_app(start_server, tmp_path):
-    server = start_server("--threads", "1", "--max-queue", "5")
+    metrics_port = free_port()
+    server = start_server("--threads", "1", "--max-queue", "5", "--metrics", str(metrics_port))
     log = tmp_path / "ran.log"
     held = tmp_path / "hold"
     held.touch()
@@ -80,14 +90,16 @@ def test_client_gone_while_queued_never_reaches_the_app(start_server, tmp_path):
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
             sock.sendall(f"GET /__test__/record?log={log}&tag=gone HTTP/1.1\r\n"
                          "Host: 127.0.0.1\r\n\r\n".encode())
-            time.sleep(0.5)  # read and queued behind the held thread
+            # Read and queued behind the held thread.
+            wait_for_metric(metrics_port, "tornado_server_requests_in_flight", 2)
         time.sleep(0.5)  # the server sees the hang-up
         held.unlink()
-        assert holder.result()[0] == 200
+        assert holder.result(timeout=60)[0] == 200
     server.wait_for_output("tag=gone HTTP/1.1\" 499")
     # A request after it runs, so the thread was free when the dropped one was reached.
     assert get(server.port, f"/__test__/record?log={log}&tag=after")[0] == 200
     assert list(ran(log)) == ["after"]
+    wait_for_metric(metrics_port, "tornado_server_requests_shed_total", 1, '{reason="client_gone"}')
 
 
 def one_warm_thread(start_server, tmp_path) -> tuple:

@@ -50,7 +50,7 @@ def test_graceful_stop_finishes_requests_in_flight(start_server, how):
             assert time.monotonic() < deadline, "still accepting connections after the stop signal"
             time.sleep(0.05)
         assert not slow.done(), "the slow request ended before the listener closed"
-        response = slow.result()
+        response = slow.result(timeout=90)
     assert response.status_code == 200
     assert response.text.startswith("slept 3.0s")
     assert response.headers["connection"] == "close"
@@ -86,7 +86,7 @@ def test_idle_keep_alive_connection_is_closed_while_a_request_drains(start_serve
         assert closed
         assert not slow.done(), "the idle connection stayed open until the drain ended"
         assert waited < 2.5, f"the idle keep-alive connection was closed {waited:.1f}s after the stop"
-        response = slow.result()
+        response = slow.result(timeout=90)
     assert response.status_code == 200
     assert response.text.startswith("slept 6.0s")
     assert server.process.wait(15) == 0
@@ -101,7 +101,7 @@ def test_drain_timeout_bounds_shutdown(start_server):
         server.signal_stop()
         returncode = server.process.wait(15)
         elapsed = time.monotonic() - started
-        assert stuck.exception() is not None  # its connection was closed unanswered
+        assert stuck.exception(timeout=90) is not None  # its connection was closed unanswered
     assert elapsed < 5, f"took {elapsed:.1f}s to stop with --drain-timeout 1"
     assert returncode == 0
     assert "still running after 1s" in server.output()

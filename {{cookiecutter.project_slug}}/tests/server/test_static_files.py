@@ -57,7 +57,7 @@ def test_static_files_need_no_free_thread(start_server, server_env, tmp_path, fr
                     httpx.get(server.url + path, timeout=1.5)
         finally:
             held.unlink()
-        assert holder.result().status_code == 200
+        assert holder.result(timeout=60).status_code == 200
 
 
 REQUESTS = [

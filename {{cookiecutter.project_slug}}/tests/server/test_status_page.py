@@ -136,7 +136,7 @@ def test_anonymous_users_are_sent_to_the_login_page(browser, start_server):
         assert data.headers["location"].startswith("/admin/login/")
 
 
-def test_the_page_says_how_to_switch_metrics_on(browser, staff_user, start_server):
+def test_the_page_says_how_to_switch_metrics_on(staff_user, start_server):
     server = start_server()  # no --metrics
     with httpx.Client(timeout=10, base_url=server.url) as http:
         form = http.get("/admin/login/")

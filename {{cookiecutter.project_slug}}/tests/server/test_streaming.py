@@ -39,6 +39,7 @@ def rss_kib(process: psutil.Process) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_1gb_download_uses_little_memory(start_server, tmp_path):
     big = tmp_path / "big.bin"
     with open(big, "wb") as handle:

@@ -46,7 +46,7 @@ def test_stuck_view_gets_504_its_stack_is_logged_and_its_late_answer_dropped(sta
     assert b"\r\nConnection: close" in head
     # The 504's body and then the end of the connection: the view's answer never follows.
     assert body == b"The server took too long to answer this request.\n", data
-    assert took < 4, f"the 504 came after {took:.1f}s (--request-timeout 2)"
+    assert took < 7, f"the 504 came after {took:.1f}s (--request-timeout 2; the view takes 10 s)"
     output = server.wait_for_output("Request stuck: GET /__test__/block?seconds=10 from 127.0.0.1")
     warning = output[output.index("Request stuck:"):]
     assert "(--request-timeout 2s); answered 504" in warning
@@ -71,8 +71,8 @@ def test_stuck_thread_stays_busy_until_it_returns(start_server):
         started = time.monotonic()
         busy = httpx.get(f"{server.url}/healthz", timeout=30)
         took = time.monotonic() - started
-        assert busy.status_code == 503 and took < 3, (busy.status_code, took)
-        data, _ = stuck.result()
+        assert busy.status_code == 503 and took < 5, (busy.status_code, took)  # the view takes 6 s
+        data, _ = stuck.result(timeout=60)
         assert data.startswith(b"HTTP/1.1 504 "), data
     output = server.wait_for_output(RETURNED, timeout=30)
     assert output.count("All 1 threads of this process are stuck") == 1

@@ -96,7 +96,10 @@ def test_worker_python_prefers_the_stored_interpreter(tmp_path):
     python = tmp_path / "python.exe"
     python.write_bytes(b"")
     assert windows_service.worker_python(str(python)) == str(python)
-    assert Path(windows_service.worker_python(str(tmp_path / "missing.exe"))).is_file()
+    # Without one: a Python that exists (the venv's or the base one's), never the service host.
+    found = Path(windows_service.worker_python(str(tmp_path / "missing.exe")))
+    assert found.is_file(), found
+    assert found.name.lower() in {"python.exe", Path(sys.executable).name.lower()}, found
 
 
 def test_pywin32_command_parsing():
@@ -123,9 +126,9 @@ def test_service_host_finds_the_class_in_the_package():
     assert hasattr(module, class_name) == IS_WINDOWS
 
 
+@pytest.mark.skipif(IS_WINDOWS, reason="not on Windows: installing needs an Administrator; the "
+                    "CI job installs the service for real")
 def test_install_outside_windows_says_what_to_do_instead():
-    if IS_WINDOWS:  # installing needs an Administrator: the CI job installs the service for real
-        return
     assert not hasattr(windows_service, "DjangoTornadoService")  # pywin32 is not imported here
     completed = subprocess.run([sys.executable, "tornado_server.py", "service", "install"], cwd=PROJECT_DIR,
                                capture_output=True, text=True, timeout=60)
@@ -147,16 +150,39 @@ def start_service_like(server_env, tmp_path, *args):
         env={**server_env, "SERVER_ACCESS_LOG": "true"},
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    seen = []
-    while not seen or not seen[-1].startswith("ready:"):
-        line = process.stdout.readline()  # the driver prints "ready: ..." within 60 s
-        if not line:
-            break
-        seen.append(line)
-    if not seen or seen[-1].strip() != "ready: True":
+    # The driver prints "ready: ..." within 60 s.
+    seen = read_until(process, lambda line: line.startswith("ready:"), timeout=90)
+    if not seen.endswith("ready: True\n"):
         process.kill()
-        pytest.fail("the server did not start:\n" + "".join(seen) + process.stdout.read())
+        process.wait(10)
+        pytest.fail("the server did not start:\n" + seen)
     return process, f"http://127.0.0.1:{port}", log_file
+
+
+def read_until(process: subprocess.Popen, last, timeout: float) -> str:
+    """What ``process`` prints up to the first line ``last`` accepts (or its end), at most
+    ``timeout`` seconds. Read on a thread, which stops after that line: a child that never
+    prints it fails the test instead of hanging it, and the rest is left to the caller."""
+    lines: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        for line in process.stdout:
+            lines.put(line)
+            if last(line):
+                break
+        lines.put("")
+
+    threading.Thread(target=read, daemon=True).start()
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return seen
+        seen += line
+        if not line or last(line):
+            return seen
 
 
 @pytest.mark.slow
@@ -171,7 +197,7 @@ def test_service_stop_lets_in_flight_requests_finish(server_env, tmp_path, worke
             stop_asked = time.monotonic()
             process.stdin.write("stop\n")
             process.stdin.flush()
-            response = slow.result()
+            response = slow.result(timeout=90)
         assert response.status_code == 200
         assert response.text.startswith("slept 2")
         output, _ = process.communicate(timeout=90)
@@ -203,7 +229,7 @@ def test_service_stop_returns_when_a_request_outlives_the_drain_timeout(server_e
             process.stdin.flush()
             output, _ = process.communicate(timeout=45)
             with pytest.raises(httpx.HTTPError):
-                stuck.result()  # cut off, not answered
+                stuck.result(timeout=120)  # cut off, not answered
         assert "exit code: 0 error: None unfinished: 1" in output, output
         assert process.returncode == 0, output
         assert time.monotonic() - stop_asked < 30
@@ -250,17 +276,14 @@ def test_run_command_stops_gracefully_on_ctrl_c(server_env, tmp_path):
         creationflags=flags,
     )
     try:
-        deadline = time.monotonic() + 60
-        seen = ""
-        while READY_LINE not in seen and time.monotonic() < deadline:
-            seen += process.stdout.readline()
-            assert process.poll() is None, seen + process.stdout.read()
+        seen = read_until(process, lambda line: READY_LINE in line, timeout=60)
+        assert READY_LINE in seen, seen
         url = f"http://127.0.0.1:{port}"
         with ThreadPoolExecutor(1) as pool:
             slow = pool.submit(httpx.get, f"{url}/__test__/block?seconds=1.5", timeout=60)
             wait_until_busy(port)
             process.send_signal(signal.CTRL_BREAK_EVENT if IS_WINDOWS else signal.SIGINT)
-            assert slow.result().status_code == 200
+            assert slow.result(timeout=90).status_code == 200
         assert process.wait(60) == 0
     finally:
         if process.poll() is None:
@@ -380,7 +403,7 @@ def test_service_reports_running_once_it_serves_and_its_real_state_when_asked(se
             assert driver.until("report")[:2] == ["report", "stop_pending"]
             driver.control("interrogate")  # mid-drain: still stopping, not "running"
             assert driver.until("report")[:2] == ["report", "stop_pending"]
-            assert slow.result().status_code == 200
+            assert slow.result(timeout=90).status_code == 200
         assert driver.until("returned") == ["returned", 0, "stopped"]
         assert driver.process.wait(30) == 0
         stopping = next(i for i, e in enumerate(driver.events) if e[:2] == ["report", "stop_pending"])
@@ -423,7 +446,7 @@ def test_windows_shutdown_drains_briefly(server_env, tmp_path):
             assert driver.process.wait(30) == 0
             assert time.monotonic() - asked < windows_service.SHUTDOWN_DRAIN_TIMEOUT + 15
             with pytest.raises(httpx.HTTPError):
-                stuck.result()
+                stuck.result(timeout=200)
     finally:
         driver.close()
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import psutil
@@ -16,6 +18,8 @@ from tornado_wsgi_server.connections import TornadoServer
 from tornado_wsgi_server.container import ThreadedWSGIContainer
 from tornado_wsgi_server.options import ServerOptions
 from tornado_wsgi_server.process import new_event_loop
+
+from ..conftest import IS_WINDOWS, ONE_AT_A_TIME, wait_until_busy
 
 
 def whoami_pid(url: str) -> int | None:
@@ -72,6 +76,34 @@ def test_two_workers_serve_and_stop_gracefully(start_server):
     assert server.stop() == 0
     assert wait_gone(pids, 5) == set()
     assert "Stopping 2 worker(s)" in server.output()
+
+
+def own_console() -> None:
+    """In the server's process before it starts: a process group of its own, as a console
+    gives the program it runs, and Ctrl+C's signal not ignored (as it is in a background job,
+    whose children would otherwise ignore it whatever the server does)."""
+    os.setpgrp()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_ctrl_c_in_the_console_lets_the_workers_finish_their_requests(start_server):
+    """Ctrl+C (Ctrl+Break) in a console reaches every process of it, the workers too: they
+    leave it to the supervisor, which drains them, and a request in flight gets its answer."""
+    server = start_server("--workers", "2", *ONE_AT_A_TIME,
+                          preexec_fn=None if IS_WINDOWS else own_console)
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(httpx.get, f"{server.url}/__test__/block?seconds=3", timeout=60)
+        wait_until_busy(server.port)
+        if IS_WINDOWS:
+            server.signal_stop()  # CTRL_BREAK_EVENT goes to the whole process group
+        else:
+            os.killpg(server.process.pid, signal.SIGINT)
+        response = slow.result(timeout=90)
+    assert response.status_code == 200
+    assert response.text.startswith("slept 3")
+    assert server.process.wait(60) == 0
+    # No process of the group died of the signal, the idle worker included.
+    assert "Traceback" not in server.output(), server.output()
 
 
 def test_killed_worker_is_respawned(start_server):
