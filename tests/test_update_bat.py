@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 import pytest
+
 from test_start_server_bat import run_bat, windows_path, wine  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="runs cmd.exe through Wine on Linux")

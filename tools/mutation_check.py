@@ -923,15 +923,15 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "WD7", "When all threads of a process are stuck, one more `WARNING` says so",
         "tornado_wsgi_server/watchdog.py",
-        "if self.stuck >= self.threads and not self.all_stuck_reported:",
+        "if self.stuck >= self.threads and not self.all_stuck_reported and now >= self.ask_again_at:",
         "if False:",
         (WATCHDOG,),
     ),
     Mutation(
         "RL1", "reload returns once every worker is new, so every request after it gets the new code",
         "tornado_wsgi_server/control.py",
-        "if len(self.times) >= self.total and self.gone >= self.total:",
-        "if len(self.times) >= self.total:",
+        "if self.started and len(self.times) >= self.total and self.gone >= self.total:",
+        "if self.started and len(self.times) >= self.total:",
         (RELOAD,),
     ),
     Mutation(
@@ -965,8 +965,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "RL6", "--max-requests N replaces each worker after about N requests",
         "tornado_wsgi_server/process.py",
-        "if container.requests_started >= limit and",
-        "if container.requests_started >= limit * 1000 and",
+        "if not asked and container.requests_started >= limit:",
+        "if not asked and container.requests_started >= limit * 1000:",
         (RELOAD,),
     ),
     Mutation(
@@ -1260,7 +1260,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "C9", ROUTES_PROMISE + ": the request limits of Django's views (`413`)",
         "tornado_wsgi_server/task.py",
-        'if (length or 0) > limit or (limit == 0 and "Transfer-Encoding" in headers):',
+        'if length > limit or (limit == 0 and "Transfer-Encoding" in headers):',
         "if False:",
         (f"{ROUTES}::test_bodies_over_a_tornado_routes_limit_get_413",),
     ),
