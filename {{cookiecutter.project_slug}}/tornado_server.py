@@ -7,7 +7,7 @@
 
 Every option is a flag and an environment variable (SERVER_PORT...), also read from .env.
 The server is the tornado_wsgi_server package beside this file: you do not edit it (see
-"Upgrading the server" in README.md). This file only says which project it serves; your
+"Upgrading the server" in docs/development.md). This file only says which project it serves; your
 own Tornado handlers go in {{ cookiecutter.project_slug }}/realtime.py.
 """
 

@@ -1,5 +1,5 @@
 @echo off
-rem Upgrade the running site to the code now in this folder (see README "Upgrades"):
+rem Upgrade the running site to the code now in this folder (see README.md, "Upgrades"):
 rem requirements when requirements.txt changed, migrations, static files, then a reload
 rem (or a drained restart of the service). Run it in a console opened as Administrator
 rem when the site runs as a service.

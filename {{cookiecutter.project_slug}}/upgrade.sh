@@ -1,5 +1,5 @@
 #!/bin/sh
-# Upgrade the running site to the code now in this folder (see README "Upgrades"):
+# Upgrade the running site to the code now in this folder (see README.md, "Upgrades"):
 # requirements when requirements.txt changed, migrations, static files, then a reload.
 #   ./upgrade.sh                 prepare and switch
 #   ./upgrade.sh --prepare-only  prepare only; restart the server yourself

@@ -22,7 +22,7 @@ ENV_FILE = BASE_DIR / ".env"
 ENV_EXAMPLE = BASE_DIR / ".env.example"
 REQUIREMENTS = BASE_DIR / "requirements.txt"
 STAMP = VENV_DIR / "requirements.sha256"
-# Wheels for servers without internet (README: "Corporate networks and offline servers").
+# Wheels for servers without internet (docs/offline-install.md).
 WHEELHOUSE = BASE_DIR / "wheelhouse"
 MIN_PYTHON = (3, 10)
 TESTED_UP_TO = (3, 14)
@@ -120,7 +120,7 @@ def is_under(path: str, folder: str) -> bool:
 
 def location_warnings(project_dir: str, environ, base_exec_prefix: str,
                       long_paths_enabled: bool | None, network_drive: bool = False) -> list[str]:
-    """Why this folder or this Python may break the site later (README: "Where to put the
+    """Why this folder or this Python may break the site later (docs/windows-service.md: "Where to put the
     project on Windows"). ``long_paths_enabled`` is None where there is no such limit."""
     warnings = []
     for name in ("OneDrive", "OneDriveCommercial", "OneDriveConsumer"):
@@ -139,7 +139,7 @@ def location_warnings(project_dir: str, environ, base_exec_prefix: str,
         warnings.append(
             f"the project folder path is {len(str(project_dir))} characters long; with Windows' "
             f"260-character limit pip may fail to install packages past ~{LONG_PATH_LIMIT}. "
-            "Use a shorter folder, or enable long paths (LongPathsEnabled, see README).")
+            "Use a shorter folder, or enable long paths (LongPathsEnabled, see docs/windows-service.md).")
     if "windowsapps" in str(base_exec_prefix).casefold():
         warnings.append(
             f"this Python ({base_exec_prefix}) is the Microsoft Store one: the Windows service "
@@ -251,7 +251,7 @@ def pip_install_command() -> list:
 
 
 PIP_HINT = (" Behind a proxy or without internet: set PIP_INDEX_URL, HTTPS_PROXY or PIP_CERT, "
-            "or put the wheels in the wheelhouse folder (README: \"Corporate networks and offline servers\").")
+            "or put the wheels in the wheelhouse folder (docs/offline-install.md).")
 
 
 def requirements_changed() -> bool:

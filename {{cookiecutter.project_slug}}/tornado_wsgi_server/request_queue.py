@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
-# The rule, in full (the README repeats it):
+# The rule, in full (docs/server.md, "Overload", repeats it):
 # - Normal: first come, first served; a request that waited --max-queue-wait is shed.
 # - Overload: the queue has not been empty for OVERLOAD_AFTER_RUNS typical requests (at
 #   least OVERLOAD_AFTER_MIN seconds) and has grown since then (more requests came, counting

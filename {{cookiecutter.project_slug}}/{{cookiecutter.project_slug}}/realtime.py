@@ -13,7 +13,7 @@ Host not in ``ALLOWED_HOSTS`` gets 400, and a browser request from another site 
 WebSocketHandler, Tornado calls it on every handshake; on any other handler it tells the
 server to leave Origin to you). WebSockets are pinged and closed when the peer stops
 answering, messages are limited in size, and at most ``--max-websockets`` are open at once
-(see the server options in README.md). None of this is authentication: check
+(see the server options in docs/configuration.md). None of this is authentication: check
 ``self.get_cookie("sessionid")`` or a token yourself if only some users may connect.
 """
 

@@ -451,13 +451,13 @@ def test_windows_shutdown_drains_briefly(server_env, tmp_path):
         driver.close()
 
 
-def test_every_event_has_its_own_id_and_the_readme_lists_it():
+def test_every_event_has_its_own_id_and_the_manual_lists_it():
     from tornado_wsgi_server.service_runner import EVENT_IDS, event_record
 
     assert len(set(EVENT_IDS.values())) == len(EVENT_IDS)
-    readme = (PROJECT_DIR / "README.md").read_text(encoding="utf-8")
+    page = (PROJECT_DIR / "docs" / "windows-service.md").read_text(encoding="utf-8")
     for kind, event_id in EVENT_IDS.items():
-        assert f"| {event_id} |" in readme, kind
+        assert f"| {event_id} |" in page, kind
     assert event_record("worker_crash", "x") == (120, "warning", "x")
     assert event_record("reloaded", "x") == (110, "info", "x")
     assert event_record("reload_failed", "x") == (111, "error", "x")
