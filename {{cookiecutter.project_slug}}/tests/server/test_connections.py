@@ -154,6 +154,19 @@ def test_slow_uploads_at_the_connection_limit_are_evicted(start_server):
     assert "closing the slowest upload" in server.output()
 
 
+def open_non_readers(port: int, target: str, receive_buffer: int, count: int = 3) -> list[socket.socket]:
+    """``count`` clients that ask for ``target`` with a small receive buffer and read nothing."""
+    readers = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)  # before the handshake
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        readers.append(sock)
+    return readers
+
+
 def test_stalled_readers_at_the_connection_limit_are_evicted(start_server, tmp_path):
     """Clients that stop reading a download do not lock out new ones at --max-connections:
     the one that has read nothing for longest makes room."""
@@ -162,13 +175,7 @@ def test_stalled_readers_at_the_connection_limit_are_evicted(start_server, tmp_p
         handle.truncate(20 * 1024 * 1024)
     server = start_server("--max-connections", "3", "--max-connections-per-ip", "100",
                           env={"TEST_FILE": str(big)})
-    readers = []
-    for _ in range(3):
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
-        sock.connect(("127.0.0.1", server.port))
-        sock.sendall(b"GET /__test__/file HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        readers.append(sock)
+    readers = open_non_readers(server.port, "/__test__/file", receive_buffer=2048)
     try:
         time.sleep(6.5)  # each has read nothing for longer than the 5 s it takes to be evictable
         status, elapsed = timed_get(server.url)
@@ -184,13 +191,7 @@ def test_clients_that_do_not_read_a_whole_page_are_evicted_at_the_limit(start_se
     """A page sent whole (any HttpResponse) to a client that reads none of it is evictable
     too, although no thread holds it and the server has handed all of it over."""
     server = start_server("--max-connections", "3")
-    readers = []
-    for _ in range(3):
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", server.port))
-        sock.sendall(b"GET /__test__/big-page?size=16000000 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        readers.append(sock)
+    readers = open_non_readers(server.port, "/__test__/big-page?size=16000000", receive_buffer=4096)
     try:
         server.wait_for_output('"GET /__test__/big-page?size=16000000 HTTP/1.1" 200', count=3)
         time.sleep(6.5)  # past the 5 s without progress that make a response evictable
