@@ -323,6 +323,7 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
             # The body is read whole before the application runs: reading to EOF is safe.
             "wsgi.input_terminated": True,
         }
+        claimed_user = ""
         for name, value in headers.get_all():
             if "_" in name:  # would be confused with the dash form: a spoofing trick
                 continue
@@ -336,7 +337,9 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
             if not trusted_peer and is_proxy_header(key):
                 continue  # anyone could send these: Django must not believe them
             key = "HTTP_" + key
-            if key == self.user_header and not trusted_peer:
+            if key == self.user_header:  # IIS's {LOGON_USER}: REMOTE_USER, if IIS sent it
+                if trusted_peer:
+                    claimed_user = value.strip()
                 continue
             if key in environ:
                 environ[key] += ("; " if key == "HTTP_COOKIE" else ",") + value
@@ -355,9 +358,8 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
                 environ[REPLY_KEY] = request.signon.reply
             if environ.get("HTTP_AUTHORIZATION", "")[:4].lower() in ("nego", "ntlm"):
                 del environ["HTTP_AUTHORIZATION"]  # the token is spent: Django has no use for it
-        elif trusted_peer and environ.get(self.user_header or "", "").strip():  # IIS's {LOGON_USER}
-            environ["REMOTE_USER"] = normalise_user(environ[self.user_header].strip(),
-                                                    self.options.windows_auth_user_format)
+        elif claimed_user:
+            environ["REMOTE_USER"] = normalise_user(claimed_user, self.options.windows_auth_user_format)
         environ["REMOTE_ADDR"] = request.client = remote_addr
         environ["wsgi.url_scheme"] = scheme
         if forwarded_host:  # the host and port the client asked the proxy for

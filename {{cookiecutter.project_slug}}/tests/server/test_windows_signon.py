@@ -5,16 +5,20 @@ pyspnego's NTLM, which checks passwords against NTLM_USER_FILE (Kerberos has its
 from __future__ import annotations
 
 import base64
+import hashlib
 import http.client
 import json
 import secrets
 import socket
+import ssl
 
 import pytest
+import trustme
 
 from ..conftest import second_loopback_address
 
 spnego = pytest.importorskip("spnego")
+from spnego.channel_bindings import GssChannelBindings  # noqa: E402
 
 DOMAIN = "TESTDOM"
 PASSWORD = "Sign-on-Passw0rd"
@@ -56,10 +60,10 @@ def challenges(response) -> list[str]:
 
 
 def sign_on(conn, name: str, password: str = PASSWORD, protocol: str = "ntlm",
-            path: str = "/__test__/user", headers: dict | None = None):
+            path: str = "/__test__/user", headers: dict | None = None, channel_bindings=None):
     """The client's side of RFC 4559 on ``conn``: (last response, its body, requests sent)."""
     context = spnego.client(f"{DOMAIN}\\{name}", password, hostname="localhost", service="HTTP",
-                            protocol=protocol)
+                            protocol=protocol, channel_bindings=channel_bindings)
     scheme = "NTLM" if protocol == "ntlm" else "Negotiate"
     token, sent = context.step(), 0
     while True:
@@ -168,18 +172,19 @@ def test_paths_mode_signs_on_once_and_the_session_keeps_the_user(start_server, u
 
 
 @pytest.mark.skipif(not second_loopback_address(), reason="127.0.0.2 is not a loopback address here")
-def test_iis_header_is_believed_from_a_trusted_proxy_only(start_server):
-    server = start_server("--windows-auth-header", "X-Forwarded-User", "--trusted-proxies", "127.0.0.2",
+@pytest.mark.parametrize("header", ["X-Forwarded-User", "X-Windows-Login"])
+def test_iis_header_is_believed_from_a_trusted_proxy_only(start_server, header):
+    server = start_server("--windows-auth-header", header, "--trusted-proxies", "127.0.0.2",
                           "--windows-auth-user-format", "strip-domain-lower")
     name = "Frank" + secrets.token_hex(3)
     trusted = connect(server, source="127.0.0.2")
-    response, body = get(trusted, headers={"X-Forwarded-User": f"CORP\\{name}"})
+    response, body = get(trusted, headers={header: f"CORP\\{name}"})
     seen = json.loads(body)
     assert seen["user"] == seen["remote_user"] == name.lower()
     assert seen["users_with_that_name"] == 1
     trusted.close()
     untrusted = connect(server)
-    response, body = get(untrusted, headers={"X-Forwarded-User": f"CORP\\{name}"})
+    response, body = get(untrusted, headers={header: f"CORP\\{name}"})
     assert json.loads(body) == {"user": None, "remote_user": None, "users_with_that_name": 0, "headers": []}
     untrusted.close()
 
@@ -189,3 +194,37 @@ def test_a_token_past_the_header_limit_is_refused_before_the_acceptor(server):
         token = base64.b64encode(b"N" * 50000).decode()  # past 64K, under 68K
         sock.sendall(f"GET /__test__/user HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: NTLM {token}\r\n\r\n".encode())
         assert sock.recv(12) == b"HTTP/1.1 431"
+
+
+@pytest.fixture(scope="module")
+def https_server(start_module_server, users, tmp_path_factory):
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1", "localhost")
+    folder = tmp_path_factory.mktemp("signon-tls")
+    certfile, keyfile = folder / "cert.pem", folder / "key.pem"
+    issued.cert_chain_pems[0].write_to_path(certfile)
+    issued.private_key_pem.write_to_path(keyfile)
+    server = start_module_server("--windows-auth", "negotiate", "--certfile", str(certfile),
+                                 "--keyfile", str(keyfile), env={"NTLM_USER_FILE": users["file"]},
+                                 scheme="https")
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return server, context
+
+
+def tls_server_end_point(conn) -> bytes:
+    """RFC 5929's binding of the certificate this client sees (trustme signs with SHA-256)."""
+    return hashlib.sha256(conn.sock.getpeercert(binary_form=True)).digest()
+
+
+@pytest.mark.parametrize("binding, status", [("right", 200), ("other certificate", 401), ("none", 401)])
+def test_over_https_the_sign_on_is_bound_to_the_servers_certificate(https_server, users, binding, status):
+    server, context = https_server
+    conn = http.client.HTTPSConnection("127.0.0.1", server.port, timeout=15, context=context)
+    conn.connect()
+    conn.auto_open = 0
+    digest = {"right": tls_server_end_point(conn), "other certificate": b"\x01" * 32, "none": None}[binding]
+    bindings = None if digest is None else GssChannelBindings(application_data=b"tls-server-end-point:" + digest)
+    response, body, _ = sign_on(conn, users["alice"], channel_bindings=bindings)
+    assert response.status == status, body
+    conn.close()
