@@ -8,14 +8,18 @@ import base64
 import hashlib
 import http.client
 import json
+import os
 import secrets
+import shutil
 import socket
 import ssl
+import subprocess
 
 import pytest
 import trustme
 
-from ..conftest import second_loopback_address
+from ..conftest import free_port, need, second_loopback_address
+from ..test_scaling import wait_for_port
 
 spnego = pytest.importorskip("spnego")
 from spnego.channel_bindings import GssChannelBindings  # noqa: E402
@@ -187,6 +191,60 @@ def test_iis_header_is_believed_from_a_trusted_proxy_only(start_server, header):
     response, body = get(untrusted, headers={header: f"CORP\\{name}"})
     assert json.loads(body) == {"user": None, "remote_user": None, "users_with_that_name": 0, "headers": []}
     untrusted.close()
+
+
+def nginx_signing_on(tmp_path, upstream_port: int, users_file) -> tuple[subprocess.Popen, int]:
+    """nginx standing in for IIS: it signs people on itself (here with a password, where IIS
+    uses Windows Authentication) and passes the user on as X-Forwarded-User, as the URL
+    Rewrite rule in docs/windows-signon.md does with {LOGON_USER}."""
+    nginx = shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.path.exists(p)), None)
+    need(nginx is not None, "nginx not installed (apt-get install nginx)")
+    port = free_port()
+    temp = {name: tmp_path / name for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")}
+    for path in temp.values():
+        path.mkdir()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text("\n".join([
+        "daemon off;", "master_process off;", f"pid {tmp_path / 'nginx.pid'};",
+        f"error_log {tmp_path / 'error.log'} info;", "events { worker_connections 64; }", "http {",
+        f"access_log {tmp_path / 'access.log'};",
+        *(f"{name}_temp_path {path};" for name, path in temp.items()),
+        "server {", f"  listen 127.0.0.1:{port};",
+        f'  auth_basic "intranet"; auth_basic_user_file {users_file};',
+        "  location / {", f"    proxy_pass http://127.0.0.1:{upstream_port};",
+        "    proxy_set_header Host $host; proxy_set_header X-Forwarded-User $remote_user; } }",
+        "}"]) + "\n", encoding="utf-8")
+    process = subprocess.Popen([nginx, "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(conf)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    wait_for_port(port, process, tmp_path / "error.log")
+    return process, port
+
+
+@pytest.mark.skipif(not second_loopback_address(), reason="127.0.0.2 is not a loopback address here")
+def test_behind_a_proxy_that_signs_on_the_user_header_is_believed_from_it_only(start_server, tmp_path):
+    server = start_server("--windows-auth-header", "X-Forwarded-User", "--trusted-proxies", "127.0.0.1")
+    name = "Grace" + secrets.token_hex(3)
+    users_file = tmp_path / "htpasswd"
+    users_file.write_text(name + ":" + "{PLAIN}" + PASSWORD + "\n")  # nginx's plain-text scheme
+    process, port = nginx_signing_on(tmp_path, server.port, users_file)
+    proxy = http.client.HTTPConnection("127.0.0.1", port, timeout=15, source_address=("127.0.0.2", 0))
+    try:
+        signed_on = {"Authorization": "Basic " + base64.b64encode(f"{name}:{PASSWORD}".encode()).decode()}
+        response, body = get(proxy, headers={**signed_on, "X-Forwarded-User": "mallory"})
+        assert response.status == 200, body
+        seen = json.loads(body)
+        assert (seen["user"], seen["users_with_that_name"], seen["headers"]) == (name, 1, ["REMOTE_USER"])
+        response, _ = get(proxy, headers={"X-Forwarded-User": name})  # the proxy signs on, not the client
+        assert response.status == 401
+    finally:
+        proxy.close()
+        process.terminate()
+        process.wait(20)
+    direct = connect(server, source="127.0.0.2")  # not through the proxy: not believed
+    response, body = get(direct, headers={"X-Forwarded-User": name})
+    assert json.loads(body) == {"user": None, "remote_user": None, "users_with_that_name": 0, "headers": []}
+    direct.close()
 
 
 def test_a_token_past_the_header_limit_is_refused_before_the_acceptor(server):
