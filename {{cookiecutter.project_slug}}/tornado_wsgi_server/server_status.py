@@ -161,7 +161,7 @@ def render(report: dict) -> str:
         lines.append(f"  ({report['detail']})")
 
     def fact(label: str, value) -> None:
-        lines.append(f"  {label:<15}{value}")
+        lines.append(f"  {label:<17}{value}")
 
     running = report["state"] == "running"
     if report["pid"]:

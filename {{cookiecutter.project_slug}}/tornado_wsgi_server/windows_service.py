@@ -285,6 +285,13 @@ def print_status(name: str, project: Project, as_json: bool = False, manager=Non
     return server_status.print_report(server_status.collect(project, options, facts, name), as_json)
 
 
+def _delayed_start(handle) -> bool:
+    try:
+        return bool(win32service.QueryServiceConfig2(handle, win32service.SERVICE_CONFIG_DELAYED_AUTO_START_INFO))
+    except (win32service.error, TypeError, ValueError):  # not said: plain automatic
+        return False
+
+
 class ServiceManager:
     """The Windows reads of ``service status``: a service's state, process, account and start
     type, and the server options stored with it at install."""
@@ -308,8 +315,7 @@ class ServiceManager:
             try:
                 status = win32service.QueryServiceStatusEx(handle)
                 config = win32service.QueryServiceConfig(handle)
-                delayed = config[1] == win32service.SERVICE_AUTO_START and win32service.QueryServiceConfig2(
-                    handle, win32service.SERVICE_CONFIG_DELAYED_AUTO_START_INFO)
+                delayed = config[1] == win32service.SERVICE_AUTO_START and _delayed_start(handle)
             finally:
                 win32service.CloseServiceHandle(handle)
         finally:

@@ -59,6 +59,7 @@ def fact(text: str, label: str) -> str:
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_status_of_a_running_server_then_of_the_stopped_one(start_server, server_env, tmp_path, workers):
     log_file = tmp_path / "server.log"
+    log_file.write_text("2020-01-01 00:00:00,000 1 ERROR [earlier] an older error\n", encoding="utf-8")
     server = start_server("--workers", workers, "--log-file", str(log_file))
     with httpx.Client(timeout=30) as client:
         for _ in range(3):
@@ -78,7 +79,8 @@ def test_status_of_a_running_server_then_of_the_stopped_one(start_server, server
     assert fact(text, "Workers").startswith(f"{workers} process"), text
     assert fact(text, "Requests") == "4 answered since it started"
     assert re.fullmatch(r"\d+ s \(since .+\)", fact(text, "Up")), text
-    assert "Internal Server Error: /__test__/view-error" in fact(text, "Last error")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[django.request\] "
+                        r"Internal Server Error: /__test__/view-error", fact(text, "Last error")), text
     assert fact(text, "Server") == f"tornado_wsgi_server {__version__}"
     assert fact(text, "Folder") == str(PROJECT_DIR)
     assert fact(text, "Log") == str(log_file)
