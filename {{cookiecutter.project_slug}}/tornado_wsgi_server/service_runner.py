@@ -251,7 +251,7 @@ def run_in_console(project: Project, server_args: list[str]) -> int:
         options = build_options(project, server_args)
     except ServiceError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
-        log_start_failure(start_failure_log_file(project.directory, service=True), exc)
+        log_start_failure(start_failure_log_file(project.directory, service=True), SystemExit(str(exc)))
         return 2
     runner = ServiceRunner(project, options)
     install_stop_signals(runner.stop, force_exit)
@@ -365,7 +365,8 @@ class ServiceLifecycle:
         except BaseException as exc:  # SystemExit from a bind or settings error included
             self.event("start_failed", f"{self.name} could not start: {exc}")
             # Written there by the runner; bad options (.env) stop the start before it.
-            log_start_failure(start_failure_log_file(self.project.directory, service=True), exc)
+            log_start_failure(start_failure_log_file(self.project.directory, service=True),
+                              SystemExit(str(exc)) if isinstance(exc, ServiceError) else exc)
             self.state = "stopped"  # the service host reports it, with the error, on return
             return 1
         self.started_text = f"{self.name} serves on {listening_url(options)} (log: {options.log_file})"

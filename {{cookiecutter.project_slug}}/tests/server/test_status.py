@@ -269,5 +269,26 @@ def test_service_start_failure_is_in_the_log_file(server_env, tmp_path, problem)
                                    cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=60)
     assert completed.returncode != 0, completed
     reason = "SERVER_THREADS='lots'" if problem == "bad .env value" else f"cannot listen on 127.0.0.1:{port}"
-    assert re.search(rf"ERROR \[tornado_server\] Could not start: .*{re.escape(reason)}", log_text(log_file)), (
-        completed, log_text(log_file))
+    text = log_text(log_file)
+    assert re.search(rf"ERROR \[tornado_server\] Could not start: .*{re.escape(reason)}", text), (completed, text)
+    assert "Traceback" not in text, text  # a mistake in the options, not in the code
+
+
+def test_service_whose_stored_options_are_bad_says_why_in_the_log_file(monkeypatch, tmp_path):
+    """Options the server refuses stop the service before its runner: Event 102 and the log file."""
+    log_file = tmp_path / "server.log"
+    monkeypatch.setenv("SERVER_LOG_FILE", str(log_file))
+    events = []
+
+    class Status:
+        def report(self, state, wait_hint, exit_code) -> None:
+            pass
+
+        def event(self, event_id, level, text) -> None:
+            events.append((event_id, text))
+
+    assert windows_service.ServiceLifecycle(PROJECT, Status(), ["--threads", "lots"]).run() == 1
+    assert events and events[0][0] == 102 and "--threads" in events[0][1], events
+    text = log_text(log_file)
+    assert re.search(r"ERROR \[tornado_server\] Could not start: .*--threads", text), text
+    assert "Traceback" not in text, text
