@@ -91,6 +91,7 @@ ROUTES = "tests/server/test_tornado_routes.py"
 STATUS_PAGE = "tests/server/test_status_page.py"
 ADMIN = "tests/server/test_windows_admin.py"
 OPTIONS = "tests/server/test_options.py"
+STATUS = "tests/server/test_status.py"
 DRAIN_PROMISE = "Ctrl+C, Ctrl+Break, SIGTERM ...: requests in flight get up to `--drain-timeout` seconds"
 PROXY_PROMISE = "`--trusted-proxies`: proxies whose `X-Forwarded-For`/`-Proto`/`-Host` are believed"
 
@@ -1380,6 +1381,43 @@ MUTATIONS: tuple[Mutation, ...] = (
         '"django.contrib.auth.backends.RemoteUserBackend",',
         "",
         (f"{SIGNON}::test_right_password_signs_on_in_two_legs_on_one_connection_and_django_creates_the_user",),
+    ),
+    Mutation(
+        "ST1", "`status`: exit code 0 when it runs, 3 when it does not",
+        "tornado_wsgi_server/server_status.py",
+        'return RUNNING if report["state"] == "running" else NOT_RUNNING',
+        "return RUNNING",
+        (STATUS,),
+    ),
+    Mutation(
+        "ST2", "A start that fails (port taken, bad `.env`, settings or code that does not load) is logged too",
+        "tornado_wsgi_server/process.py",
+        "    except BaseException as exc:  # the console shows why; the log file keeps it\n"
+        "        log_start_failure(options.log_file, exc)\n",
+        "    except BaseException as exc:  # the console shows why; the log file keeps it\n",
+        (f"{STATUS}::test_port_taken_at_start_is_in_the_log_file",
+         f"{STATUS}::test_bad_setting_at_start_is_in_the_log_file_with_its_traceback"),
+    ),
+    Mutation(
+        "ST3", "`status`: requests (answered; with `--workers` each worker tells its count once a second)",
+        "tornado_wsgi_server/process.py",
+        'worker_link.send(f"requests {told}")',
+        "pass",
+        (f"{STATUS}::test_status_of_a_running_server_then_of_the_stopped_one",),
+    ),
+    Mutation(
+        "ST4", "`service.bat status` ... use the port the service was installed with",
+        "tornado_wsgi_server/windows_service.py",
+        'options = build_options(project, facts.get("stored_options") or [])',
+        "options = build_options(project, [])",
+        (f"{STATUS}::test_service_status_shows_account_start_type_and_stored_options",),
+    ),
+    Mutation(
+        "ST5", "Last error is the newest `ERROR` line of the log file",
+        "tornado_wsgi_server/server_status.py",
+        "for line in reversed(text.splitlines()):",
+        "for line in text.splitlines():",
+        (f"{STATUS}::test_status_of_a_running_server_then_of_the_stopped_one",),
     ),
 )
 

@@ -13,13 +13,17 @@ from urllib.parse import urlsplit
 
 from tornado import httputil, web, websocket
 
-from .logs import setup_logging
+from .logs import reopen_file_log, setup_logging
 from .options import ServerOptions
 from .proxies import Proxies, last_value
 
 
 def setup_django(options: ServerOptions):
-    """Load settings and the WSGI application (settings.WSGI_APPLICATION)."""
+    """Load settings and the WSGI application (settings.WSGI_APPLICATION).
+
+    The log file is set up first, so that a start that fails here is in it too (the caller
+    logs why); Django's logging set-up then replaces it with a new one."""
+    setup_logging(options)
     os.environ["DJANGO_SETTINGS_MODULE"] = options.settings
     # The settings turn on Django's side of Windows sign-on from these (however they were given).
     os.environ["SERVER_WINDOWS_AUTH"] = options.windows_auth
@@ -44,7 +48,7 @@ def setup_django(options: ServerOptions):
     except Exception as exc:
         raise SystemExit(f"ERROR: cannot load the URLs and views ({settings.ROOT_URLCONF}): "
                          f"{type(exc).__name__}: {exc}") from None
-    setup_logging(options)
+    reopen_file_log(options)
     return application
 
 

@@ -21,7 +21,7 @@ from tornado.ioloop import IOLoop, PeriodicCallback
 
 from .http1 import FormattedHead
 from .logs import log
-from .metrics import NO_COUNTING
+from .metrics import NoCounting
 from .options import ServerOptions
 from .proxies import Proxies, is_proxy_header, last_value, split_host
 from .request_queue import RequestQueue
@@ -104,7 +104,7 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
         self.tornado_app = tornado_app
         self.tornado_paths = tornado_paths
         self.loop = IOLoop.current()
-        self.metrics = NO_COUNTING  # counts once --metrics is on (metrics_hub.start_reporter)
+        self.metrics = NoCounting()  # counts everything once --metrics is on (metrics_hub.start_reporter)
         self.in_flight = 0  # read completely, not yet answered; touched on the loop only
         self.sending = 0  # files the loop sends on its own, with no thread held
         self.capacity = options.threads + options.max_queue

@@ -41,7 +41,23 @@ OVERDUE_MARGIN = 10.0
 
 
 class ControlError(Exception):
-    """The server could not be reached or refused; the message says why."""
+    """The server could not be reached or refused; the message says why, ``reason`` in a word:
+    "missing" (no control file: not running), "gone" (a left-over file), "denied",
+    "unreadable", "no answer" (reached, but it did not answer)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def status_answer(options: ServerOptions, mode: str, started: float | None, requests: int,
+                  workers: list[dict]) -> dict:
+    """What a running server answers to ``status`` (``version`` is added by the channel):
+    its own options, which may differ from .env's now."""
+    return {"ok": True, "mode": mode, "pid": os.getpid(), "host": options.host, "port": options.port,
+            "scheme": options.scheme, "threads": options.threads, "processes": options.workers,
+            "started": started, "requests": requests, "workers": workers,
+            "log_file": options.log_file or None}
 
 
 def control_file(project: Project, port: int) -> Path:
@@ -220,17 +236,18 @@ def send_command(project: Project, port: int, command: str, timeout: float | Non
         control_port, token = int(details["port"]), str(details["token"])
     except FileNotFoundError:
         raise ControlError(f"no server started from {project.directory} is running on port {port} "
-                           f"({path} is missing)") from None
+                           f"({path} is missing)", "missing") from None
     except PermissionError:
         raise ControlError(f"{path} is readable only by the user who started the server: run this "
-                           "command as that user (for the Windows service: as Administrator)") from None
+                           "command as that user (for the Windows service: as Administrator)", "denied") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ControlError(f"{path} is unreadable ({exc}); is the server running?") from None
+        raise ControlError(f"{path} is unreadable ({exc}); is the server running?", "unreadable") from None
     try:
         conn = socket.create_connection(("127.0.0.1", control_port), timeout=10)
     except OSError:
         raise ControlError(f"no server started from {project.directory} is running on port {port}: "
-                           f"{path.name} is left over from one that is gone (pid {details.get('pid')})") from None
+                           f"{path.name} is left over from one that is gone (pid {details.get('pid')})",
+                           "gone") from None
     with conn:
         conn.sendall(json.dumps({"token": token, "command": command}).encode() + b"\n")
         conn.settimeout(timeout)
@@ -238,9 +255,9 @@ def send_command(project: Project, port: int, command: str, timeout: float | Non
             return json.loads(read_line(conn))
         except TimeoutError:
             raise ControlError(f"the server did not answer within {timeout:.0f}s; a reload may still "
-                               "go on: see the server's log for its outcome") from None
+                               "go on: see the server's log for its outcome", "no answer") from None
         except (OSError, ValueError) as exc:
-            raise ControlError(f"the server did not answer: {exc}") from None
+            raise ControlError(f"the server did not answer: {exc}", "no answer") from None
 
 
 def run_client(project: Project, options: ServerOptions, command: str) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import sys
 import threading
@@ -54,6 +55,67 @@ def setup_logging(options: ServerOptions) -> None:
         handler._tornado_server = True
         handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s [%(name)s] %(message)s"))
         root.addHandler(handler)
+
+
+def reopen_file_log(options: ServerOptions) -> None:
+    """After Django has set up logging from settings.LOGGING, which closes every handler
+    there was (the file's too, set up before so that a failing start is logged): a new one."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "_tornado_server", False)]:
+        root.removeHandler(handler)
+        handler.close()
+    setup_logging(options)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """Why a start failed, in one line: the text of an ``ERROR: ...`` exit, else the exception."""
+    if isinstance(exc, SystemExit) and isinstance(exc.code, str):
+        return exc.code.removeprefix("ERROR: ").strip()
+    return f"{type(exc).__name__}: {exc}".strip()
+
+
+def log_start_failure(log_file: str | None, exc: BaseException) -> None:
+    """Write why the server could not start to the log file, once per failure: the console
+    (and a service's Event Log) already show it, so the file only gets it. With the traceback
+    of an unexpected error, or of the one behind an ``ERROR:`` exit that is not the
+    operating system's (an app that fails to import, a settings error)."""
+    if not log_file or getattr(exc, "_in_log_file", False) or isinstance(exc, KeyboardInterrupt):
+        return
+    if isinstance(exc, SystemExit) and exc.code in (0, None):
+        return
+    try:
+        exc._in_log_file = True
+    except AttributeError:
+        pass
+    cause = exc if not isinstance(exc, SystemExit) else exc.__context__
+    traced = cause if cause is not None and not isinstance(cause, OSError) else None
+    record = logging.LogRecord(
+        log.name, logging.ERROR, __file__, 0, "Could not start: %s", (describe_failure(exc),),
+        (type(traced), traced, traced.__traceback__) if traced is not None else None)
+    root = logging.getLogger()
+    try:
+        handler = next((h for h in root.handlers if getattr(h, "_tornado_server", False)), None)
+        if handler is None:  # the options could not be read: a handler for this record only
+            from concurrent_log_handler import ConcurrentRotatingFileHandler
+
+            Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+            handler = ConcurrentRotatingFileHandler(log_file, encoding="utf-8")
+            handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s [%(name)s] %(message)s"))
+            try:
+                handler.handle(record)
+            finally:
+                handler.close()
+            return
+        handler.handle(record)
+    except Exception:  # the log file cannot be written: the console and the Event Log still say why
+        pass
+
+
+def start_failure_log_file(project_dir: Path, service: bool) -> str | None:
+    """The log file when the options could not be read (a bad value in .env): SERVER_LOG_FILE
+    as .env gave it, or for the service its default ``logs/server.log``."""
+    path = os.environ.get("SERVER_LOG_FILE", "").strip() or ("logs/server.log" if service else "")
+    return str(Path(project_dir) / path) if path else None
 
 
 

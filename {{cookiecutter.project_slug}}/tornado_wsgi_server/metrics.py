@@ -56,8 +56,10 @@ class Counters:
         self.buckets = [0] * (len(BUCKETS) + 1)
         self.duration_sum = 0.0
         self.events = dict.fromkeys(EVENTS, 0)  # fixed keys: safe to copy from another thread
+        self.answered = 0  # requests answered (any status): what `status` shows
 
     def request_done(self, method: str, status: int, seconds: float) -> None:
+        self.answered += 1
         status_class = min(max(status // 100, 1), 5) - 1
         self.requests[_METHOD_INDEX.get(method, 7) * 5 + status_class] += 1
         self.buckets[bisect.bisect_left(BUCKETS, seconds)] += 1
@@ -68,16 +70,17 @@ class Counters:
 
 
 class NoCounting:
-    """What the container counts with while --metrics is off: nothing."""
+    """What the container counts with while --metrics is off: only the requests answered."""
+
+    def __init__(self) -> None:
+        self.answered = 0
 
     def request_done(self, method: str, status: int, seconds: float) -> None:
-        pass
+        self.answered += 1
 
     def count(self, event: str) -> None:
         pass
 
-
-NO_COUNTING = NoCounting()
 PROCESS_STARTED = time.time()
 
 

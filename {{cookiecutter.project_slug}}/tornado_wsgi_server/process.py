@@ -23,8 +23,8 @@ from . import __version__, lan, worker_link
 from .application import setup_django, tornado_routes
 from .connections import TornadoServer, bind, raise_open_file_limit, ssl_context
 from .container import ThreadedWSGIContainer
-from .control import SINGLE_PROCESS_RELOAD, ControlChannel
-from .logs import log, off_the_loop, tolerate_unencodable_output
+from .control import SINGLE_PROCESS_RELOAD, ControlChannel, status_answer
+from .logs import log, log_start_failure, off_the_loop, tolerate_unencodable_output
 from .metrics_hub import single_process_sink, start_reporter
 from .options import IS_WINDOWS, ServerOptions
 from .project import Project
@@ -74,6 +74,13 @@ class Server:
         # Replaced by a new worker: keep answering requests on open connections until each
         # closes (see _retire()), so that no client sees its connection cut.
         self.retire = False
+        self.container: ThreadedWSGIContainer | None = None  # while it serves
+        self.started: float | None = None  # when it began to serve (time.time())
+
+    @property
+    def requests(self) -> int:
+        """Requests answered since it began to serve."""
+        return self.container.metrics.answered if self.container is not None else 0
 
     def stop(self, reason: str = "stop requested", drain_timeout: float | None = None,
              retire: bool = False) -> None:
@@ -122,7 +129,7 @@ class Server:
         if self._pending_stop:
             self._stop_requested.set()
         tornado_app, tornado_paths = tornado_routes(options)
-        container = ThreadedWSGIContainer(application, options, tornado_app, tornado_paths)
+        container = self.container = ThreadedWSGIContainer(application, options, tornado_app, tornado_paths)
         server = TornadoServer(
             container,
             max_connections=options.max_connections,
@@ -142,6 +149,8 @@ class Server:
         if waker:  # lets Ctrl+C reach Python while select() waits
             waker.start()
         recycler = self._recycle_after(options, container)
+        counter = self._report_requests(container)
+        self.started = time.time()
         if self.on_ready:
             self.on_ready()
         await self._stop_requested.wait()
@@ -149,6 +158,8 @@ class Server:
         server.stop()  # no new connections; the port is free again
         if recycler:
             recycler.stop()
+        if counter:
+            counter.stop()
         draining_since = time.monotonic()
         if self.retire:
             await self._retire(server, container, draining_since)
@@ -194,6 +205,10 @@ class Server:
                     stream.close()
             await asyncio.sleep(0.05)
 
+    def control_command(self, command: str) -> dict:
+        """What the control channel of a one-process server runs."""
+        return single_process_command(command, self)
+
     def _recycle_after(self, options: ServerOptions, container: ThreadedWSGIContainer):
         """--max-requests: a worker that started about that many asks to be replaced; if the
         supervisor could not replace it, it asks again after as many requests more."""
@@ -216,6 +231,26 @@ class Server:
         return recycler
 
 
+    def _report_requests(self, container: ThreadedWSGIContainer):
+        """A worker tells its supervisor how many requests it answered, each second it
+        answered more (for ``status``)."""
+        if not worker_link.is_worker():
+            return None
+        told = 0
+
+        def report() -> None:
+            nonlocal told
+            if container.metrics.answered != told:
+                told = container.metrics.answered
+                worker_link.send(f"requests {told}")
+
+        counter = PeriodicCallback(report, REQUEST_COUNT_INTERVAL * 1000)
+        counter.start()
+        return counter
+
+
+# A worker reports its request count to the supervisor this often (seconds) while it changes.
+REQUEST_COUNT_INTERVAL = 1.0
 # A retiring worker closes a keep-alive connection idle this long (seconds).
 RETIRE_IDLE_GRACE = 1.0
 
@@ -252,26 +287,30 @@ def force_exit() -> None:
 def serve_single(project: Project, options: ServerOptions) -> int:
     tolerate_unencodable_output()
     raise_open_file_limit()
-    application = setup_django(options)
-    sockets = bind(options)
-    server = Server(options, sockets, on_ready=lambda: announce(project, options))
-    server.metrics_sink = single_process_sink(options)
+    try:
+        application = setup_django(options)
+        sockets = bind(options)
+        server = Server(options, sockets, on_ready=lambda: announce(project, options))
+        server.metrics_sink = single_process_sink(options)
+    except BaseException as exc:  # the console shows why; the log file keeps it
+        log_start_failure(options.log_file, exc)
+        raise
     install_stop_signals(server.stop, force_exit)
     if options.max_requests:
         log.warning("--max-requests needs --workers 2 or more: one process is never recycled")
-    control = ControlChannel(project, options, single_process_command).start()
+    control = ControlChannel(project, options, server.control_command).start()
     try:
         return server.run(application)
     finally:
         control.close()
 
 
-def single_process_command(command: str) -> dict:
+def single_process_command(command: str, server: Server | None = None) -> dict:
     """The control channel of a one-process server: ``status``; ``reload`` is refused."""
     if command == "reload":
         return {"ok": False, "error": SINGLE_PROCESS_RELOAD}
-    if command == "status":
-        return {"ok": True, "mode": "single", "pid": os.getpid()}
+    if command == "status" and server is not None:
+        return status_answer(server.options, "single", server.started, server.requests, [])
     return {"ok": False, "error": f"unknown command {command!r}"}
 
 

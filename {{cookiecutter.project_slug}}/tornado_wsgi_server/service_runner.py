@@ -18,7 +18,7 @@ from pathlib import Path
 from .application import setup_django
 from .connections import bind, raise_open_file_limit
 from .control import ControlChannel, reload_timeout
-from .logs import setup_logging, tolerate_unencodable_output
+from .logs import log_start_failure, setup_logging, start_failure_log_file, tolerate_unencodable_output
 from .metrics_hub import single_process_sink
 from .options import ServerOptions, load_options, read_dotenv
 from .process import Server, announce, force_exit, install_stop_signals, listening_url, single_process_command
@@ -137,6 +137,16 @@ class ServiceRunner:
         self._thread: threading.Thread | None = None
 
     def start(self) -> ServiceRunner:
+        """Load Django and bind the port (one process) or start the supervisor; a failure
+        is raised, and written to the log file."""
+        try:
+            self._start()
+        except BaseException as exc:
+            log_start_failure(self.options.log_file, exc)
+            raise
+        return self
+
+    def _start(self) -> None:
         check_tornado()
         raise_open_file_limit()
         if self.options.workers > 1:
@@ -150,13 +160,12 @@ class ServiceRunner:
             # first report that it stopped (see exit_if_unfinished()).
             self._server = Server(self.options, sockets, on_ready=self._on_ready, hard_exit=False)
             self._server.metrics_sink = single_process_sink(self.options)
-            self._control = ControlChannel(self.project, self.options, single_process_command).start()
+            self._control = ControlChannel(self.project, self.options, self._server.control_command).start()
             target = lambda: self._server.run(application)  # noqa: E731
         if self._stopping.is_set():
             self.stop(self._stop_reason, self._stop_drain)
         self._thread = threading.Thread(target=self._run, args=(target,), name="server", daemon=True)
         self._thread.start()
-        return self
 
     def _on_ready(self) -> None:
         announce(self.project, self.options)
@@ -242,6 +251,7 @@ def run_in_console(project: Project, server_args: list[str]) -> int:
         options = build_options(project, server_args)
     except ServiceError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
+        log_start_failure(start_failure_log_file(project.directory, service=True), SystemExit(str(exc)))
         return 2
     runner = ServiceRunner(project, options)
     install_stop_signals(runner.stop, force_exit)
@@ -354,6 +364,9 @@ class ServiceLifecycle:
             self.runner.start()  # loads Django and binds the port (or fails here)
         except BaseException as exc:  # SystemExit from a bind or settings error included
             self.event("start_failed", f"{self.name} could not start: {exc}")
+            # Written there by the runner; bad options (.env) stop the start before it.
+            log_start_failure(start_failure_log_file(self.project.directory, service=True),
+                              SystemExit(str(exc)) if isinstance(exc, ServiceError) else exc)
             self.state = "stopped"  # the service host reports it, with the error, on return
             return 1
         self.started_text = f"{self.name} serves on {listening_url(options)} (log: {options.log_file})"

@@ -24,8 +24,15 @@ from typing import Any
 from . import worker_link
 from .application import setup_django
 from .connections import bind, raise_open_file_limit
-from .control import OVERDUE_MARGIN, START_TIMEOUT, ControlChannel, ReloadResult, reload_timeout
-from .logs import log, setup_logging, tolerate_unencodable_output
+from .control import (
+    OVERDUE_MARGIN,
+    START_TIMEOUT,
+    ControlChannel,
+    ReloadResult,
+    reload_timeout,
+    status_answer,
+)
+from .logs import describe_failure, log, log_start_failure, setup_logging, tolerate_unencodable_output
 from .metrics_hub import start_hub
 from .options import ServerOptions
 from .process import Server, announce, force_exit, install_stop_signals
@@ -41,12 +48,6 @@ def ask_to_be_replaced(reason: str) -> bool:
     process is not a supervised worker (a one-process server), True once the supervisor
     was told."""
     return worker_link.ask_for_replacement(worker_link.STUCK, reason)
-
-
-def describe_failure(exc: BaseException) -> str:
-    if isinstance(exc, SystemExit) and isinstance(exc.code, str):
-        return exc.code.removeprefix("ERROR: ").strip()
-    return f"{type(exc).__name__}: {exc}".strip()
 
 
 def worker_main(options: ServerOptions, sockets: list, conn, number: int, metrics_conn=None) -> None:
@@ -102,6 +103,7 @@ class Worker:
     ready: bool = False
     started: float = field(default_factory=time.monotonic)
     failure: str = ""  # why it could not start, as it said
+    requests: int = 0  # answered so far, as it last said
     retiring_since: float | None = None  # told to stop: its replacement serves
     drain_timeout: float = 0.0
     reloads: list[ReloadResult] = field(default_factory=list)  # the reloads waiting for it to end
@@ -143,6 +145,8 @@ class Supervisor:
         self._closed = False  # shut down: no more reloads
         self.control: ControlChannel | None = None
         self.metrics = start_hub(options)  # None unless --metrics
+        self.started: float | None = None  # when every worker first served (time.time())
+        self.requests_of_ended = 0  # received by workers that have ended
 
     def event(self, kind: str, text: str) -> None:
         if self.on_event is not None:
@@ -212,7 +216,11 @@ class Supervisor:
     def run(self) -> int:
         from multiprocessing.connection import wait
 
-        sockets = bind(self.options)
+        try:
+            sockets = bind(self.options)
+        except BaseException as exc:
+            log_start_failure(self.options.log_file, exc)
+            raise
         self.control = ControlChannel(self.project, self.options, self.control_command).start()
         try:
             return self._run(sockets, wait)
@@ -245,6 +253,7 @@ class Supervisor:
             self._kill_overdue()
             if not announced and all(w.ready for w in self.workers.values()):
                 announced = True
+                self.started = time.time()
                 announce(self.project, self.options)
         for sock in sockets:
             sock.close()
@@ -262,6 +271,8 @@ class Supervisor:
             worker.ready = True
         elif kind == "failed":
             worker.failure = text
+        elif kind == "requests" and text.isdigit():
+            worker.requests = int(text)
         elif kind == "replace" and worker.retiring_since is None:
             why, _, reason = text.partition(" ")
             if not any(r.old == worker.number for r in self._all_replacements()):
@@ -283,6 +294,7 @@ class Supervisor:
             pass
         worker.conn.close()
         del self.workers[worker.number]
+        self.requests_of_ended += worker.requests
         if self.metrics:  # its counts stay in the totals; a crash also counts as a restart
             crashed = worker.retiring_since is None and worker.ready
             self.metrics.worker_gone(str(worker.number), restart=crashed)
@@ -298,7 +310,8 @@ class Supervisor:
             self._replacement_failed(f"the new worker {worker.number} could not start: {why}")
             return True
         if not worker.ready and not announced:
-            log.error("Worker %d failed to start (exit code %s); stopping.", worker.number, code)
+            log.error("Worker %d failed to start: %s; stopping.", worker.number,
+                      worker.failure or f"it exited with code {code}")
             self.stop("a worker failed to start")
             return False
         for dropped in [r for r in self.replacements if r.old == worker.number]:
@@ -415,10 +428,12 @@ class Supervisor:
         if command == "reload":
             return self.reload().as_answer(reload_timeout(self.options))
         if command == "status":
+            current = list(self.workers.values())
             workers = [{"number": w.number, "pid": w.process.pid, "ready": w.ready,
-                        "retiring": w.retiring_since is not None,
-                        "age": round(time.monotonic() - w.started, 1)} for w in list(self.workers.values())]
-            return {"ok": True, "mode": "workers", "workers": workers}
+                        "retiring": w.retiring_since is not None, "requests": w.requests,
+                        "age": round(time.monotonic() - w.started, 1)} for w in current]
+            requests = self.requests_of_ended + sum(w.requests for w in current)
+            return status_answer(self.options, "workers", self.started, requests, workers)
         return {"ok": False, "error": f"unknown command {command!r}"}
 
     def shutdown(self) -> None:
@@ -449,6 +464,10 @@ class Supervisor:
 def serve_workers(project: Project, options: ServerOptions) -> int:
     tolerate_unencodable_output()
     setup_logging(options)
-    supervisor = Supervisor(project, options)
+    try:
+        supervisor = Supervisor(project, options)
+    except BaseException as exc:  # its metrics port is taken
+        log_start_failure(options.log_file, exc)
+        raise
     install_stop_signals(supervisor.stop, force_exit)
     return supervisor.run()

@@ -42,7 +42,7 @@ def test_version_is_printed_shown_at_start_and_reported_by_status(start_server, 
     assert (result.returncode, result.stdout) == (0, f"tornado_wsgi_server {__version__}\n"), result.stderr
     server = start_server()
     assert f"Server {__version__};" in server.output()
-    status = run_server_cli("status", "--port", str(server.port), env=server_env)
+    status = run_server_cli("status", "--json", "--port", str(server.port), env=server_env)
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["version"] == __version__
     assert server.stop() == 0
