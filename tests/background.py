@@ -1,11 +1,14 @@
-"""The default bake's full test suite, run in a thread while the template's other tests run.
+"""The default bake's full test suite, run in a thread while the template's other tests run;
+and the benchmarks' virtual environment, made meanwhile.
 
 It is the longest part of the template's suite (about nine minutes on two cores) and its
 servers mostly wait on the clock, so the tests that only bake, lint or parse use the other
 core meanwhile; the benchmark smokes, which load every core, run only after it has ended
 (conftest.py orders them last). Its virtual environment, made first, is shared with the
 tests that need the same requirements (test_workflows.py, test_update.py): one pip install
-instead of three.
+instead of three. The benchmark smokes' cached venv (the requirements plus the peer servers)
+is made in another thread at the start too, so that its pip install is not added to the time
+the smokes take at the end.
 """
 
 from __future__ import annotations
@@ -136,3 +139,58 @@ def default_suite(config) -> DefaultSuite:
         workdir = factory.mktemp("default-suite") if factory else Path(tempfile.mkdtemp(prefix="default-suite-"))
         suite = config._default_suite = DefaultSuite(workdir).start()
     return suite
+
+
+# What benchmarks/run.py does before it measures anything: bake, then make (or reuse) its venv.
+_BENCHMARK_VENV = ("import pathlib, shutil, sys, tempfile\n"
+                   "sys.path.insert(0, 'benchmarks')\n"
+                   "import run\n"
+                   "workdir = pathlib.Path(tempfile.mkdtemp(prefix='bench-venv-'))\n"
+                   "try:\n"
+                   "    run.cached_venv(run.bake(workdir), sys.argv[1], pathlib.Path(sys.argv[2]).resolve())\n"
+                   "finally:\n"
+                   "    shutil.rmtree(workdir, ignore_errors=True)\n")
+
+
+class BenchmarkVenv:
+    """benchmarks/run.py's cached venv for the main Python, made in a thread; the smokes wait
+    for it (two pip installs into one folder would break it)."""
+
+    def __init__(self) -> None:
+        self.env = clean_env()
+        self.cache_dir = Path(self.env.get("BENCH_CACHE_DIR") or ROOT / "benchmarks" / ".cache")
+        self.output = ""
+        self.done = threading.Event()
+        self.running: subprocess.Popen | None = None
+        self.thread = threading.Thread(target=self._work, name="benchmark-venv", daemon=True)
+
+    def _work(self) -> None:
+        try:
+            made = run([sys.executable, "-c", _BENCHMARK_VENV, main_python(), self.cache_dir], cwd=ROOT,
+                       env=self.env, timeout=VENV_TIMEOUT, on_start=self._started)
+            self.output = "" if made.returncode == 0 else made.stdout
+        except BaseException as exc:  # the smoke that waits reports it
+            self.output = repr(exc)
+        finally:
+            self.done.set()
+
+    def _started(self, process: subprocess.Popen) -> None:
+        self.running = process
+
+    def wait(self) -> None:
+        """Once made; a failure here is left to the smoke, which makes the venv itself."""
+        self.done.wait(VENV_TIMEOUT + 120)
+
+    def stop(self) -> None:
+        process = self.running
+        if not self.done.is_set() and process is not None and process.poll() is None:
+            kill_tree(process.pid)
+
+
+def benchmark_venv(config) -> BenchmarkVenv:
+    """The benchmark venv of this pytest session, started on first use."""
+    prepared = getattr(config, "_benchmark_venv", None)
+    if prepared is None:
+        prepared = config._benchmark_venv = BenchmarkVenv()
+        prepared.thread.start()
+    return prepared

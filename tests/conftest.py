@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from background import default_suite
+from background import benchmark_venv, default_suite
 from helpers import MATRIX_PYTHONS, ROOT
 
 # Tests of the template itself, whose outcome does not depend on the Python running them:
@@ -56,14 +56,18 @@ def pytest_collection_modifyitems(config, items):
         return 1 if "tested_default" in item.fixturenames else 0
 
     items.sort(key=rank)  # stable: the order within each group stays
-    if any(rank(item) == 1 for item in items) and not config.option.collectonly:
+    if config.option.collectonly:
+        return
+    if any(rank(item) == 1 for item in items):
         default_suite(config)
+    if any(rank(item) == 2 for item in items):
+        benchmark_venv(config)
 
 
 def pytest_unconfigure(config):
-    suite = getattr(config, "_default_suite", None)
-    if suite is not None:
-        suite.stop()
+    for started in (getattr(config, "_default_suite", None), getattr(config, "_benchmark_venv", None)):
+        if started is not None:
+            started.stop()
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,16 @@ import sys
 
 import pytest
 
+from background import benchmark_venv
 from helpers import ROOT, clean_env, main_python, need, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # above each run's 240 s
+
+
+@pytest.fixture(autouse=True)
+def venv_made(request):
+    """The benchmarks' venv is made in a thread from the start (background.py): wait for it."""
+    benchmark_venv(request.config).wait()
 
 
 def test_quick_benchmark_prints_a_table(tmp_path):
