@@ -21,9 +21,9 @@ Contract:
   machine, kept in ``tools/.cache/catchers.json``). Only when that test does not fail (or
   there is none) run ``pytest -x`` on its test files. Put the original bytes back and check
   them. A failed test (pytest exit 1) is a catch only once that test, run again alone on the
-  unmutated bake, passes ("flaky" otherwise); a catch by the test files also needs those files
-  to pass whole on the unmutated bake (run once per set of files), as a test can fail after
-  another one in its file and pass alone. A run past ``--timeout``, or stopped by the suite's
+  unmutated bake, passes ("flaky" otherwise); a catch by the test files also needs the same
+  run to pass on the unmutated bake (once per set of files), as a test can fail after another
+  one and pass alone. A run past ``--timeout``, or stopped by the suite's
   own per-test timeout, is a "timeout"; any other exit (2: collection error or interrupted,
   3, 4, 5) an "error": neither is a catch.
 - ``--jobs 2`` bakes twice and checks two mutations at a time, one per bake.
@@ -1511,26 +1511,23 @@ def first_failure(output: str) -> str:
     return match.group(1).strip() if match else ""
 
 
-def test_files(tests: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(sorted({test.partition("::")[0] for test in tests}))
-
-
 class Workspace:
-    """One baked project with the venv that runs its tests, and the sets of test files known
-    to pass whole on it unmutated. With --jobs 2 each job has a workspace of its own."""
+    """One baked project with the venv that runs its tests, and the sets of tests (the files
+    or node ids a mutation names) known to pass on it unmutated. With --jobs 2 each job has a
+    workspace of its own."""
 
     def __init__(self, project: Path, python: Path, timeout: float) -> None:
         self.project, self.python, self.timeout = project, python, timeout
         self.passing: dict[tuple[str, ...], bool] = {}
 
-    def files_pass(self, files: tuple[str, ...], name: str) -> bool:
-        """Whether ``files`` pass whole on the unmutated bake (run once per set of files)."""
-        if files not in self.passing:
-            log(f"    baseline: {' '.join(files)} on the unmutated bake")
-            code, _ = run_pytest(self.python, self.project, list(files), self.timeout * len(files),
+    def passes(self, tests: tuple[str, ...], name: str) -> bool:
+        """Whether ``tests`` (test files or node ids) pass on the unmutated bake (run once per set)."""
+        if tests not in self.passing:
+            log(f"    baseline: {' '.join(tests)} on the unmutated bake")
+            code, _ = run_pytest(self.python, self.project, list(tests), self.timeout * len(tests),
                                  LOGS / f"{name}-baseline.log", stop_at_first=False)
-            self.passing[files] = code == 0
-        return self.passing[files]
+            self.passing[tests] = code == 0
+        return self.passing[tests]
 
 
 def a_catch(code: int | None, output: str) -> bool:
@@ -1579,10 +1576,11 @@ def check(workspace: Workspace, mutation: Mutation, timeout: float, catcher: str
     if control != 0:
         return Outcome(mutation, "flaky", file, f"{failed} (fails unmutated too: "
                        f"logs/{mutation.name}-control.log)", time.monotonic() - started, not by_files)
-    # A test that failed after others of its files may fail unmutated after them too.
-    files = test_files(mutation.tests)
-    if by_files and not workspace.files_pass(files, mutation.name):
-        return Outcome(mutation, "error", file, f"{' '.join(files)} fail unmutated "
+    # A test that failed after others of the run may fail unmutated after them too: the same
+    # run must pass unmutated.
+    tests = tuple(mutation.tests)
+    if by_files and not workspace.passes(tests, mutation.name):
+        return Outcome(mutation, "error", file, f"{' '.join(tests)} fail unmutated "
                        f"(logs/{mutation.name}-baseline.log)", time.monotonic() - started)
     return Outcome(mutation, "caught", file, failed, time.monotonic() - started, not by_files)
 
