@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Check that the generated project's tests notice when a README promise is broken.
 
-    .venv/bin/python tools/mutation_check.py                  # every mutation (about 30-60 min)
+    .venv/bin/python tools/mutation_check.py                  # every mutation (about 50 min)
     .venv/bin/python tools/mutation_check.py --list           # the mutations; nothing is run
     .venv/bin/python tools/mutation_check.py --only P3b,P17   # just these
     .venv/bin/python tools/mutation_check.py --venv ~/sites/my_site/.venv
