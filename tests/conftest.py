@@ -42,6 +42,7 @@ def left_out(item) -> bool:
     return item.originalname == "test_baked_project_smoke_on_python" and params["version"] in MATRIX_PYTHONS
 
 
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected theirs
 def pytest_collection_modifyitems(config, items):
     deselected = [item for item in items if left_out(item)]
     if deselected:
