@@ -1,9 +1,10 @@
 """The default bake's full test suite, run in a thread while the template's other tests run;
 and the benchmarks' virtual environment, made meanwhile.
 
-It is the longest part of the template's suite (about nine minutes on two cores) and its
-servers mostly wait on the clock, so the tests that only bake, lint or parse use the other
-core meanwhile; the benchmark smokes, which load every core, run only after it has ended
+It is the longest part of the template's suite (about nine minutes on two cores) and keeps
+less than one core busy on average (its servers wait on clocks and sockets), so the other
+tests, which mostly bake, install, lint or parse one process at a time, use the other core
+meanwhile; the benchmark smokes, which load every core, run only after it has ended
 (conftest.py orders them last). Its virtual environment, made first, is shared with the
 tests that need the same requirements (test_workflows.py, test_update.py): one pip install
 instead of three. The benchmark smokes' cached venv (the requirements plus the peer servers)
