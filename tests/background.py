@@ -5,7 +5,7 @@ It is the longest part of the template's suite (about nine minutes on two cores)
 less than one core busy on average (its servers wait on clocks and sockets), so the other
 tests, which mostly bake, install, lint or parse one process at a time, use the other core
 meanwhile; the benchmark smokes, which load every core, run only after it has ended
-(conftest.py orders them last). Its virtual environment, made first, is shared with the
+(conftest.py orders them last), all at once (test_benchmarks_smoke.py). Its virtual environment, made first, is shared with the
 tests that need the same requirements (test_workflows.py, test_update.py): one pip install
 instead of three. The benchmark smokes' cached venv (the requirements plus the peer servers)
 is made in another thread at the start too, so that its pip install is not added to the time
