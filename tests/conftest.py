@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from background import benchmark_venv, default_suite
 from helpers import MATRIX_PYTHONS, ROOT
 
 # Tests of the template itself, whose outcome does not depend on the Python running them:
@@ -41,8 +42,37 @@ def left_out(item) -> bool:
     return item.originalname == "test_baked_project_smoke_on_python" and params["version"] in MATRIX_PYTHONS
 
 
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected theirs
 def pytest_collection_modifyitems(config, items):
     deselected = [item for item in items if left_out(item)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = [item for item in items if not left_out(item)]
+    # The default bake's suite (background.py) starts now and runs while the other tests do;
+    # the tests that read its result come after them, and the benchmark smokes, which load
+    # every core, after those: their load would make the suite's timing tests flaky.
+    def rank(item) -> int:
+        if item.path.name == "test_benchmarks_smoke.py":
+            return 2
+        return 1 if "tested_default" in item.fixturenames else 0
+
+    items.sort(key=rank)  # stable: the order within each group stays
+    if config.option.collectonly:
+        return
+    if any(rank(item) == 1 for item in items):
+        default_suite(config)
+    if any(rank(item) == 2 for item in items):
+        benchmark_venv(config)
+
+
+def pytest_unconfigure(config):
+    for started in (getattr(config, "_default_suite", None), getattr(config, "_benchmark_venv", None)):
+        if started is not None:
+            started.stop()
+
+
+@pytest.fixture(scope="session")
+def default_venv_python(request) -> Path:
+    """The python of a venv with a default bake's requirements-dev.txt on the main Python
+    (the one the default bake's suite runs in): for tests that only run it."""
+    return default_suite(request.config).shared_venv()

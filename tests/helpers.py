@@ -118,8 +118,10 @@ def clean_env(**extra: str) -> dict:
     return env
 
 
-def run(args: list, cwd: Path, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
-    """Run a command, returning its combined output as ``stdout``.
+def run(args: list, cwd: Path, env: dict | None = None, timeout: float = 900,
+        on_start=None) -> subprocess.CompletedProcess:
+    """Run a command, returning its combined output as ``stdout``; ``on_start`` gets the
+    process once it runs (to kill it from another thread).
 
     Past ``timeout`` seconds the command and every process it started (servers of a baked
     suite among them, whatever their session) are killed, and the test fails with the output.
@@ -131,6 +133,8 @@ def run(args: list, cwd: Path, env: dict | None = None, timeout: float = 900) ->
     with subprocess.Popen(args, cwd=cwd, env=env or clean_env(), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace",
                           **group) as process:
+        if on_start is not None:
+            on_start(process)
         try:
             output, _ = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -171,14 +175,14 @@ def kill_tree(pid: int) -> None:
 
 
 def make_venv(project_dir: Path, python: str, requirements: str = "requirements-dev.txt",
-              venv_name: str = ".venv") -> Path:
+              venv_name: str = ".venv", env: dict | None = None, on_start=None) -> Path:
     """A fresh virtual environment in the project with ``requirements`` installed; its python."""
     venv = project_dir / venv_name
-    created = run([python, "-m", "venv", "--clear", venv], cwd=project_dir)
+    created = run([python, "-m", "venv", "--clear", venv], cwd=project_dir, env=env, on_start=on_start)
     assert created.returncode == 0, created.stdout
     vpython = venv_python(venv)
     installed = run([vpython, "-m", "pip", "install", "--disable-pip-version-check", "-q",
-                     "-r", requirements], cwd=project_dir)
+                     "-r", requirements], cwd=project_dir, env=env, on_start=on_start)
     assert installed.returncode == 0, installed.stdout
     return vpython
 
@@ -293,10 +297,16 @@ def run_baked_suite(project_dir: Path, python: str | None = None, env: dict | No
     """
     project_dir = Path(project_dir)
     vpython = make_venv(project_dir, python or main_python())
+    return run_suite(project_dir, vpython, clean_env(**(env or {})), args, timeout)
+
+
+def run_suite(project_dir: Path, vpython: Path, env: dict, args: tuple = (), timeout: float = 1500,
+              on_start=None) -> SuiteResult:
+    """The baked project's own pytest, run by ``vpython`` with exactly ``env``."""
     # -ra: one summary line per skip with its reason, whatever the project's addopts say.
     report = project_dir / "pytest-report.xml"
     completed = run([vpython, "-m", "pytest", "-p", "no:cacheprovider", "-ra", f"--junitxml={report}", *args],
-                    cwd=project_dir, env=clean_env(**(env or {})), timeout=timeout)
+                    cwd=project_dir, env=env, timeout=timeout, on_start=on_start)
     counts = parse_pytest_summary(completed.stdout)
     collected = _COLLECTED.search(completed.stdout)
     return SuiteResult(counts["passed"], counts["failed"], counts["errors"], counts["skipped"],

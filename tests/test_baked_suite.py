@@ -7,11 +7,11 @@ import re
 
 import pytest
 
+from background import DEVELOPER_ENV, default_suite
 from helpers import (
     MAIN_PYTHON,
     SUPPORTED_PYTHONS,
     clean_env,
-    main_python,
     python_or_skip,
     python_version,
     read_env_file,
@@ -33,34 +33,6 @@ SMOKE_PYTHONS = tuple(v for v in SUPPORTED_PYTHONS if v != MAIN_PYTHON and
 COMPILE_PYTHONS = tuple(v for v in SUPPORTED_PYTHONS if v != MAIN_PYTHON and v not in SMOKE_PYTHONS)
 
 
-# A developer's .env with every documented SERVER_* and DJANGO_* variable set to a valid
-# value other than its default (what the README suggests for production, a proxy, a busy
-# site): the project's own tests decide their settings and must pass with it all the same.
-DEVELOPER_ENV = {
-    "SERVER_HOST": "0.0.0.0", "SERVER_PORT": "8765", "SERVER_THREADS": "3", "SERVER_WORKERS": "2",
-    "SERVER_STATIC_FROM_LOOP": "false",
-    "SERVER_ACCESS_LOG": "false", "SERVER_LOG_FILE": "logs/elsewhere.log", "SERVER_LOG_MAX_BYTES": "1M",
-    "SERVER_LOG_BACKUPS": "2", "SERVER_TRUSTED_PROXIES": "127.0.0.1", "SERVER_MAX_CONNECTIONS": "40",
-    "SERVER_MAX_CONNECTIONS_PER_IP": "4", "SERVER_MAX_QUEUE": "5", "SERVER_MAX_QUEUE_WAIT": "1",
-    "SERVER_MAX_BODY_SIZE": "2K", "SERVER_MAX_HEADER_SIZE": "2K", "SERVER_IDLE_TIMEOUT": "2",
-    "SERVER_BODY_TIMEOUT": "2", "SERVER_MIN_BODY_RATE": "100K", "SERVER_BODY_RATE_WINDOW": "1",
-    "SERVER_WRITE_TIMEOUT": "1", "SERVER_MIN_SEND_RATE": "100K", "SERVER_DRAIN_TIMEOUT": "1", "SERVER_REQUEST_TIMEOUT": "1",
-    "SERVER_MAX_REQUESTS": "20", "SERVER_MAX_REQUESTS_JITTER": "3", "SERVER_MAX_WEBSOCKETS": "1",
-    "SERVER_WEBSOCKET_MAX_MESSAGE_SIZE": "1K", "SERVER_WEBSOCKET_PING_INTERVAL": "1",
-    "SERVER_WEBSOCKET_PING_TIMEOUT": "1", "SERVER_METRICS": "9464", "SERVER_METRICS_PUBLIC": "true",
-    "SERVER_CERTFILE": "missing-cert.pem", "SERVER_KEYFILE": "missing-key.pem",
-    "SERVER_CERT_PASSWORD": "not-the-password",
-    "DJANGO_DEBUG": "true", "DJANGO_HTTPS": "true", "DJANGO_ALLOWED_HOSTS": "example.com",
-    "DJANGO_CSRF_TRUSTED_ORIGINS": "https://example.com", "DJANGO_LOG_LEVEL": "DEBUG",
-    "DJANGO_TIME_ZONE": "Asia/Tokyo", "DJANGO_ADMINS": "Ops <ops@example.com>",
-    "DJANGO_DEFAULT_FROM_EMAIL": "site@example.com", "DJANGO_SERVER_EMAIL": "errors@example.com",
-    "DJANGO_SECURE_SSL_REDIRECT": "true", "DJANGO_SECURE_HSTS_SECONDS": "60",
-    "DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS": "true", "DJANGO_SECURE_HSTS_PRELOAD": "true",
-    "DJANGO_SESSION_COOKIE_AGE": "60", "DJANGO_SESSION_EXPIRE_AT_BROWSER_CLOSE": "true",
-    "DJANGO_STATIC_ROOT": "elsewhere/static",
-}
-
-
 def documented_variables(project) -> set[str]:
     """The SERVER_* and DJANGO_* names .env.example shows (set or commented out)."""
     text = (project / ".env.example").read_text(encoding="utf-8")
@@ -68,20 +40,10 @@ def documented_variables(project) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def tested_default(cookies_session):
+def tested_default(request):
     """A default bake whose full test suite has run in its .venv (main Python), with
-    DEVELOPER_ENV added to its .env for that run."""
-    result = cookies_session.bake()
-    assert result.exit_code == 0, result.exception
-    project = result.project_path
-    env_file = project / ".env"
-    original = env_file.read_text(encoding="utf-8")
-    extra = "".join(f"{name}={value}\n" for name, value in DEVELOPER_ENV.items())
-    env_file.write_text(original + "\n# A developer's own settings\n" + extra, encoding="utf-8")
-    try:
-        return project, run_baked_suite(project, main_python())
-    finally:
-        env_file.write_text(original, encoding="utf-8")
+    DEVELOPER_ENV added to its .env for that run: started at collection (background.py)."""
+    return default_suite(request.config).result()
 
 
 def test_developer_env_covers_every_documented_variable(tested_default):

@@ -52,3 +52,20 @@ def test_mutation_applies_once_to_a_fresh_bake(default_project, mutation):
             function = name.split("[")[0].split("::")[-1]
             assert re.search(rf"^\s*def {re.escape(function)}\(", test_file.read_text(encoding="utf-8"),
                              re.M), f"{mutation.name}: no test {function} in {file}"
+
+
+def test_last_catchers_are_read_from_the_committed_table():
+    """The test each entry's last full run named is tried first: the table must parse."""
+    rows = TOOL.table_rows((ROOT / "tools" / "results" / "mutation-latest.md").read_text(encoding="utf-8"))
+    caught = {row["name"]: row["caught by"] for row in rows if row.get("result") == "caught"}
+    assert len(caught) >= 100, rows[:3]
+    assert all(test.startswith("tests/") and "::" in test for test in caught.values()), caught
+
+
+def test_a_last_catcher_is_tried_only_while_the_entry_names_it():
+    entry = TOOL.Mutation("X", "a promise", "f.py", "old", "new", ("tests/a.py", "tests/b.py::test_b"))
+    for last, tried in (("tests/a.py::test_a[1]", True), ("tests/b.py::test_b", True),
+                        ("tests/b.py::test_b[case]", True), ("tests/b.py::test_bb", False),
+                        ("tests/c.py::test_a", False), ("tests/ab.py::test_a", False)):
+        assert TOOL.catcher_for(entry, {"X": last}) == (last if tried else ""), last
+    assert TOOL.catcher_for(entry, {}) == ""

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import IS_WINDOWS, ROOT, clean_env, main_python, make_venv, run, venv_python
+from helpers import IS_WINDOWS, ROOT, clean_env, main_python, run, venv_python
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")]
@@ -68,20 +68,16 @@ def bake(template: Path, output: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def environments(tmp_path_factory) -> dict:
-    """site-packages with the bake's requirements-dev.txt, and the update tool's venv."""
+def environments(tmp_path_factory, default_venv_python) -> dict:
+    """site-packages with the bake's requirements-dev.txt (those of the default bake's venv,
+    only read here), and the update tool's venv."""
     base = tmp_path_factory.mktemp("environments")
     project = bake(ROOT, base)
     tool = base / "update-tool"
     python = main_python()
 
     def dev() -> Path:
-        # The site's packages and what SUITE imports, as pinned in requirements-dev.txt.
-        pins = [line for line in (project / "requirements-dev.txt").read_text(encoding="utf-8").splitlines()
-                if line.startswith(("pytest==", "pytest-django==", "httpx=="))]
-        (project / "requirements-suite.txt").write_text("\n".join(["-r requirements.txt", *pins]) + "\n")
-        vpython = make_venv(project, python, "requirements-suite.txt")
-        return Path(ok([vpython, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        return Path(ok([default_venv_python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
                        project).strip())
 
     def update_tool() -> Path:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml  # PyYAML comes with cookiecutter
 
-from helpers import ROOT, SUPPORTED_PYTHONS, clean_env, main_python, make_venv, run
+from helpers import ROOT, SUPPORTED_PYTHONS, clean_env, run
 
 # The matrix job that also runs the template's own tests.
 MAIN_PYTHON_IN_CI = "3.13"
@@ -210,11 +210,13 @@ def test_windows_steps_each_call_one_script_that_exists(cookies, database, cache
 
 
 @pytest.fixture(scope="module")
-def baked_with_venv(cookies_session) -> tuple[Path, Path]:
-    """A default bake with its requirements-dev.txt in .venv; (project, the venv's python)."""
+def baked_with_venv(cookies_session, default_venv_python) -> tuple[Path, Path]:
+    """A default bake and a venv with its requirements-dev.txt (the one the default bake's
+    suite runs in: the same requirements, and nothing here installs anything new);
+    (project, the venv's python)."""
     result = cookies_session.bake()
     assert result.exit_code == 0, result.exception
-    return result.project_path, make_venv(result.project_path, main_python())
+    return result.project_path, default_venv_python
 
 
 @pytest.mark.slow

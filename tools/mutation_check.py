@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Check that the generated project's tests notice when a README promise is broken.
 
-    .venv/bin/python tools/mutation_check.py                  # every mutation (about 30-60 min)
+    .venv/bin/python tools/mutation_check.py                  # every mutation (about 50 min)
     .venv/bin/python tools/mutation_check.py --list           # the mutations; nothing is run
     .venv/bin/python tools/mutation_check.py --only P3b,P17   # just these
     .venv/bin/python tools/mutation_check.py --venv ~/sites/my_site/.venv
@@ -16,18 +16,23 @@ Contract:
 - Each mutation in ``MUTATIONS`` is one exact-string replacement in one file of the bake. Its
   ``old`` text must occur exactly once; otherwise the mutation is "stale" (the code moved on
   and the list must be updated) and nothing is run.
-- Baseline first: every test file the selected mutations name must pass on the unmutated bake.
-- Then per mutation: apply it, run ``pytest -x`` on its test files (``--timeout`` seconds),
-  put the original bytes back and check them. A failed test (pytest exit 1) is a catch only
-  once that test, run again alone on the unmutated bake, passes ("flaky" otherwise). A run
-  past ``--timeout``, or stopped by the suite's own per-test timeout, is a "timeout"; any
-  other exit (2: collection error or interrupted, 3, 4, 5) an "error": neither is a catch.
+- Per mutation: apply it and run first, alone, the test that caught it last time (the
+  ``caught by`` column of ``tools/results/mutation-latest.md``, or the last catch on this
+  machine, kept in ``tools/.cache/catchers.json``). Only when that test does not fail (or
+  there is none) run ``pytest -x`` on its test files. Put the original bytes back and check
+  them. A failed test (pytest exit 1) is a catch only once that test, run again alone on the
+  unmutated bake, passes ("flaky" otherwise); a catch by the test files also needs the same
+  run to pass on the unmutated bake (once per set of files), as a test can fail after another
+  one and pass alone. A run past ``--timeout``, or stopped by the suite's
+  own per-test timeout, is a "timeout"; any other exit (2: collection error or interrupted,
+  3, 4, 5) an "error": neither is a catch.
+- ``--jobs 2`` bakes twice and checks two mutations at a time, one per bake.
 - Prints a Markdown table and ``caught N of M``, and writes it to
   ``tools/results/mutation-latest.md`` (``mutation-partial.md`` with ``--only``); pytest's
   output for each run goes to ``tools/results/logs/``.
 - Exit code: 0 when every mutation is caught, 1 when one survived, timed out or was caught
-  only by a flaky test, 2 for a stale mutation, a failing baseline, a test run that did not
-  work at all (an "error"), or bad input.
+  only by a flaky test, 2 for a stale mutation, test files that fail unmutated, a test run
+  that did not work at all (an "error"), or bad input.
 
 ``REQUIRE_SERVICES=1`` in the environment reaches the tests (nginx, PostgreSQL and Redis then
 fail instead of skipping), as does the rest of the environment.
@@ -37,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import platform
 import re
@@ -45,6 +51,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +61,7 @@ TOOLS = ROOT / "tools"
 RESULTS = TOOLS / "results"
 LOGS = RESULTS / "logs"
 CACHE = TOOLS / ".cache"
+CATCHERS = CACHE / "catchers.json"  # name -> the test that caught it last on this machine
 IS_WINDOWS = sys.platform == "win32"
 PACKAGE = "{package}"  # in a mutation's file: the baked project's Django package
 
@@ -1429,6 +1437,7 @@ class Outcome:
     file: str  # as baked, e.g. my_site/settings.py
     caught_by: str = ""
     seconds: float = 0.0
+    first_try: bool = False  # caught by the test that caught it last time, run alone
 
 
 class CheckError(Exception):
@@ -1452,6 +1461,7 @@ def bake(workdir: Path) -> Path:
             f"cookiecutter is not installed for {sys.executable}; run this script with the "
             "template's test environment (.venv/bin/python tools/mutation_check.py)"
         ) from None
+    workdir.mkdir(parents=True, exist_ok=True)
     return Path(cookiecutter(str(ROOT), no_input=True, output_dir=str(workdir)))
 
 
@@ -1603,58 +1613,135 @@ def first_failure(output: str) -> str:
     return match.group(1).strip() if match else ""
 
 
-def selected_tests(mutations: list[Mutation]) -> list[str]:
-    return list(dict.fromkeys(test for mutation in mutations for test in mutation.tests))
+class Workspace:
+    """One baked project with the venv that runs its tests, and the sets of tests (the files
+    or node ids a mutation names) known to pass on it unmutated. With --jobs 2 each job has a
+    workspace of its own."""
+
+    def __init__(self, project: Path, python: Path, timeout: float) -> None:
+        self.project, self.python, self.timeout = project, python, timeout
+        self.passing: dict[tuple[str, ...], bool] = {}
+
+    def passes(self, tests: tuple[str, ...], name: str) -> bool:
+        """Whether ``tests`` (test files or node ids) pass on the unmutated bake (run once per set)."""
+        if tests not in self.passing:
+            log(f"    baseline: {' '.join(tests)} on the unmutated bake")
+            code, _ = run_pytest(self.python, self.project, list(tests), self.timeout * len(tests),
+                                 LOGS / f"{name}-baseline.log", stop_at_first=False)
+            self.passing[tests] = code == 0
+        return self.passing[tests]
 
 
-def baseline(python: Path, project: Path, mutations: list[Mutation], timeout: float) -> None:
-    tests = selected_tests(mutations)
-    log(f"baseline: {len(tests)} test file(s) on the unmutated bake")
-    started = time.monotonic()
-    limit = timeout * len(tests)
-    code, output = run_pytest(python, project, tests, limit, LOGS / "baseline.log", stop_at_first=False)
-    if code != 0:
-        failures = "\n".join(FAILURE_LINE.findall(output)) or output.strip()[-3000:]
-        why = f"timed out after {limit:g}s" if code is None else f"exited with {code}"
-        raise CheckError(f"the baseline {why}: the tests must pass before mutations mean anything "
-                         f"(full output: {LOGS / 'baseline.log'}):\n{failures}")
-    log(f"baseline passed in {time.monotonic() - started:.0f}s")
+def a_catch(code: int | None, output: str) -> bool:
+    return code == 1 and not PYTEST_TIMEOUT.search(output) and bool(first_failure(output))
 
 
-def check(python: Path, project: Path, mutation: Mutation, timeout: float) -> Outcome:
+def check(workspace: Workspace, mutation: Mutation, timeout: float, catcher: str = "") -> Outcome:
+    """Apply ``mutation``, run ``catcher`` alone, then (unless it failed) the mutation's test
+    files with -x; put the file back; make sure whatever failed passes unmutated."""
+    python, project = workspace.python, workspace.project
     path = target(project, mutation)
     original, mutated = mutated_bytes(project, mutation)
     started = time.monotonic()
     path.write_bytes(mutated)
+    by_files = True
     try:
-        code, output = run_pytest(python, project, list(mutation.tests), timeout,
-                                  LOGS / f"{mutation.name}.log")
+        code, output = None, ""
+        if catcher:
+            code, output = run_pytest(python, project, [catcher], timeout, LOGS / f"{mutation.name}-first.log")
+            by_files = not a_catch(code, output)
+        if by_files:
+            code, output = run_pytest(python, project, list(mutation.tests), timeout,
+                                      LOGS / f"{mutation.name}.log")
     finally:
         restore(path, original)
     file = path.relative_to(project).as_posix()
+    log_name = f"{mutation.name}.log" if by_files else f"{mutation.name}-first.log"
     if code is None:
         return Outcome(mutation, "timeout", file, f"timeout after {timeout:g}s",
                        time.monotonic() - started)
     if code == 1 and PYTEST_TIMEOUT.search(output):
         return Outcome(mutation, "timeout", file, "a test hit its own time limit "
-                       f"(see logs/{mutation.name}.log)", time.monotonic() - started)
+                       f"(see logs/{log_name})", time.monotonic() - started)
     if code == 0:
         return Outcome(mutation, "survived", file, "", time.monotonic() - started)
     if code != 1:  # 2: collection error or interrupted; 3-5: pytest itself did not work
-        return Outcome(mutation, "error", file, f"pytest exit {code} (see logs/{mutation.name}.log)",
+        return Outcome(mutation, "error", file, f"pytest exit {code} (see logs/{log_name})",
                        time.monotonic() - started)
     failed = first_failure(output)
     if not failed:
         return Outcome(mutation, "error", file, f"pytest exit 1 without a failed test "
-                       f"(see logs/{mutation.name}.log)", time.monotonic() - started)
+                       f"(see logs/{log_name})", time.monotonic() - started)
     # The same test on the unmutated bake must pass, or it proves nothing about the mutation.
     control, control_output = run_pytest(python, project, [failed], timeout,
                                          LOGS / f"{mutation.name}-control.log")
-    seconds = time.monotonic() - started
     if control != 0:
         return Outcome(mutation, "flaky", file, f"{failed} (fails unmutated too: "
-                       f"logs/{mutation.name}-control.log)", seconds)
-    return Outcome(mutation, "caught", file, failed, seconds)
+                       f"logs/{mutation.name}-control.log)", time.monotonic() - started, not by_files)
+    # A test that failed after others of the run may fail unmutated after them too: the same
+    # run must pass unmutated.
+    tests = tuple(mutation.tests)
+    if by_files and not workspace.passes(tests, mutation.name):
+        return Outcome(mutation, "error", file, f"{' '.join(tests)} fail unmutated "
+                       f"(logs/{mutation.name}-baseline.log)", time.monotonic() - started)
+    return Outcome(mutation, "caught", file, failed, time.monotonic() - started, not by_files)
+
+
+# ----------------------------------------------------------------------------------------
+# The test that caught each mutation last time.
+# ----------------------------------------------------------------------------------------
+
+
+def table_rows(text: str) -> list[dict]:
+    """The rows of a results table as {column: cell}, cells unescaped."""
+    rows, header = [], None
+    for line in text.splitlines():
+        if not line.startswith("| "):
+            continue
+        cells = [cell.strip().replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+        if header is None:
+            header = cells
+        elif not set(line) <= set("|- "):
+            rows.append(dict(zip(header, cells, strict=False)))
+    return rows
+
+
+def known_catchers() -> dict[str, str]:
+    """Mutation name -> the test that caught it last: this machine's latest catches over the
+    committed table of the last full run."""
+    found = {}
+    latest = RESULTS / "mutation-latest.md"
+    if latest.is_file():
+        for row in table_rows(latest.read_text(encoding="utf-8")):
+            if row.get("result") == "caught" and row.get("caught by", "—") != "—":
+                found[row["name"]] = row["caught by"]
+    try:
+        found.update(json.loads(CATCHERS.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        pass
+    return found
+
+
+def catcher_for(mutation: Mutation, catchers: dict[str, str]) -> str:
+    """The last catcher, if it is still one of the tests the mutation names."""
+    test = catchers.get(mutation.name, "")
+    if test and any(test == named or test.startswith((named + "::", named + "["))
+                    for named in mutation.tests):
+        return test
+    return ""
+
+
+def remember(outcome: Outcome, lock: threading.Lock) -> None:
+    if outcome.result != "caught":
+        return
+    with lock:
+        try:
+            catchers = json.loads(CATCHERS.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            catchers = {}
+        catchers[outcome.mutation.name] = outcome.caught_by
+        CACHE.mkdir(parents=True, exist_ok=True)
+        CATCHERS.write_text(json.dumps(catchers, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------------------
@@ -1685,25 +1772,27 @@ def template_version() -> str:
     return f"the template at {commit}" + (" with uncommitted changes" if dirty else "")
 
 
-def report(outcomes: list[Outcome], baked: str, seconds: float) -> str:
+def report(outcomes: list[Outcome], baked: str, seconds: float, jobs: int) -> str:
     caught = sum(outcome.result == "caught" for outcome in outcomes)
+    first = sum(outcome.first_try for outcome in outcomes if outcome.result == "caught")
     services = "set" if os.environ.get("REQUIRE_SERVICES") == "1" else "not set"
     lines = [
         "# Mutation check",
         "",
         f"`tools/mutation_check.py` on {baked}, {time.strftime('%Y-%m-%d')}; "
         f"{platform.system()}, Python {platform.python_version()}; `REQUIRE_SERVICES` {services}; "
-        f"{duration(seconds)}.",
+        f"{duration(seconds)}" + (f" ({jobs} at a time)" if jobs > 1 else "") + ".",
         "",
-        "| name | promise | file | result | caught by |",
-        "| --- | --- | --- | --- | --- |",
+        "| name | promise | file | result | caught by | seconds |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for outcome in outcomes:
         mutation = outcome.mutation
         result = outcome.result if outcome.result == "caught" else f"**{outcome.result}**"
         lines.append(f"| {mutation.name} | {cell(mutation.promise)} | `{outcome.file}` | {result} "
-                     f"| {cell(outcome.caught_by) or '—'} |")
-    lines += ["", f"caught {caught} of {len(outcomes)}"]
+                     f"| {cell(outcome.caught_by) or '—'} | {outcome.seconds:.0f} |")
+    lines += ["", f"caught {caught} of {len(outcomes)} ({first} by the test that caught it the "
+                  "time before, run alone)"]
     return "\n".join(lines) + "\n"
 
 
@@ -1740,17 +1829,62 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300, metavar="S",
                         help="seconds per mutation's test run; a timeout is not a catch (default 300)")
     parser.add_argument("--keep", action="store_true", help="keep the baked project and print its path")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="check N mutations at a time, each in a bake of its own (default 1)")
     args = parser.parse_args(argv)
     if args.list:
         list_mutations()
         return 0
     if args.timeout <= 0:
         parser.error("--timeout must be positive")
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
     try:
         return run(args)
     except CheckError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 2
+
+
+def check_all(workspaces: list[Workspace], mutations: list[Mutation], timeout: float) -> list[Outcome]:
+    """Every mutation checked on one of ``workspaces``, as many at a time as there are bakes."""
+    catchers = known_catchers()
+    outcomes: list[Outcome | None] = [None] * len(mutations)
+    pending = list(enumerate(mutations))
+    lock = threading.Lock()
+    failures: list[BaseException] = []
+
+    def job(workspace: Workspace) -> None:
+        while not failures:
+            with lock:
+                if not pending:
+                    return
+                index, mutation = pending.pop(0)
+            catcher = catcher_for(mutation, catchers)
+            log(f"[{index + 1}/{len(mutations)}] {mutation.name}: {mutation.file} -> "
+                f"{catcher + ', then ' if catcher else ''}{' '.join(mutation.tests)}")
+            try:
+                outcome = check(workspace, mutation, timeout, catcher)
+            except BaseException as exc:  # a CheckError (or Ctrl+C) ends the run
+                failures.append(exc)
+                return
+            how = " (the test that caught it last time)" if outcome.first_try else ""
+            log(f"    {mutation.name} {outcome.result} in {duration(outcome.seconds)} {outcome.caught_by}{how}")
+            outcomes[index] = outcome
+            remember(outcome, lock)
+
+    if len(workspaces) == 1:
+        job(workspaces[0])
+    else:
+        threads = [threading.Thread(target=job, args=(workspace,), daemon=True) for workspace in workspaces]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(1)
+    if failures:
+        raise failures[0]
+    return [outcome for outcome in outcomes if outcome is not None]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -1760,28 +1894,22 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="mutation-check-"))
     try:
-        log(f"baking the template into {workdir}")
+        log(f"baking the template into {workdir}" + (f" ({args.jobs} times)" if args.jobs > 1 else ""))
         baked = template_version()  # before the bake: the tree may change during the run
-        project = bake(workdir)
+        projects = [bake(workdir / str(number)) for number in range(1, args.jobs + 1)]
         for mutation in mutations:  # stale entries stop the run before anything is tested
-            mutated_bytes(project, mutation)
+            mutated_bytes(projects[0], mutation)
         if args.venv is None:
-            python = cached_venv(project, args.python)
+            python = cached_venv(projects[0], args.python)
         shutil.rmtree(LOGS, ignore_errors=True)
-        baseline(python, project, mutations, args.timeout)
-        outcomes = []
-        for number, mutation in enumerate(mutations, 1):
-            log(f"[{number}/{len(mutations)}] {mutation.name}: {mutation.file} "
-                f"-> {' '.join(mutation.tests)}")
-            outcome = check(python, project, mutation, args.timeout)
-            log(f"    {outcome.result} in {duration(outcome.seconds)} {outcome.caught_by}")
-            outcomes.append(outcome)
+        outcomes = check_all([Workspace(project, python, args.timeout) for project in projects],
+                             mutations, args.timeout)
     finally:
         if args.keep:
             log(f"kept the bake in {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    text = report(outcomes, baked, time.monotonic() - started)
+    text = report(outcomes, baked, time.monotonic() - started, args.jobs)
     out = RESULTS / ("mutation-partial.md" if args.only else "mutation-latest.md")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
