@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 
 import httpx
 import pytest
@@ -23,8 +24,13 @@ def media_site(start_module_server, server_env, tmp_path_factory):
     (base / "secret.txt").write_bytes(SECRET)
     (media / "ok.txt").write_bytes(b"plain text\n")
     (media / "sub" / "inner.png").write_bytes(PNG)
-    # Names that exist here (Linux allows them) but that must not be served anywhere.
-    for name in (".hidden", "con.txt", "NUL", "SECRET~1.TXT", "trail.txt.", "trail.txt "):
+    # Names that must not be served anywhere. Linux lets them exist as files, so there the
+    # refusal is seen with a file behind the name; Windows would open a device or drop the
+    # trailing dot instead.
+    names = [".hidden", "SECRET~1.TXT"]
+    if sys.platform != "win32":
+        names += ["con.txt", "NUL", "trail.txt.", "trail.txt "]
+    for name in names:
         (media / name).write_bytes(SECRET)
     if hasattr(os, "symlink"):
         try:
