@@ -7,9 +7,12 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 
 import httpx
 import pytest
+
+from .server.test_status_page import browser  # noqa: F401  (the headless Chromium fixture)
 
 SECRET = b"SECRET-OUTSIDE-MEDIA"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
@@ -141,3 +144,26 @@ def test_what_a_browser_would_run_is_downloaded_not_shown(media_site, name, cont
     assert response.headers["content-disposition"].startswith("attachment;")
     assert response.headers["content-security-policy"] == "sandbox"
     assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_real_browser_does_not_show_uploaded_html_or_svg_as_a_page(media_site, browser):  # noqa: F811
+    """Chromium, sent to an uploaded HTML page or SVG drawing, downloads it: nothing of it is
+    shown, so nothing of it can act as a page of the site."""
+    from selenium.webdriver.common.by import By
+
+    server, _ = media_site
+    files = {
+        "shown.html": b"<html><head><title>UPLOADED</title></head><body><h1 id=uploaded>uploaded</h1></body></html>",
+        "shown.svg": b'<svg xmlns="http://www.w3.org/2000/svg"><title>UPLOADED</title>'
+                     b'<text id="uploaded" x="5" y="20">uploaded</text></svg>',
+    }
+    for name, content in files.items():
+        url = upload(server.url, name, content)
+        browser.get(server.url + "/healthz")
+        browser.get(server.url + url)
+        time.sleep(0.5)  # a page that did render would have its elements by now
+        assert browser.title != "UPLOADED" and not browser.find_elements(By.ID, "uploaded"), name
+    # The same browser does show a picture inline: the downloads are about the types.
+    picture = upload(server.url, "shown.png", PNG)
+    browser.get(server.url + picture)
+    assert browser.current_url == server.url + picture and browser.find_elements(By.TAG_NAME, "img")
