@@ -46,7 +46,8 @@ DEVELOPER_ENV = {
     "DJANGO_SECURE_SSL_REDIRECT": "true", "DJANGO_SECURE_HSTS_SECONDS": "60",
     "DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS": "true", "DJANGO_SECURE_HSTS_PRELOAD": "true",
     "DJANGO_SESSION_COOKIE_AGE": "60", "DJANGO_SESSION_EXPIRE_AT_BROWSER_CLOSE": "true",
-    "DJANGO_STATIC_ROOT": "elsewhere/static",
+    "DJANGO_STATIC_ROOT": "elsewhere/static", "DJANGO_MEDIA_ROOT": "elsewhere/media",
+    "DJANGO_EMAIL_FILE_PATH": "elsewhere/mail",
 }
 
 # Bounds of each step (each kills what it started when it runs out), and of the wait for all.

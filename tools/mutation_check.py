@@ -87,6 +87,7 @@ STREAMING = "tests/server/test_streaming.py"
 ERRORS = "tests/server/test_errors.py"
 STATIC = "tests/server/test_static_files.py"
 PROXY = "tests/server/test_tls_proxy.py"
+MEDIA = "tests/test_media.py"
 ENVIRON = "tests/server/test_environ.py"
 WEBSOCKET = "tests/server/test_websocket.py"
 ROUTES_PROMISE = "Every Tornado route gets, without extra code, what Django gives its views"
@@ -1426,6 +1427,55 @@ MUTATIONS: tuple[Mutation, ...] = (
         "for line in reversed(text.splitlines()):",
         "for line in text.splitlines():",
         (f"{STATUS}::test_status_of_a_running_server_then_of_the_stopped_one",),
+    ),
+    Mutation(
+        "MD1", "Uploaded files: only plain names under `MEDIA_ROOT` (no `..`, dot names, 8.3 short names, device names, trailing dots)",
+        "tornado_wsgi_server/media_files.py",
+        "    if not all(safe_segment(segment) for segment in segments):",
+        "    if False:",
+        (MEDIA,),
+    ),
+    Mutation(
+        "MD2", "Uploaded files: a link or junction that leads out of `MEDIA_ROOT` is refused",
+        "tornado_wsgi_server/media_files.py",
+        "        return None  # a link that leads elsewhere",
+        "        pass",
+        (MEDIA,),
+    ),
+    Mutation(
+        "MD3", "Uploaded files: HTML, SVG, XML, scripts, unknown types come with `Content-Disposition: attachment`",
+        "tornado_wsgi_server/media_files.py",
+        "    if not (content_type in INLINE_TYPES or content_type.startswith(INLINE_PREFIXES)):",
+        "    if False:",
+        (MEDIA,),
+    ),
+    Mutation(
+        "MD4", "`manage.py backup` copies ... the uploaded files in a `.media.zip`; `restore` puts both back",
+        f"{PACKAGE}/backups.py",
+        "    if media and archive.is_file():",
+        "    if False:",
+        ("tests/test_backups.py::test_backup_and_restore_bring_the_uploaded_files_back",),
+    ),
+    Mutation(
+        "MD5", "`EMAIL_URL` empty: nothing is sent; each message is a file in `logs/mail/`, named by a `WARNING`",
+        f"{PACKAGE}/settings.py",
+        '    EMAIL_BACKEND = "',
+        '    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"  # "',
+        ("tests/test_error_reports.py::test_without_email_url_mail_is_kept_in_the_log_folder",),
+    ),
+    Mutation(
+        "MD6", "`--trusted-proxies`: forwarded headers from anyone else are dropped, with a `WARNING` once a minute per address",
+        "tornado_wsgi_server/proxies.py",
+        "            if last is not None and now - last < self.INTERVAL:",
+        "            if False:",
+        (f"{PROXY}::test_forwarded_headers_from_an_untrusted_peer_are_logged_once_a_minute_per_address",),
+    ),
+    Mutation(
+        "MD7", "`--trusted-proxies`: ... with a `WARNING` [naming the peer that is not trusted]",
+        "tornado_wsgi_server/container.py",
+        "                self.untrusted_senders.note(peer, key)\n",
+        "",
+        (f"{PROXY}::test_forwarded_headers_from_an_untrusted_peer_are_logged_once_a_minute_per_address",),
     ),
 )
 

@@ -308,6 +308,8 @@ def server_env(request, tmp_path_factory) -> dict:
         "TEST_ENVIRONMENT_SET": "1",
         "DJANGO_SECRET_KEY": "test-only-" + "s" * 60,
         "DJANGO_STATIC_ROOT": str(tmp / "staticfiles"),
+        "DJANGO_MEDIA_ROOT": str(tmp / "media"),
+        "DJANGO_EMAIL_FILE_PATH": str(tmp / "mail"),
         "PYTHONUNBUFFERED": "1",
     })
     env.pop("TEST_CACHE_KEY_PREFIX", None)

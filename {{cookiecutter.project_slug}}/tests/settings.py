@@ -21,6 +21,8 @@ TEST_ENVIRONMENT = {
     "DJANGO_TIME_ZONE": "{{ cookiecutter.time_zone }}",
     "DJANGO_LOG_LEVEL": "INFO",
     "DJANGO_STATIC_ROOT": str(Path(__file__).resolve().parent.parent / "staticfiles"),
+    "DJANGO_MEDIA_ROOT": str(Path(__file__).resolve().parent.parent / "data" / "media"),
+    "DJANGO_EMAIL_FILE_PATH": str(Path(__file__).resolve().parent.parent / "logs" / "mail"),
     "WHITENOISE_MAX_AGE": "60",
     "DJANGO_HTTPS": "false",
     "DJANGO_SECURE_SSL_REDIRECT": "false",

@@ -157,10 +157,13 @@ def test_default_backups_go_to_the_backups_folder_and_old_ones_are_pruned(server
     try:
         assert made[0].parent == PROJECT_DIR / "backups"
         assert not made[0].exists() and made[1].exists() and made[2].exists()
+        # Each backup's uploaded files go with it.
+        assert [path.with_suffix(".media.zip").exists() for path in made] == [False, True, True]
         assert "Deleted old backup" in completed.stdout
     finally:
         for path in made:
             path.unlink(missing_ok=True)
+            path.with_suffix(".media.zip").unlink(missing_ok=True)
 
 
 def test_restoring_a_damaged_file_is_a_clear_error_and_changes_nothing(server_env, tmp_path):
@@ -185,3 +188,57 @@ def test_pg_dump_missing_is_a_clear_error(postgresql_url, server_env, tmp_path):
     assert "Traceback" not in completed.stderr
     assert not (tmp_path / "x.dump").exists()
 {%- endif %}
+
+
+def test_backup_and_restore_bring_the_uploaded_files_back(start_server, server_env, tmp_path):
+    """An upload through the real server goes into the backup's .media.zip; after it is
+    deleted and another file is added, restore puts the media folder back as it was."""
+    media = Path(server_env["DJANGO_MEDIA_ROOT"])
+    server = start_server()
+    content = secrets.token_bytes(5000)
+    uploaded = httpx.post(f"{server.url}/__test__/media-upload",
+                          files={"file": ("report.pdf", content)}, data={"name": "reports/report.pdf"},
+                          timeout=30)
+    assert uploaded.status_code == 200, uploaded.text
+    name = uploaded.json()["name"]
+    backup_file = tmp_path / "with-media.sqlite3"
+    completed = manage("backup", "--output", str(backup_file), env=server_env)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    archive = tmp_path / "with-media.media.zip"
+    assert f"Uploaded files written to {archive}" in completed.stdout
+    (media / name).unlink()
+    (media / "added-later.txt").write_text("not in the backup")
+    server.stop()
+
+    restore = manage("restore", str(backup_file), "--noinput", env=server_env)
+    assert restore.returncode == 0, restore.stdout + restore.stderr
+    assert "Restored the uploaded files" in restore.stdout
+    assert (media / name).read_bytes() == content
+    assert not (media / "added-later.txt").exists()
+    assert sorted(p.name for p in media.parent.iterdir() if p.name.startswith("media.")) == []
+    served = start_server()
+    assert httpx.get(f"{served.url}/media/{name}", timeout=30).content == content
+
+    # --no-media leaves the folder alone.
+    (media / "kept.txt").write_text("kept")
+    database_only = manage("restore", str(backup_file), "--noinput", "--no-media", env=server_env)
+    assert database_only.returncode == 0, database_only.stdout + database_only.stderr
+    assert (media / "kept.txt").exists()
+
+
+def test_a_media_zip_with_a_path_out_of_the_folder_is_refused_before_anything_changes(server_env, tmp_path):
+    import zipfile
+
+    media = Path(server_env["DJANGO_MEDIA_ROOT"])
+    media.mkdir(parents=True, exist_ok=True)
+    (media / "current.txt").write_text("current")
+    backup_file = tmp_path / "evil.sqlite3"
+    completed = manage("backup", "--output", str(backup_file), "--no-media", env=server_env)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    with zipfile.ZipFile(tmp_path / "evil.media.zip", "w") as zipped:
+        zipped.writestr("fine.txt", "fine")
+        zipped.writestr("../escaped.txt", "outside")
+    restore = manage("restore", str(backup_file), "--noinput", env=server_env)
+    assert restore.returncode == 1 and "leads out of the media folder" in restore.stderr
+    assert "Traceback" not in restore.stderr
+    assert (media / "current.txt").exists() and not (media.parent / "escaped.txt").exists()

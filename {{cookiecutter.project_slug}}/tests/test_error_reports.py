@@ -88,6 +88,25 @@ def test_without_email_url_nothing_is_mailed(start_server, smtp_sink):
     assert "Content-Type: text/plain" not in server.output()  # not printed as a mail either
 
 
+def test_without_email_url_mail_is_kept_in_the_log_folder(start_server, smtp_sink, tmp_path):
+    """A password-reset mail with no mail server set is not lost on a console the service
+    throws away: it is a file in logs/mail/, and the log file says so."""
+    mail_folder, log_file = tmp_path / "logs" / "mail", tmp_path / "logs" / "server.log"
+    server = start_server("--log-file", str(log_file),
+                          env={"DJANGO_EMAIL_FILE_PATH": str(mail_folder)})
+    response = httpx.post(f"{server.url}/__test__/send-mail", timeout=30,
+                          data={"subject": "Password reset on My Site", "to": "user@example.com"})
+    assert response.status_code == 200 and response.json() == {"sent": 1}
+    [kept] = list(mail_folder.iterdir())
+    text = kept.read_text(encoding="utf-8")
+    assert "Subject: Password reset on My Site" in text and "To: user@example.com" in text
+    assert "From: site@example.com" in text
+    logged = log_file.read_text(encoding="utf-8")
+    assert "WARNING" in logged and "E-mail to user@example.com ('Password reset on My Site') was not sent" in logged
+    assert str(kept) in logged
+    assert not smtp_sink.received.wait(0.5)
+
+
 def test_a_flood_of_wrong_host_headers_logs_a_few_warnings(start_server):
     server = start_server("--no-access-log")
 

@@ -33,5 +33,7 @@ urlpatterns = [
     path("__test__/code-version", reload_views.code_version),
     path("__test__/ask-to-be-replaced", reload_views.ask_to_be_replaced),
     path("__test__/view-error", views.view_error),
+    path("__test__/media-upload", views.media_upload),
+    path("__test__/send-mail", views.send_test_mail),
     path("", include("{{ cookiecutter.project_slug }}.urls")),
 ]

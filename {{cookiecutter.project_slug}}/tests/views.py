@@ -269,3 +269,23 @@ def system_exit(request):
 def view_error(request):
     """A view that fails: a 500 that Django logs and mails to the admins."""
     raise RuntimeError("view failed on purpose")
+
+
+@csrf_exempt
+def media_upload(request):
+    """Save the uploaded "file" with the project's default storage (MEDIA_ROOT), as a
+    FileField would; answers the stored name and its URL."""
+    from django.core.files.storage import default_storage
+
+    upload = request.FILES["file"]
+    name = default_storage.save(request.POST.get("name") or upload.name, upload)
+    return JsonResponse({"name": name, "url": default_storage.url(name)})
+
+
+@csrf_exempt
+def send_test_mail(request):
+    """Send one e-mail with the project's mail settings, as a password reset would."""
+    from django.core.mail import send_mail
+
+    sent = send_mail(request.POST["subject"], "The body.\n", None, [request.POST["to"]])
+    return JsonResponse({"sent": sent})

@@ -23,7 +23,7 @@ from .http1 import FormattedHead
 from .logs import log
 from .metrics import NoCounting
 from .options import ServerOptions
-from .proxies import Proxies, is_proxy_header, last_value, split_host
+from .proxies import Proxies, UntrustedSenders, is_proxy_header, last_value, split_host
 from .request_queue import RequestQueue
 from .static_files import loop_static
 from .task import RequestTask
@@ -124,6 +124,7 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
         self.requests_started = 0  # for --max-requests
         self.trusted = options.trusted_proxies
         self.proxies = Proxies(options.trusted_proxies)
+        self.untrusted_senders = UntrustedSenders()
         self.multiprocess = options.workers > 1
         self._date = (0, "")
         self.server_port = str(options.port)
@@ -335,6 +336,7 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
                 environ[key] = value
                 continue
             if not trusted_peer and is_proxy_header(key):
+                self.untrusted_senders.note(peer, key)
                 continue  # anyone could send these: Django must not believe them
             key = "HTTP_" + key
             if key == self.user_header:  # IIS's {LOGON_USER}: REMOTE_USER, if IIS sent it

@@ -268,7 +268,9 @@ def options_for(project: Project) -> tuple[Option, ...]:
                "On shutdown, seconds in-flight requests get to finish.", metavar="SECONDS"),
         Option("trusted_proxies", _networks, "",
                "Comma-separated proxy addresses or networks (e.g. 127.0.0.1,10.0.0.0/8) whose "
-               "X-Forwarded-For and X-Forwarded-Proto are believed. Empty: believe nobody.",
+               "X-Forwarded-For and X-Forwarded-Proto are believed. Empty: believe nobody. "
+               "Forwarded headers from anyone else are dropped, with a WARNING once a minute "
+               "per address.",
                metavar="LIST"),
         Option("windows_auth", _choice(WINDOWS_AUTH_MODES), "off",
                "Windows sign-on (Kerberos/NTLM, docs/windows-signon.md): off; negotiate (every "

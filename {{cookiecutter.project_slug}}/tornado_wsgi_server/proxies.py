@@ -1,13 +1,17 @@
 """Proxy headers: who the client is, believing X-Forwarded-* only from trusted proxies.
 
 Trust is by the peer's IP address alone (``--trusted-proxies``). From any other peer the
-forwarded headers are dropped before the application sees them; see ``is_proxy_header``.
+forwarded headers are dropped before the application sees them (see ``is_proxy_header``),
+and ``UntrustedSenders`` says so in the log: a proxy left out of the list is otherwise
+silent trouble (every client looks like the proxy, a redirect loop with DJANGO_HTTPS).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import threading
+import time
 
 from .logs import log
 
@@ -100,3 +104,44 @@ class Proxies:
                 return str(address)
             first = address
         return str(first) if first is not None else peer
+
+
+class UntrustedSenders:
+    """A WARNING when a peer that is not a trusted proxy sends forwarded headers: at most
+    once a minute per address (and process), for at most ``MAX_ADDRESSES`` addresses a
+    minute, so many senders cannot flood the log or fill memory. Called on the event loop
+    too: the lock is held for a dictionary update only, and the record goes through the log
+    queue (logs.off_the_loop), never to a file from the loop."""
+
+    INTERVAL = 60.0
+    MAX_ADDRESSES = 100
+
+    def __init__(self, clock=time.monotonic) -> None:
+        self.clock = clock
+        self.warned_at: dict[str, float] = {}
+        self.lock = threading.Lock()
+
+    def due(self, peer: str) -> bool:
+        """Whether ``peer``'s forwarded headers are to be logged now (and noted as logged)."""
+        now = self.clock()
+        with self.lock:
+            last = self.warned_at.get(peer)
+            if last is not None and now - last < self.INTERVAL:
+                return False
+            if last is None and len(self.warned_at) >= self.MAX_ADDRESSES:
+                self.warned_at = {address: at for address, at in self.warned_at.items()
+                                  if now - at < self.INTERVAL}
+                if len(self.warned_at) >= self.MAX_ADDRESSES:
+                    return False
+            self.warned_at[peer] = now
+            return True
+
+    def note(self, peer: str, header: str) -> None:
+        """``peer`` sent the forwarded header ``header`` (in its WSGI form), which was dropped."""
+        if self.due(peer):
+            name = header.title().replace("_", "-")
+            log.warning(
+                "%s sent %s, but is not a trusted proxy: its forwarded headers are ignored, so "
+                "the site sees its address and scheme, not the client's. If it is your reverse "
+                "proxy (IIS, nginx), add it to --trusted-proxies (SERVER_TRUSTED_PROXIES in .env). "
+                "Logged at most once a minute per address.", peer, name)

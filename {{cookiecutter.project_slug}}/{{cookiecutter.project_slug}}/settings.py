@@ -160,6 +160,14 @@ STORAGES = {
 # Unhashed files (favicon.ico, robots.txt) are cached this many seconds.
 WHITENOISE_MAX_AGE = env.int("WHITENOISE_MAX_AGE", default=60)
 
+# --- Uploaded files (FileField, ImageField) -------------------------------------------
+# Written while the site runs, so beside the database in data/ (the service account may write
+# there); served at MEDIA_URL by tornado_wsgi_server/media_files.py (urls.py), and included in
+# manage.py backup and restore.
+
+MEDIA_URL = "media/"
+MEDIA_ROOT = env.path("DJANGO_MEDIA_ROOT", default=BASE_DIR / "data" / "media")
+
 # --- Security -------------------------------------------------------------------------
 # Plain HTTP works out of the box (an intranet, http://127.0.0.1:8000/). Set
 # DJANGO_HTTPS=true once the site is reached over HTTPS, directly (--certfile) or
@@ -214,8 +222,13 @@ ADMINS = [
     if address
 ]
 EMAIL_URL = env.str("EMAIL_URL", default="")
-# Without EMAIL_URL, mail (password resets...) is printed to the console instead of failing.
-vars().update(environ.Env.email_url_config(EMAIL_URL or "consolemail://"))
+if EMAIL_URL:
+    vars().update(environ.Env.email_url_config(EMAIL_URL))
+else:
+    # No mail server yet: each message (a password reset...) is written to a file in
+    # logs/mail/ and named in the log, instead of going to a console the service discards.
+    EMAIL_BACKEND = "{{ cookiecutter.project_slug }}.mail.UnsentMailBackend"
+    EMAIL_FILE_PATH = env.path("DJANGO_EMAIL_FILE_PATH", default=BASE_DIR / "logs" / "mail")
 # Seconds; a mail server that stops answering must not hold the thread (or, for an error
 # report while the event loop served a static file, the loop) that sends an error mail.
 EMAIL_TIMEOUT = 10

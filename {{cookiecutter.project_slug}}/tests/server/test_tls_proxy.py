@@ -179,6 +179,51 @@ def test_same_headers_from_the_trusted_address_are_believed(start_server):
     assert (untrusted["remote_addr"], untrusted["scheme"]) == ("127.0.0.1", "http")
 
 
+UNTRUSTED_WARNING = "sent X-Forwarded-For, but is not a trusted proxy"
+
+
+def test_forwarded_headers_from_an_untrusted_peer_are_logged_once_a_minute_per_address(start_server, tmp_path):
+    """A proxy left out of --trusted-proxies is named in the log, once for many requests
+    (one of them a static file the event loop answers), per address, and never for the
+    trusted one."""
+    need(second_loopback_address(), "127.0.0.2 is not a loopback address here (macOS)")
+    log_file = tmp_path / "server.log"
+    server = start_server("--trusted-proxies", "127.0.0.2", "--log-file", str(log_file),
+                          env={"TEST_PLAIN_WSGI": "1"})
+    with httpx.Client(timeout=10) as http:
+        static = http.get(f"{server.url}/static/css/site.css", headers=FORWARDED)
+        assert static.status_code == 200
+    for _ in range(20):
+        assert whoami(server, FORWARDED)["remote_addr"] == "127.0.0.1"
+        assert whoami(server, FORWARDED, local_address="127.0.0.2")["remote_addr"] == "1.2.3.4"
+    whoami(server, {"X-Real-IP": "1.2.3.4"}, local_address="127.0.0.3")
+    output = server.wait_for_output("127.0.0.3 sent X-Real-Ip, but is not a trusted proxy")
+    assert output.count(UNTRUSTED_WARNING) == 1, output
+    assert "WARNING" in output and "127.0.0.1 " + UNTRUSTED_WARNING in output
+    assert "--trusted-proxies (SERVER_TRUSTED_PROXIES in .env)" in output
+    assert "127.0.0.2 sent" not in output
+    # In the log file the service keeps, too.
+    assert log_file.read_text(encoding="utf-8").count(UNTRUSTED_WARNING) == 1
+
+
+def test_the_untrusted_sender_warning_comes_back_after_a_minute_and_its_memory_is_bounded():
+    from tornado_wsgi_server.proxies import UntrustedSenders
+
+    now = [1000.0]
+    senders = UntrustedSenders(clock=lambda: now[0])
+    assert senders.due("10.0.0.1") and not senders.due("10.0.0.1")
+    now[0] += 59.9
+    assert not senders.due("10.0.0.1")
+    now[0] += 0.1
+    assert senders.due("10.0.0.1")
+    # Many addresses in one minute: at most MAX_ADDRESSES lines and entries.
+    warned = sum(senders.due(f"10.1.{n // 256}.{n % 256}") for n in range(1000))
+    assert warned == UntrustedSenders.MAX_ADDRESSES - 1
+    assert len(senders.warned_at) == UntrustedSenders.MAX_ADDRESSES
+    now[0] += 60
+    assert senders.due("10.2.0.1") and len(senders.warned_at) == 1
+
+
 def test_forwarded_proto_takes_the_last_value(start_server):
     """Each proxy appends what it saw; the last value is the one the trusted proxy added."""
     server = start_server("--trusted-proxies", "127.0.0.1")
