@@ -25,7 +25,7 @@ def project(cookies):
 def test_usage_without_a_command(wine, project, tmp_path):  # noqa: F811
     code, output = run_bat(wine, project / "service.bat", cwd=tmp_path)
     assert code == 2, output
-    assert "Usage: service.bat install" in output and "Administrator" in output, output
+    assert "Usage: service.bat [--name NAME] install" in output and "Administrator" in output, output
 
 
 @pytest.mark.parametrize("command", ["install", "remove", "start", "stop"])

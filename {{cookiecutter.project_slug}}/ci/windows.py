@@ -276,6 +276,8 @@ class FakeWindows(Windows):
             self.settings["failure"] = rest[4]
         elif command == "failureflag" and rest[1:] in (("0",), ("1",)):
             self.settings["failureflag"] = rest[1] == "1"
+        elif command == "sidtype" and rest[1:] in (("none",), ("unrestricted",), ("restricted",)):
+            self.settings["sidtype"] = rest[1]
         elif command == "sdset" and len(rest) == 2 and rest[1].startswith("D:("):
             self.settings["sdset"] = rest[1]
         elif command == "config" and rest[1] == "start=":

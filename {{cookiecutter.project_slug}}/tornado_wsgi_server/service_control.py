@@ -348,6 +348,7 @@ class ServiceCommands:
         commands = windows_admin.install_commands(self.name, options.host, options.port,
                                                   delayed_start=spec.startup == "delayed")
         if windows_admin.account_kind(account) != "system":
+            commands.append(windows_admin.service_sid_command(self.name))
             commands += windows_admin.folder_rights_commands(
                 account, str(self.project.directory), self.installer(), [self.base_prefix])
         failures = self.run_native(commands)

@@ -162,12 +162,16 @@ def folder_rights_commands(account: str, project_dir: str, installer: str,
     return commands
 
 
+def service_sid_command(name: str) -> list[str]:
+    """The service's own SID in its token, which its virtual account and the folder rights
+    granted to ``NT SERVICE\\<name>`` rely on."""
+    return ["sc.exe", "sidtype", name, "unrestricted"]
+
+
 def firewall_sync_commands(name: str, host: str, port: int) -> list[list[str]]:
     """The rule for the port and host the service is about to serve: replaced, or deleted when
     it listens on a loopback address only."""
-    if serves_other_computers(host):
-        return firewall_open_commands(name, port)
-    return [firewall_close_command(name)]
+    return firewall_open_commands(name, port) if serves_other_computers(host) else [firewall_close_command(name)]
 
 
 def firewall_state(host: str, port: int) -> str:

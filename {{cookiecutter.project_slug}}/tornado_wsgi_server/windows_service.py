@@ -172,21 +172,24 @@ class Win32ServiceManager:
         except OSError:
             return None
 
-    def _account(self, spec, updating):
+    @staticmethod
+    def _account(spec):
+        """(account, password) as ChangeServiceConfig takes them: no password for LocalSystem
+        and the accounts Windows manages."""
         if windows_admin.account_kind(spec.account) == "system":
-            return ("LocalSystem", "") if updating else (None, None)
-        return spec.account, spec.password
+            return "LocalSystem", ""
+        return spec.account, spec.password if spec.password is not None else ""
 
     def create(self, spec):
+        """Made as LocalSystem, then given its account: as `sc.exe config obj=` does."""
         start_type, delayed = self._STARTUP[spec.startup]
-        user, password = self._account(spec, updating=False)
         self._call(win32serviceutil.InstallService, spec.class_string, spec.name, spec.display_name,
-                   startType=start_type, userName=user, password=password, description=spec.description,
-                   delayedstart=delayed)
+                   startType=start_type, description=spec.description, delayedstart=delayed)
+        self.update(spec)
 
     def update(self, spec):
         start_type, delayed = self._STARTUP[spec.startup]
-        user, password = self._account(spec, updating=True)
+        user, password = self._account(spec)
         self._call(win32serviceutil.ChangeServiceConfig, spec.class_string, spec.name, startType=start_type,
                    userName=user, password=password, displayName=spec.display_name,
                    description=spec.description, delayedstart=delayed)

@@ -143,6 +143,7 @@ def test_install_runs_the_service_as_its_virtual_account_with_exact_folder_right
         ["icacls", f"{project}\\data", "/grant:r", f"{account}:(OI)(CI)M"],
         ["icacls", f"{project}\\logs", "/grant:r", f"{account}:(OI)(CI)M"],
     ]
+    assert ["sc.exe", "sidtype", SLUG, "unrestricted"] in manager.commands
     assert (PROJECT_DIR / "data").is_dir() and (PROJECT_DIR / "logs").is_dir()
     assert manager.services[SLUG]["options"][service_control.ACCOUNT_OPTION] == account
 
