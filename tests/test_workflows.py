@@ -259,9 +259,9 @@ def test_ci_scripts_run_here_through_the_fake(baked_with_venv, script):
 @pytest.mark.parametrize("old,new,message", [
     pytest.param('f"localport={port}"', 'f"localport={port + 1}"', "no firewall rule for port", id="port"),
     pytest.param('["sc.exe", "failureflag", name, "1"]', '["sc.exe", "failure-flag", name, "1"]',
-                 "no failure flag", id="sc-command"),
+                 "set-up command(s) failed", id="sc-command"),
     pytest.param('return ["sc.exe", "config", name, "start=", "delayed-auto"]',
-                 'return ["sc", "config", name, "start=", "delayed-auto"]', "not a delayed start", id="program"),
+                 'return ["sc", "config", name, "start=", "delayed-auto"]', "set-up command(s) failed", id="program"),
 ])
 def test_the_fake_catches_a_wrong_windows_command(baked_with_venv, old, new, message):
     """A misspelt command, a wrong port: the service checks fail on Linux."""
@@ -305,7 +305,7 @@ finally:
                  "    return\n", "second_install_from_another_folder()", "a second folder took over the service",
                  id="takeover"),
     pytest.param("        if state is None or state.state != pending or clock() >= deadline:", "        if True:",
-                 "round_trip(1)", "returned before the site answered", id="no-wait"),
+                 "round_trip(1)", "is still starting after", id="no-wait"),
     pytest.param("account = given or stored or windows_admin.virtual_account(self.name)",
                  "account = given or stored or windows_admin.LOCAL_SYSTEM", "check_service_account()",
                  "not run as NT SERVICE", id="account"),

@@ -224,16 +224,21 @@ class Win32ServiceManager:
             win32security.LsaClose(policy)
 
     def last_event(self, name, since):
-        """The newest error or warning from source ``name`` since ``since``."""
+        """The newest error or warning the service wrote (one of EVENT_IDS: not pywin32's own
+        traceback entry that follows a failed start) under source ``name`` since ``since``."""
+        from .service_runner import EVENT_IDS
+
         log = win32evtlog.OpenEventLog(None, "Application")
         flags = win32evtlog.EVENTLOG_BACKWARDS_READ | win32evtlog.EVENTLOG_SEQUENTIAL_READ
         wanted = (win32evtlog.EVENTLOG_ERROR_TYPE, win32evtlog.EVENTLOG_WARNING_TYPE)
+        ours = set(EVENT_IDS.values())
         try:
             while records := win32evtlog.ReadEventLog(log, flags, 0):
                 for record in records:
                     if record.TimeGenerated.timestamp() < int(since):
                         return None
-                    if record.SourceName == name and record.EventType in wanted:
+                    if (record.SourceName == name and record.EventType in wanted
+                            and record.EventID & 0xFFFF in ours):
                         return win32evtlogutil.SafeFormatMessage(record, "Application")
         finally:
             win32evtlog.CloseEventLog(log)
