@@ -141,10 +141,10 @@ def location_warnings(project_dir: str, environ, base_exec_prefix: str,
             f"the project folder path is {len(str(project_dir))} characters long; with Windows' "
             f"260-character limit pip may fail to install packages past ~{LONG_PATH_LIMIT}. "
             "Use a shorter folder, or enable long paths (LongPathsEnabled, see docs/windows-service.md).")
-    from tornado_wsgi_server.windows_admin import per_user_python  # standard library only
-
+    # As windows_admin.per_user_python(), which `service.bat install` uses (this file runs alone).
     profile = environ.get("USERPROFILE", "").rstrip("\\")
-    if per_user_python(str(base_exec_prefix), ntpath.dirname(profile) if profile else "\\nowhere"):
+    if "windowsapps" in str(base_exec_prefix).casefold() or (
+            profile and is_under(str(base_exec_prefix), ntpath.dirname(profile))):
         warnings.append(
             f"this Python ({base_exec_prefix}) is installed for one user (the Microsoft Store's, or "
             "python.org's \"Install Now\"): the Windows service's own account cannot read it, and "
