@@ -386,3 +386,31 @@ def test_a_sqlite_database_outside_data_is_named_at_install(tmp_path):
     assert outside(project, f"sqlite:///{(tmp_path / 'data' / 'db.sqlite3').as_posix()}") is None
     assert outside(project, "sqlite:///C:/Sites/x/db.sqlite3") == "C:/Sites/x/db.sqlite3"
     assert outside(project, "postgres://u@127.0.0.1/x") is None
+
+
+def test_the_windows_service_manager_gives_the_account_as_windows_takes_it(monkeypatch):
+    """Made as LocalSystem, then given its account: no password for LocalSystem and the
+    virtual account, the start type and delayed start as pywin32 takes them."""
+    import dataclasses
+    import sys
+    import types
+
+    from tornado_wsgi_server import windows_service
+
+    calls = []
+    pywin32 = types.SimpleNamespace(
+        InstallService=lambda *args, **kwargs: calls.append(("install", args, kwargs)),
+        ChangeServiceConfig=lambda *args, **kwargs: calls.append(("change", args, kwargs)))
+    monkeypatch.setattr(windows_service, "win32serviceutil", pywin32, raising=False)
+    monkeypatch.setitem(sys.modules, "pywintypes", types.SimpleNamespace(error=OSError))
+    manager = windows_service.Win32ServiceManager()
+    spec = service_control.ServiceSpec("s", "S", "d", "C:\\Sites\\s\\m.C", "NT SERVICE\\s", None, "delayed")
+    manager.create(spec)
+    (first, args, kwargs), (second, _, changed) = calls
+    assert first == "install" and args[:3] == ("C:\\Sites\\s\\m.C", "s", "S") and "userName" not in kwargs
+    assert second == "change" and (changed["userName"], changed["password"]) == ("NT SERVICE\\s", "")
+    assert (changed["startType"], changed["delayedstart"]) == (2, True)
+    manager.update(dataclasses.replace(spec, account="localsystem", startup="manual"))
+    assert (calls[-1][2]["userName"], calls[-1][2]["password"], calls[-1][2]["startType"]) == ("LocalSystem", "", 3)
+    manager.update(dataclasses.replace(spec, account="CORP\\web", password="pw"))
+    assert (calls[-1][2]["userName"], calls[-1][2]["password"]) == ("CORP\\web", "pw")
