@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import shlex
 import time
 from pathlib import Path
 
@@ -301,7 +302,7 @@ def test_a_start_that_fails_without_an_event_shows_the_log_tail(tmp_path):
     manager.after_start = ["stopped"]
     log = tmp_path / "server.log"
     log.write_text("".join(f"line {n}\n" for n in range(40)) + "ImproperlyConfigured: bad DJANGO_TIME_ZONE\n")
-    manager.services[SLUG]["options"][service_control.SERVER_ARGS_OPTION] = f"--log-file {log}"
+    manager.services[SLUG]["options"][service_control.SERVER_ARGS_OPTION] = shlex.join(["--log-file", str(log)])
     code, output = run(manager, "start")
     assert code == 1 and "bad DJANGO_TIME_ZONE" in output and "line 39" in output and "line 20" not in output
 
