@@ -14,6 +14,7 @@ rem Everything but run and status changes the service, which needs an elevated c
 rem fltmc (the filter manager tool, in every Windows) fails without one.
 if /i "%~1"=="run" goto :has_rights
 if /i "%~1"=="status" goto :has_rights
+if /i "%~1"=="--name" if /i "%~3"=="status" goto :has_rights
 fltmc >nul 2>&1
 if errorlevel 1 goto :not_admin
 :has_rights
