@@ -370,8 +370,8 @@ class ServiceCommands:
         if existing and self.manager.state(self.name).state != "stopped":
             self.say("It runs with the old settings until service.bat restart.")
         else:
-            self.say("Start it with: service.bat start" + (f" --name {self.name}" if self.name != self.project.slug
-                                                           else ""))
+            named = f" --name {self.name}" if self.name != self.project.slug else ""
+            self.say(f"Start it with: service.bat{named} start")
         return OK
 
     # --- start, stop, restart, reload, remove ---------------------------------------------------
