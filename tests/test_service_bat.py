@@ -25,7 +25,7 @@ def project(cookies):
 def test_usage_without_a_command(wine, project, tmp_path):  # noqa: F811
     code, output = run_bat(wine, project / "service.bat", cwd=tmp_path)
     assert code == 2, output
-    assert "Usage: service.bat install" in output and "Administrator" in output, output
+    assert "Usage: service.bat [--name NAME] install" in output and "Administrator" in output, output
 
 
 @pytest.mark.parametrize("command", ["install", "remove", "start", "stop"])
@@ -41,3 +41,10 @@ def test_run_needs_no_elevation_but_the_venv(wine, project, tmp_path):  # noqa: 
     code, output = run_bat(wine, project / "service.bat", "run", cwd=tmp_path)
     assert code == 1, output
     assert ".venv does not exist yet" in output and "Administrator" not in output, output
+
+
+def test_status_of_a_named_service_needs_no_elevation(wine, project, tmp_path):  # noqa: F811
+    code, output = run_bat(wine, project / "service.bat", "--name", "site_test", "status", cwd=tmp_path)
+    assert code == 1 and ".venv does not exist yet" in output and "Administrator" not in output, output
+    code, output = run_bat(wine, project / "service.bat", "--name", "site_test", "start", cwd=tmp_path)
+    assert code == 5 and "needs a console opened as Administrator" in output, output

@@ -261,9 +261,9 @@ def test_ci_scripts_run_here_through_the_fake(baked_with_venv, script):
 @pytest.mark.parametrize("old,new,message", [
     pytest.param('f"localport={port}"', 'f"localport={port + 1}"', "no firewall rule for port", id="port"),
     pytest.param('["sc.exe", "failureflag", name, "1"]', '["sc.exe", "failure-flag", name, "1"]',
-                 "no failure flag", id="sc-command"),
+                 "set-up command(s) failed", id="sc-command"),
     pytest.param('return ["sc.exe", "config", name, "start=", "delayed-auto"]',
-                 'return ["sc", "config", name, "start=", "delayed-auto"]', "not a delayed start", id="program"),
+                 'return ["sc", "config", name, "start=", "delayed-auto"]', "set-up command(s) failed", id="program"),
 ])
 def test_the_fake_catches_a_wrong_windows_command(baked_with_venv, old, new, message):
     """A misspelt command, a wrong port: the service checks fail on Linux."""
@@ -282,6 +282,52 @@ def test_the_fake_catches_a_wrong_windows_command(baked_with_venv, old, new, mes
     ok = run_ci_script(vpython, project, "from windows import FakeWindows\n"
                                          "from windows_service_checks import ServiceChecks\n"
                                          "ServiceChecks(FakeWindows()).install_settings_and_firewall()\n")
+    assert ok.returncode == 0, ok.stdout[-5000:]
+
+
+SERVICE_CHECK = """
+from windows import FakeWindows
+from windows_service_checks import ServiceChecks
+fake = FakeWindows()
+checks = ServiceChecks(fake)
+try:
+    checks.prepare()
+    checks.{check}
+finally:
+    checks.cleanup()
+    for name in list(fake.manager.services):
+        fake.manager.kill(name)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="the fake stands in for Windows elsewhere")
+@pytest.mark.parametrize("old,new,check,message", [
+    pytest.param("    if folder is not None and same_folder(folder, str(project.directory)):\n        return\n",
+                 "    return\n", "second_install_from_another_folder()", "a second folder took over the service",
+                 id="takeover"),
+    pytest.param("        if state is None or state.state != pending or clock() >= deadline:", "        if True:",
+                 "round_trip(1)", "is still starting after", id="no-wait"),
+    pytest.param("account = given or stored or windows_admin.virtual_account(self.name)",
+                 "account = given or stored or windows_admin.LOCAL_SYSTEM", "check_service_account()",
+                 "not run as NT SERVICE", id="account"),
+    pytest.param("        self.sync_firewall(options)\n", "", "firewall_follows_env()",
+                 "the firewall rule did not follow SERVER_PORT", id="firewall"),
+])
+def test_the_service_checks_catch_a_broken_service_command(baked_with_venv, old, new, check, message):
+    """The Windows job's service checks, run here through the fake on the project's own
+    service_control.py, fail when a refusal, a wait, the account or the rule's re-sync goes."""
+    project, vpython = baked_with_venv
+    control = project / "tornado_wsgi_server" / "service_control.py"
+    original = control.read_text(encoding="utf-8")
+    assert original.count(old) == 1, old
+    control.write_text(original.replace(old, new), encoding="utf-8")
+    try:
+        done = run_ci_script(vpython, project, SERVICE_CHECK.format(check=check))
+    finally:
+        control.write_text(original, encoding="utf-8")
+    assert done.returncode == 1 and message in done.stdout, done.stdout[-5000:]
+    ok = run_ci_script(vpython, project, SERVICE_CHECK.format(check=check))
     assert ok.returncode == 0, ok.stdout[-5000:]
 
 

@@ -99,6 +99,7 @@ METRICS = "tests/server/test_metrics.py"
 ROUTES = "tests/server/test_tornado_routes.py"
 STATUS_PAGE = "tests/server/test_status_page.py"
 ADMIN = "tests/server/test_windows_admin.py"
+SERVICE_CONTROL = "tests/server/test_service_control.py"
 OPTIONS = "tests/server/test_options.py"
 STATUS = "tests/server/test_status.py"
 DRAIN_PROMISE = "Ctrl+C, Ctrl+Break, SIGTERM ...: requests in flight get up to `--drain-timeout` seconds"
@@ -1112,6 +1113,48 @@ MUTATIONS: tuple[Mutation, ...] = (
         "    if codes & {errno.EADDRNOTAVAIL, 10049}:",
         "    if False:",
         (f"{STARTUP}::test_address_this_machine_lacks_is_a_clear_error",),
+    ),
+    Mutation(
+        "SN1", "`install`, `start`, `stop`, `restart`, `reload` and `remove` refuse a service of that name installed from another folder",
+        "tornado_wsgi_server/service_control.py",
+        "    if folder is not None and same_folder(folder, str(project.directory)):\n        return\n",
+        "    return\n",
+        (SERVICE_CONTROL,),
+    ),
+    Mutation(
+        "SN2", "Each command waits for the outcome (a stop: the drain time plus 30 s)",
+        "tornado_wsgi_server/service_control.py",
+        "        if state is None or state.state != pending or clock() >= deadline:",
+        "        if True:",
+        (SERVICE_CONTROL,),
+    ),
+    Mutation(
+        "SN3", "By default the service runs as its own virtual account, `NT SERVICE\\<name>`",
+        "tornado_wsgi_server/service_control.py",
+        "account = given or stored or windows_admin.virtual_account(self.name)",
+        "account = given or stored or windows_admin.LOCAL_SYSTEM",
+        (SERVICE_CONTROL,),
+    ),
+    Mutation(
+        "SN4", "Every `service.bat start` and `restart` replaces it [the rule] for the port and host the service is about to serve",
+        "tornado_wsgi_server/service_control.py",
+        "        self.sync_firewall(options)\n",
+        "",
+        (SERVICE_CONTROL,),
+    ),
+    Mutation(
+        "SN5", "`install` gives it exactly these rights: ... `data\\` and `logs\\`: change",
+        "tornado_wsgi_server/windows_admin.py",
+        'commands.append(["icacls", ntpath.join(project_dir, writable), "/grant:r", f"{account}:(OI)(CI)M"])',
+        'commands.append(["icacls", ntpath.join(project_dir, writable), "/grant:r", f"{account}:(OI)(CI)F"])',
+        (SERVICE_CONTROL,),
+    ),
+    Mutation(
+        "SN6", "Python installed for one user ... `install` detects it and refuses, naming the fix",
+        "tornado_wsgi_server/service_control.py",
+        'if kind in ("virtual", "builtin") and windows_admin.per_user_python(',
+        'if False and windows_admin.per_user_python(',
+        (SERVICE_CONTROL,),
     ),
     Mutation(
         "AD12", "Other variables in the service's `Environment` registry value (a proxy, say) are kept",

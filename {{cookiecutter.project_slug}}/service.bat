@@ -1,8 +1,10 @@
 @echo off
 rem Manage the Windows service of this project; run in a console opened "as Administrator".
-rem   service.bat install [-- server options]   install (starts with Windows)
-rem   service.bat start ^| stop ^| restart ^| reload ^| remove ^| status
+rem   service.bat install [-- server options]   install, run as NT SERVICE\<name> (starts with Windows)
+rem   service.bat start ^| stop ^| restart ^| reload ^| remove ^| status   (each waits for the outcome)
 rem   service.bat run [server options]          run in this console exactly as the service does
+rem   --name NAME before the command: a second copy of the project, with a service of its own;
+rem   --account LocalSystem ^| DOMAIN\user with install: another account (docs\windows-service.md)
 rem Short for: .venv\Scripts\python.exe tornado_server.py service ...
 setlocal
 cd /d "%~dp0"
@@ -12,6 +14,7 @@ rem Everything but run and status changes the service, which needs an elevated c
 rem fltmc (the filter manager tool, in every Windows) fails without one.
 if /i "%~1"=="run" goto :has_rights
 if /i "%~1"=="status" goto :has_rights
+if /i "%~1"=="--name" if /i "%~3"=="status" goto :has_rights
 fltmc >nul 2>&1
 if errorlevel 1 goto :not_admin
 :has_rights
@@ -22,7 +25,7 @@ if not exist ".venv\Scripts\python.exe" goto :no_venv
 exit /b %errorlevel%
 
 :usage
-echo Usage: service.bat install^|start^|stop^|restart^|reload^|update^|remove^|status^|run
+echo Usage: service.bat [--name NAME] install^|start^|stop^|restart^|reload^|update^|remove^|status^|run
 echo        in a console opened as Administrator in this folder; see README.md, "Windows service".
 rem Double-clicked: keep the window open so the text can be read.
 if not defined CI pause

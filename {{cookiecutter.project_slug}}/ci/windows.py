@@ -11,12 +11,19 @@ and a wrong command or a wrong test of an exit code fails there first.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from common import status
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 IS_WINDOWS = sys.platform == "win32"
@@ -118,19 +125,136 @@ class Windows:
         process.wait(30)
 
 
+class FakeServiceManager:
+    """The service manager, as service_control.py sees it (its ``manager`` seam), on any OS: the
+    services installed, their stored values, and a started service run as
+    ``tornado_server.py service run`` (the service's own code path) with its stored options. Its
+    state follows the process: "start_pending" until /healthz answers, "running", "stop_pending"
+    once asked to stop, "stopped" when the process ended (an error entry in ``events`` when it
+    ended with an error)."""
+
+    def __init__(self, windows: FakeWindows) -> None:
+        self.windows = windows
+        self.services: dict[str, dict] = {}
+        self.python: Path | None = None  # the interpreter the next install's service runs with
+
+    def state(self, name: str):
+        from tornado_wsgi_server.service_control import ServiceState
+
+        service = self.services.get(name)
+        if service is None:
+            return None
+        process = service.get("process")
+        if process is None:
+            return ServiceState("stopped", service.get("exit_code", 0))
+        code = process.poll()
+        if code is not None:
+            service["process"], service["exit_code"] = None, code
+            if code == 0 and service.get("stopping"):
+                self.windows.events.append((101, "stopped", name, time.time()))
+            elif code:
+                log = Path(service["folder"]) / "logs" / "service-run.log"
+                tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:] if log.is_file() else []
+                self.windows.events.append((102 if not service.get("serving") else 103,
+                                            f"{name} could not start: " + " ".join(tail), name, time.time()))
+            return ServiceState("stopped", code)
+        if service.get("stopping"):
+            return ServiceState("stop_pending")
+        if service.get("serving") or status(service["port"], timeout=2) == 200:
+            if not service.get("serving"):
+                service["serving"] = True
+                self.windows.events.append((100, "started", name, time.time()))
+            return ServiceState("running")
+        return ServiceState("start_pending")
+
+    def installed_class(self, name: str):
+        return self.services.get(name, {}).get("class")
+
+    def create(self, spec) -> None:
+        self.windows.calls.append(("create", spec.name, spec.account))
+        self.services[spec.name] = {"options": {}}
+        self.update(spec)
+
+    def update(self, spec) -> None:
+        folder = spec.class_string.rsplit("\\", 1)[0]
+        self.services[spec.name].update(
+            {"class": spec.class_string, "folder": Path(folder), "account": spec.account, "startup": spec.startup,
+             "python": self.python or venv_python(Path(folder))})
+
+    def get_option(self, name: str, option: str, default=None):
+        return self.services[name]["options"].get(option, default)
+
+    def set_option(self, name: str, option: str, value) -> None:
+        self.services[name]["options"][option] = value
+
+    def start(self, name: str, args) -> None:
+        from tornado_wsgi_server.project import load_project
+        from tornado_wsgi_server.service_control import SERVER_ARGS_OPTION
+        from tornado_wsgi_server.service_runner import build_options
+
+        service = self.services[name]
+        folder = service["folder"]
+        server_args = [*shlex.split(service["options"].get(SERVER_ARGS_OPTION, "")), *args]
+        service["port"] = build_options(load_project(folder), server_args).port
+        (folder / "logs").mkdir(exist_ok=True)
+        with open(folder / "logs" / "service-run.log", "ab") as log:
+            service["process"] = subprocess.Popen(
+                [str(service["python"]), "tornado_server.py", "service", "run", *server_args],
+                cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        service.update(stopping=False, serving=False, exit_code=0)
+
+    def stop(self, name: str) -> None:
+        service = self.services[name]
+        if service.get("process") is not None:
+            service["stopping"] = True
+            service["process"].send_signal(signal.SIGINT)
+
+    def delete(self, name: str) -> None:
+        self.windows.calls.append(("delete", name))
+        self.kill(name)
+        del self.services[name]
+        self.windows.settings.clear()
+
+    def kill(self, name: str) -> None:
+        process = self.services.get(name, {}).get("process")
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(30)
+
+    def prepare_host(self, name: str) -> None:
+        self.windows.calls.append(("prepare_host", name))
+
+    def grant_logon_right(self, account: str) -> None:
+        self.windows.calls.append(("grant_logon_right", account))
+
+    def last_event(self, name: str, since: float):
+        for _, text, source, when in reversed(self.windows.events):
+            if source == name and when >= since and "could not start" in text:
+                return text
+        return None
+
+    def run(self, command: list[str]) -> tuple[int, str]:
+        outcome = self.windows.run_native(command)
+        return outcome.code, outcome.output
+
+
 @dataclass
 class FakeWindows(Windows):
     """Windows' answers on any OS (see the module's docstring). ``outcomes`` maps the first
     arguments of a call, e.g. ``("sc.exe", "qfailure")``, to its Outcome (the longest match
-    wins); ``events`` is what the Event Log holds."""
+    wins); ``events`` is what the Event Log holds: (ID, text, source, time). The service commands
+    run the project's own code (service_control.py) on ``manager``, a FakeServiceManager."""
 
     outcomes: dict = field(default_factory=dict)
     events: list = field(default_factory=list)
     calls: list = field(default_factory=list)
-    installed: dict = field(default_factory=dict)  # "folder", "python", "args" of the service
-    process: subprocess.Popen | None = None
     settings: dict = field(default_factory=dict)  # what sc.exe set: "failure", "failureflag", "start"
     rules: dict = field(default_factory=dict)  # firewall rule name -> its netsh arguments
+    acls: dict = field(default_factory=dict)  # folder -> {trustee: rights} icacls granted
+    manager: FakeServiceManager | None = None
+
+    def __post_init__(self) -> None:
+        self.manager = FakeServiceManager(self)
 
     def scripted(self, *call: str) -> Outcome | None:
         self.calls.append(call)
@@ -146,12 +270,16 @@ class FakeWindows(Windows):
         if scripted is not None:
             return scripted
         command, rest = (args[0], args[1:]) if args else ("", ())
-        if not self.installed or not rest:
+        if not rest or rest[0] not in self.manager.services:
             return Outcome(ERROR_SERVICE_DOES_NOT_EXIST, "[SC] OpenService FAILED 1060")
         if command == "failure" and rest[1::2] == ("reset=", "actions="):
             self.settings["failure"] = rest[4]
         elif command == "failureflag" and rest[1:] in (("0",), ("1",)):
             self.settings["failureflag"] = rest[1] == "1"
+        elif command == "sidtype" and rest[1:] in (("none",), ("unrestricted",), ("restricted",)):
+            self.settings["sidtype"] = rest[1]
+        elif command == "sdset" and len(rest) == 2 and rest[1].startswith("D:("):
+            self.settings["sdset"] = rest[1]
         elif command == "config" and rest[1] == "start=":
             self.settings["start"] = rest[2]
         elif command == "qfailure":
@@ -161,11 +289,12 @@ class FakeWindows(Windows):
         elif command == "qfailureflag":
             return Outcome(0, f"FAILURE_ACTIONS_ON_NONCRASH_FAILURES: {str(self.settings.get('failureflag', False)).upper()}")
         elif command == "qc":
+            service = self.manager.services[rest[0]]
             start = {"delayed-auto": "2   AUTO_START  (DELAYED)", "auto": "2   AUTO_START"}.get(
                 self.settings.get("start", "auto"), "3   DEMAND_START")
             return Outcome(0, f"SERVICE_NAME: {rest[0]}\n        START_TYPE         : {start}\n"
-                              f"        BINARY_PATH_NAME   : {self.installed['folder'] / '.venv' / 'pythonservice.exe'}\n"
-                              "        SERVICE_START_NAME : LocalSystem\n")
+                              f"        BINARY_PATH_NAME   : {service['folder'] / '.venv' / 'pythonservice.exe'}\n"
+                              f"        SERVICE_START_NAME : {service['account']}\n")
         else:
             return Outcome(1639, f"[SC] invalid command line: {' '.join(args)}")
         return Outcome(0, f"[SC] {command} SUCCESS")
@@ -203,102 +332,63 @@ class FakeWindows(Windows):
             return self.sc(*args)
         if program == "netsh":
             return self.netsh(*args)
+        if program == "icacls" and args:
+            return self.icacls(Path(args[0]), *args[1:])
         return Outcome(9009, f"'{program}' is not recognized as an internal or external command")
 
     def icacls(self, path: Path, *args: str) -> Outcome:
-        return self.scripted("icacls", str(path), *args) or Outcome(0)
+        """``icacls PATH [/inheritance:r] /grant[:r] TRUSTEE:RIGHTS...`` kept per folder, and
+        ``icacls PATH`` showing them as Windows does (``NT SERVICE\\x:(OI)(CI)(RX)``)."""
+        scripted = self.scripted("icacls", str(path), *args)
+        if scripted is not None:
+            return scripted
+        key = str(path) if IS_WINDOWS else str(path).replace("\\", "/")  # the project's commands use \
+        if not args:
+            grants = self.acls.get(key, {})
+            shown = [f"{trustee}:{rights}" for trustee, rights in grants.items()]
+            return Outcome(0, "\n".join(f"{key if n == 0 else ' ' * len(key)} {line}" for n, line in enumerate(shown))
+                           + "\nSuccessfully processed 1 files; Failed processing 0 files\n")
+        options = [arg for arg in args if arg.startswith("/")]
+        grants = [arg for arg in args if not arg.startswith("/")]
+        if not set(options) <= {"/inheritance:r", "/grant", "/grant:r"} or not grants \
+                or not all(re.fullmatch(r"[^:]+:(\((OI|CI)\))*(F|M|RX|R)", grant) for grant in grants):
+            return Outcome(87, "Invalid parameter")
+        acl = {} if "/inheritance:r" in options else self.acls.setdefault(key, {})
+        for grant in grants:
+            trustee, rights = grant.rsplit(":", 1)
+            flags, simple = re.fullmatch(r"((?:\((?:OI|CI)\))*)(\w+)", rights).groups()
+            acl[trustee] = f"{flags}({simple})"
+        self.acls[key] = acl
+        return Outcome(0, "processed file: " + key)
 
     def service(self, *args: str, folder: Path = PROJECT_DIR, python: Path | None = None) -> Outcome:
-        """What pywin32's command line answers, from the state of a one-service manager."""
+        """``tornado_server.py service ARGS`` in ``folder``: the project's own command code on
+        the fake service manager, in a fresh environment as a new process would have."""
         scripted = self.scripted("service", *args)
         if scripted is not None:
             return scripted
-        options = list(args[:args.index("--")] if "--" in args else args)
-        while options[:1] == ["--wait"]:  # pywin32's options come before the command
-            options = options[2:]
-        command = options[0] if options else ""
-        server_args = list(args[args.index("--") + 1:]) if "--" in args else []
-        running = self.process is not None and self.process.poll() is None
-        if command != "install" and not self.installed:
-            return Outcome(ERROR_SERVICE_DOES_NOT_EXIST, "The specified service does not exist as an installed service.")
-        if command == "install":  # an existing service is updated (pywin32's "install" falls through)
-            self.installed = {"folder": Path(folder), "python": python or venv_python(folder), "args": server_args}
-            return self.after_install(Path(folder), server_args)
-        elif command == "start":
-            if running:
-                return Outcome(ERROR_SERVICE_ALREADY_RUNNING, "An instance of the service is already running.")
-            self.start_service()
-        elif command == "restart":
-            self.stop_service()
-            self.start_service()
-        elif command == "stop":
-            if not running:
-                return Outcome(ERROR_SERVICE_NOT_ACTIVE, "The service has not been started.")
-            self.stop_service()
-        elif command == "remove":
-            self.stop_service()
-            self.installed, self.settings = {}, {}
-            from tornado_wsgi_server import windows_admin
-
-            for native in windows_admin.remove_commands(self.service_name(Path(folder))):
-                self.run_native(native)
-        elif command == "reload":  # what the service's reload does, through the control channel
-            return self.run([self.installed["python"], "tornado_server.py", "reload", *self.installed["args"]],
-                            cwd=self.installed["folder"])
-        elif command == "status":
-            return Outcome(0, "running" if running else "stopped")
-        return Outcome(0)
-
-    @staticmethod
-    def service_name(folder: Path) -> str:
+        from tornado_wsgi_server import service_control
         from tornado_wsgi_server.project import load_project
 
-        return load_project(folder).slug
-
-    def after_install(self, folder: Path, server_args: list[str]) -> Outcome:
-        """What ``service install`` runs once pywin32 made the service (windows_service.py
-        after_install_or_remove): the project's own commands, here through the fakes."""
-        from tornado_wsgi_server import windows_admin
-        from tornado_wsgi_server.project import load_project
-        from tornado_wsgi_server.service_runner import ServiceError, build_options
-
+        self.manager.python = python or venv_python(folder)
+        output, saved = io.StringIO(), dict(os.environ)
         try:
-            options = build_options(load_project(folder), server_args)
-        except ServiceError as exc:
-            return Outcome(1, f"ERROR: {exc}")
-        commands = windows_admin.install_commands(self.service_name(folder), options.host, options.port, True)
-        # As windows_admin.run_commands: deleting a rule that is not there is no failure.
-        failed = [native for native in commands if self.run_native(native).code
-                  and native[:5] != windows_admin.firewall_close_command("")[:5]]
-        return Outcome(0, "Service installed" + "".join(f"\n  failed: {native}" for native in failed))
-
-    def start_service(self) -> None:
-        folder = self.installed["folder"]
-        (folder / "logs").mkdir(exist_ok=True)
-        with open(folder / "logs" / "service-run.log", "ab") as log:
-            self.events.append((100, "started"))
-            self.process = subprocess.Popen(
-                [str(self.installed["python"]), "tornado_server.py", "service", "run", *self.installed["args"]],
-                cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def stop_service(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                if self.process.wait(60) == 0:
-                    self.events.append((101, "stopped"))
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self.process = None
+            with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+                code = service_control.main(load_project(Path(folder)), list(args), self.manager, out=output)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        print(f"> service {' '.join(args)} (in {folder}) -> {code}\n{output.getvalue().rstrip()}", flush=True)
+        return Outcome(code, output.getvalue())
 
     def service_folder(self, name: str) -> Path | None:
         self.calls.append(("service_folder", name))
-        return self.installed.get("folder")
+        return self.manager.services.get(name, {}).get("folder")
 
     def event_log_entries(self, source: str, since: float) -> list[tuple[int, str]]:
         self.calls.append(("event_log_entries", source))
-        return list(self.events)
+        return [(event_id, text) for event_id, text, name, when in reversed(self.events)
+                if name == source and when >= since - 1]
 
     def start_console(self, args: list, cwd: Path, env: dict, log) -> subprocess.Popen:
         self.calls.append(("start_console", *map(str, args)))

@@ -2,10 +2,12 @@
 
 Run by the Windows job of .github/workflows/ci.yml (``python ci/windows_service_checks.py``),
 after the test suite: it prepares the project as ``start_server.bat`` would (.env, .venv,
-database), then installs, starts, restarts, reloads, stops and removes the service and checks
-each outcome and exit code, the restart actions, delayed start and firewall rule, the rule
-following a port change, the Event Log, and a second install from another folder. Exits 0
-when every check passed, else 1.
+database in ``data``), then installs, starts, restarts, reloads, stops and removes the service
+and checks each outcome and exit code (each command waits: the site answers right after
+``start`` and is gone right after ``stop``), a failed start reported with its reason, the
+restart actions, delayed start and firewall rule, the rule following a port change in ``.env``,
+the Event Log, the service's own account and what it may write, and a second install from
+another folder refused. Exits 0 when every check passed, else 1.
 
 Every Windows-only call goes through ``ci/windows.py``; elsewhere its fake answers them and
 the service runs as ``tornado_server.py service run``, so this script runs on Linux too.
@@ -26,15 +28,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import CheckFailed, expect, run_checks, status, wait_for  # noqa: E402
 from windows import PROJECT_DIR, Windows, system, venv_python  # noqa: E402
 
-# The account the service runs as. The service is installed as LocalSystem today; when it
-# gets a least-privilege account of its own this becomes "NT SERVICE\<name>" and
-# check_service_account also checks what that account may read and write (icacls).
-SERVICE_ACCOUNT = "LocalSystem"
-# An install from a second copy of the project, under the same service name, updates the
-# existing service to run that copy. When install refuses it, set this to True.
-SECOND_INSTALL_REFUSED = False
+# The account the service runs as: its own virtual account, which may read the project and
+# change only data\ and logs\ (check_service_account reads the folders' rights).
+SERVICE_ACCOUNT = "NT SERVICE\\{name}"
+# An install from a second copy of the project, under the same service name, is refused;
+# under a name of its own (--name) it is a second service.
+SECOND_INSTALL_REFUSED = True
 # Event Log IDs (tornado_wsgi_server/service_runner.py EVENT_IDS) a start and stop write.
 STARTED, STOPPED = 100, 101
+# Exit codes of the service commands when Windows refuses (winerror.h).
+ERROR_SERVICE_ALREADY_RUNNING, ERROR_SERVICE_DOES_NOT_EXIST, ERROR_SERVICE_NOT_ACTIVE = 1056, 1060, 1062
 
 
 def free_port() -> int:
@@ -101,37 +104,52 @@ class ServiceChecks:
     # --- checks ------------------------------------------------------------------------------
 
     def round_trip(self, workers: int) -> None:
-        """install, start, /healthz, status, stop, remove: each exits 0; a second start, a
-        stop of a stopped service and a start after remove exit non-zero."""
+        """install, start, /healthz, status, stop, remove: each exits 0, and start and stop
+        return once done; a second start, a stop of a stopped service and a start after remove
+        exit with Windows' error numbers."""
         port = free_port()
         self.service("install", "--", "--port", str(port), "--workers", str(workers))
         self.service("start")
-        self.wait_serving(port)
+        expect(status(port) == 200, "`service start` returned before the site answered")
         expect("running" in self.service("status"), "status does not say running")
-        self.service("start", wanted=None)
-        self.service("--wait", "60", "stop")
-        expect(status(port) is None, "still answering after stop")
-        self.service("stop", wanted=None)
+        self.service("start", wanted=ERROR_SERVICE_ALREADY_RUNNING)
+        self.service("stop")
+        expect(status(port) is None, "still answering after `service stop` returned")
+        self.service("stop", wanted=ERROR_SERVICE_NOT_ACTIVE)
         self.service("remove")
-        self.service("start", wanted=None)
+        self.service("start", wanted=ERROR_SERVICE_DOES_NOT_EXIST)
         log = self.project_dir / "logs" / "server.log"
         expect(log.is_file() and "Stopped." in log.read_text(encoding="utf-8", errors="replace"),
                "logs/server.log has no clean stop")
 
     def restart_and_reload(self) -> None:
-        """restart and reload exit 0 and the site answers after each."""
+        """restart and reload exit 0 and the site answers right after each."""
         port = free_port()
         self.service("install", "--", "--port", str(port), "--workers", "2")
         try:
             self.service("start")
-            self.wait_serving(port)
             self.service("restart")
-            self.wait_serving(port)
+            expect(status(port) == 200, "not answering right after `service restart`")
             self.service("reload")
             expect(status(port) == 200, "not answering after reload")
-            self.service("--wait", "60", "stop")
+            self.service("stop")
         finally:
             self.windows.service("remove", folder=self.project_dir)
+
+    def failed_start(self) -> None:
+        """A port taken by another program: start exits 1 and says why, from the Event Log
+        (or the log file)."""
+        with socket.socket() as holder:
+            holder.bind(("127.0.0.1", 0))
+            holder.listen()
+            port = holder.getsockname()[1]
+            self.service("install", "--", "--port", str(port))
+            try:
+                output = self.service("start", wanted=1)
+                expect("did not start" in output and str(port) in output,
+                       f"the failed start does not say why: {output.strip()}")
+            finally:
+                self.windows.service("remove", folder=self.project_dir)
 
     def event_log(self) -> None:
         """The starts and stops above are in the Application log under the service's name."""
@@ -161,8 +179,37 @@ class ServiceChecks:
         shown = self.windows.netsh("advfirewall", "firewall", "show", "rule", rule)
         expect(shown.code != 0, "the firewall rule outlived the service")
 
+    def firewall_follows_env(self) -> None:
+        """SERVER_PORT changed in .env, then stop and start: the rule opens the new port."""
+        rule = f"name={self.name}-web"
+        env_file = self.project_dir / ".env"
+        original = env_file.read_text(encoding="utf-8")
+        first, second = free_port(), free_port()
+
+        def use_port(port: int) -> None:
+            lines = [line for line in original.splitlines() if not line.startswith(("SERVER_PORT=", "SERVER_HOST="))]
+            env_file.write_text("\n".join([*lines, "SERVER_HOST=0.0.0.0", f"SERVER_PORT={port}"]) + "\n",
+                                encoding="utf-8")
+
+        try:
+            use_port(first)
+            self.service("install")
+            self.service("start")
+            self.service("stop")
+            use_port(second)
+            self.service("start")
+            expect(status(second) == 200, f"not serving the new port {second}")
+            shown = self.windows.netsh("advfirewall", "firewall", "show", "rule", rule)
+            expect(shown.code == 0 and str(second) in shown.output and str(first) not in shown.output,
+                   f"the firewall rule did not follow SERVER_PORT from {first} to {second}")
+            self.service("stop")
+        finally:
+            env_file.write_text(original, encoding="utf-8")
+            self.windows.service("remove", folder=self.project_dir)
+
     def second_install_from_another_folder(self) -> None:
-        """A copy of the project (staging beside live) installing the same service name."""
+        """A copy of the project (staging beside live) installing the same service name is
+        refused, naming both folders; under a name of its own it installs beside it."""
         copy = self.scratch / "staging copy"
         shutil.copytree(self.project_dir, copy, ignore=shutil.ignore_patterns(
             ".venv", ".git", "logs", "data", "staticfiles", "__pycache__", "*.sqlite3"))
@@ -176,9 +223,19 @@ class ServiceChecks:
             copy = copy.resolve()
             if SECOND_INSTALL_REFUSED:
                 expect(second.code != 0, "a second folder took over the service")
-                expect(str(self.project_dir) in second.output and str(copy) in second.output,
-                       "the refusal does not name both folders")
+                expect(str(self.project_dir) in second.output and str(copy) in second.output
+                       and "--name" in second.output, "the refusal does not name both folders and --name")
                 expect(installed == self.project_dir.resolve(), f"the service now runs {installed}")
+                removed = self.windows.service("remove", folder=copy, python=venv_python(self.project_dir))
+                expect(removed.code != 0 and self.windows.service_folder(self.name) is not None,
+                       "`service remove` in the copy removed the live service")
+                named = self.windows.service("--name", f"{self.name}_copy", "install", folder=copy,
+                                             python=venv_python(self.project_dir))
+                expect(named.code == 0, f"install --name from the copy exited {named.code}")
+                expect(self.windows.service_folder(f"{self.name}_copy").resolve() == copy,
+                       "the named service does not run the copy")
+                self.windows.service("--name", f"{self.name}_copy", "remove", folder=copy,
+                                     python=venv_python(self.project_dir))
             else:
                 expect(second.code == 0, f"the second install exited {second.code}")
                 expect(installed == copy, f"the service runs {installed}, not the second folder")
@@ -186,13 +243,30 @@ class ServiceChecks:
             self.windows.service("remove", folder=self.project_dir)
 
     def check_service_account(self) -> None:
-        """The account the service runs as (see SERVICE_ACCOUNT)."""
-        self.service("install", "--", "--port", str(free_port()))
+        """The service runs as SERVICE_ACCOUNT, which may read and run the project and change
+        only data\\ and logs\\; so set up, it serves (and writes its database in data\\)."""
+        account = SERVICE_ACCOUNT.format(name=self.name)
+        port = free_port()
+        self.service("install", "--", "--port", str(port))
         try:
             config = self.windows.sc("qc", self.name).output
-            expect(f"SERVICE_START_NAME : {SERVICE_ACCOUNT}" in config, f"not run as {SERVICE_ACCOUNT}")
+            expect(f"SERVICE_START_NAME : {account}" in config, f"not run as {account}")
+            rights = {folder: self.rights(account, self.project_dir / folder) for folder in ("", "data", "logs")}
+            expect(rights[""] and all("(RX)" in r for r in rights[""]),
+                   f"{account} on the project folder: {rights['']}, wanted read and run only")
+            for folder in ("data", "logs"):
+                expect("(M)" in " ".join(rights[folder]), f"{account} may not change {folder}: {rights[folder]}")
+            self.service("start")
+            expect(status(port) == 200, f"not serving as {account}")
+            self.service("stop")
         finally:
             self.service("remove")
+
+    def rights(self, account: str, folder: Path) -> list[str]:
+        """The rights ``icacls FOLDER`` lists for ``account``, e.g. ["(OI)(CI)(RX)"]."""
+        shown = self.windows.icacls(folder).output
+        return [line.split(f"{account}:", 1)[1].strip() for line in shown.splitlines()
+                if f"{account}:".casefold() in line.casefold()]
 
     def cleanup(self) -> None:
         self.windows.service("remove", folder=self.project_dir)
@@ -204,8 +278,10 @@ class ServiceChecks:
             ("service round trip with --workers 1", lambda: self.round_trip(1)),
             ("service round trip with --workers 2", lambda: self.round_trip(2)),
             ("service restart and reload", self.restart_and_reload),
+            ("a failed start exits non-zero with the reason", self.failed_start),
             ("Event Log entries", self.event_log),
             ("restart actions, delayed start, firewall rule following the port", self.install_settings_and_firewall),
+            ("firewall rule following a port change in .env", self.firewall_follows_env),
             ("second install from another folder", self.second_install_from_another_folder),
             ("service account", self.check_service_account),
         ]

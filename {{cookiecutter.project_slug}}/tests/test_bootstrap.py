@@ -138,6 +138,10 @@ ONEDRIVE = r"C:\Users\Anna\OneDrive - Contoso Ltd"
     ("/home/anna/" + "x" * 140, {}, "/usr", None, []),  # no such limit
     (r"C:\Sites\site", {}, r"C:\Program Files\WindowsApps\PythonSoftwareFoundation.Python.3.12_3.12.2288.0_x64__qbz5n2kfra8p0",
      True, ["Microsoft Store"]),
+    # python.org's "Install Now" (or the Python install manager): under the user's profile.
+    (r"C:\Sites\site", {"USERPROFILE": r"C:\Users\Anna"},
+     r"C:\Users\Anna\AppData\Local\Programs\Python\Python313", True, ["for one user"]),
+    (r"C:\Sites\site", {"USERPROFILE": r"C:\Users\Anna"}, r"C:\Program Files\Python313", True, []),
 ])
 def test_location_warnings(project_dir, environ, prefix, long_paths, expected):
     bootstrap_module = load_bootstrap()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import ntpath
 import os
 import secrets
 import subprocess
@@ -140,11 +141,15 @@ def location_warnings(project_dir: str, environ, base_exec_prefix: str,
             f"the project folder path is {len(str(project_dir))} characters long; with Windows' "
             f"260-character limit pip may fail to install packages past ~{LONG_PATH_LIMIT}. "
             "Use a shorter folder, or enable long paths (LongPathsEnabled, see docs/windows-service.md).")
-    if "windowsapps" in str(base_exec_prefix).casefold():
+    # As windows_admin.per_user_python(), which `service.bat install` uses (this file runs alone).
+    profile = environ.get("USERPROFILE", "").rstrip("\\")
+    if "windowsapps" in str(base_exec_prefix).casefold() or (
+            profile and is_under(str(base_exec_prefix), ntpath.dirname(profile))):
         warnings.append(
-            f"this Python ({base_exec_prefix}) is the Microsoft Store one: the Windows service "
-            "(LocalSystem) may be unable to load it. For a service, install Python from "
-            "https://www.python.org/downloads/ and delete .venv to create it again.")
+            f"this Python ({base_exec_prefix}) is installed for one user (the Microsoft Store's, or "
+            "python.org's \"Install Now\"): the Windows service's own account cannot read it, and "
+            "`service.bat install` refuses it. For a service, install Python from "
+            "https://www.python.org/downloads/ \"for all users\" and delete .venv to create it again.")
     return warnings
 
 

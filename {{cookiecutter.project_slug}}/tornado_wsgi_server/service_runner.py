@@ -43,9 +43,11 @@ EVENT_IDS = {
     "worker_crash": 120,  # a worker process died; a new one is started
     "worker_replaced": 121,  # a worker recycled after --max-requests
     "watchdog": 130,  # a worker whose threads were all stuck was replaced
+    "firewall": 140,  # the firewall rule still opens another port: the account may not change it
 }
 EVENT_LEVELS = {"start_failed": "error", "failed": "error", "reload_failed": "error",
-                "unfinished": "warning", "worker_crash": "warning", "watchdog": "warning"}
+                "unfinished": "warning", "worker_crash": "warning", "watchdog": "warning",
+                "firewall": "warning"}
 
 
 def event_record(kind: str, text: str) -> tuple[int, str, str]:

@@ -1,12 +1,13 @@
-"""Windows set-up around the service and the console: the firewall rule for the port, who may
-control the service, restart on failure, delayed start (commands built as data, run by
-``service.bat install``/``remove``), and QuickEdit turned off in the console window (ctypes;
-does nothing off Windows).
+"""Windows set-up around the service and the console: the service's account and its folder
+rights, the firewall rule for the port, who may control the service, restart on failure,
+delayed start (commands built as data, run by ``service.bat install``/``start``/``remove``), and
+QuickEdit turned off in the console window (ctypes; does nothing off Windows).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import ntpath
 import subprocess
 import sys
 
@@ -99,18 +100,105 @@ def remove_commands(name: str) -> list[list[str]]:
     return [firewall_close_command(name)]
 
 
-def run_commands(commands: list[list[str]]) -> int:
-    """Run each command, printing it and any failure; returns how many failed (a missing
-    firewall rule on delete is not a failure)."""
+# --- the service's account and what it may touch ----------------------------------------------
+
+LOCAL_SYSTEM = "LocalSystem"
+VIRTUAL_ACCOUNT_DOMAIN = "NT SERVICE"
+# Well-known SIDs: names are translated on non-English Windows, SIDs are not.
+ADMINISTRATORS_SID = "*S-1-5-32-544"
+SYSTEM_SID = "*S-1-5-18"
+
+
+def virtual_account(name: str) -> str:
+    """The service's own account: no password, no rights but those granted to it."""
+    return f"{VIRTUAL_ACCOUNT_DOMAIN}\\{name}"
+
+
+def account_kind(account: str) -> str:
+    """The kind of ``account``: "system" (LocalSystem), "virtual" (``NT SERVICE\\...``), "builtin"
+    (``NT AUTHORITY\\...``, no password) or "user" (a local or domain account: a password, and
+    the right to log on as a service)."""
+    folded = account.casefold()
+    if folded in ("localsystem", ".\\localsystem", "nt authority\\system"):
+        return "system"
+    if folded.startswith("nt service\\"):
+        return "virtual"
+    if folded.startswith("nt authority\\"):
+        return "builtin"
+    return "user"
+
+
+def is_inside(path: str, folder: str) -> bool:
+    """``path`` is ``folder`` or below it (Windows paths, compared as Windows does)."""
+    path, folder = (ntpath.normcase(ntpath.normpath(p)).rstrip("\\") for p in (path, folder))
+    return path == folder or path.startswith(folder + "\\")
+
+
+def per_user_python(base_prefix: str, profiles_folder: str) -> bool:
+    """True for a Python installed for one user (python.org's "Install Now", the Python install
+    manager, the Microsoft Store): under a user profile (``C:\\Users\\<user>\\...``), which other
+    accounts cannot read."""
+    return is_inside(base_prefix, profiles_folder) or "\\windowsapps\\" in ntpath.normcase(base_prefix) + "\\"
+
+
+def folder_rights_commands(account: str, project_dir: str, installer: str,
+                           read_folders: list[str] = ()) -> list[list[str]]:
+    """The service account's rights, exactly: read and run the project (code, ``.venv``,
+    ``.env``) and each of ``read_folders`` (the base Python when it lies outside the project),
+    change ``data\\`` and ``logs\\`` only.
+
+    The project folder stops inheriting from its parent (a folder made under ``C:\\`` lets
+    every signed-in user change files in it): Administrators, SYSTEM and the installing user
+    ``installer`` keep full control, the service account may read and run.
+    """
+    grant = f"{account}:(OI)(CI)RX"
+    commands = [["icacls", project_dir, "/inheritance:r", "/grant:r", f"{ADMINISTRATORS_SID}:(OI)(CI)F",
+                 f"{SYSTEM_SID}:(OI)(CI)F", f"{installer}:(OI)(CI)F", grant]]
+    for folder in read_folders:
+        if not is_inside(folder, project_dir):
+            commands.append(["icacls", folder, "/grant", grant])
+    for writable in ("data", "logs"):
+        commands.append(["icacls", ntpath.join(project_dir, writable), "/grant:r", f"{account}:(OI)(CI)M"])
+    return commands
+
+
+def service_sid_command(name: str) -> list[str]:
+    """The service's own SID in its token, which its virtual account and the folder rights
+    granted to ``NT SERVICE\\<name>`` rely on."""
+    return ["sc.exe", "sidtype", name, "unrestricted"]
+
+
+def firewall_sync_commands(name: str, host: str, port: int) -> list[list[str]]:
+    """The rule for the port and host the service is about to serve: replaced, or deleted when
+    it listens on a loopback address only."""
+    return firewall_open_commands(name, port) if serves_other_computers(host) else [firewall_close_command(name)]
+
+
+def firewall_state(host: str, port: int) -> str:
+    """What the rule opens, stored with the service so that a start can tell it changed."""
+    return f"TCP {port}" if serves_other_computers(host) else "none"
+
+
+def run_commands(commands: list[list[str]], run=None) -> int:
+    """Run each command (through ``run(command) -> (exit code, output)``, by default the real
+    program), printing it and any failure; returns how many failed (a missing firewall rule on
+    delete is not a failure)."""
     failures = 0
     for command in commands:
         print(">", subprocess.list2cmdline(command), flush=True)
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        if result.returncode and command[:5] != firewall_close_command("")[:5]:
+        code, output = (run or run_program)(command)
+        if code and command[:5] != firewall_close_command("")[:5]:
             failures += 1
-            print(f"  failed (exit code {result.returncode}): {(result.stdout + result.stderr).strip()}",
-                  file=sys.stderr, flush=True)
+            print(f"  failed (exit code {code}): {output.strip()}", file=sys.stderr, flush=True)
     return failures
+
+
+def run_program(command: list[str]) -> tuple[int, str]:
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return 1, str(exc)
+    return result.returncode, result.stdout + result.stderr
 
 
 def mode_without_quick_edit(mode: int) -> int:

@@ -1,7 +1,9 @@
 """The Windows service (pywin32): the server started with Windows, stopped gracefully.
 
-``tornado_server.py service install|start|stop|remove|status`` manages it (``service.bat``);
-``service run`` runs its code path in a console on any OS, where everything but pywin32 is tested.
+``tornado_server.py service install|start|stop|restart|reload|remove|status`` manages it
+(``service.bat``): the commands and their waiting live in service_control.py, which reaches
+Windows only through ``Win32ServiceManager`` here. ``service run`` runs the service's code path
+in a console on any OS, where everything but pywin32 is tested.
 """
 
 from __future__ import annotations
@@ -11,8 +13,17 @@ import shlex
 import sys
 from pathlib import Path
 
-from .control import run_client
+from . import service_control, windows_admin
 from .project import Project, load_project
+from .service_control import (  # noqa: F401
+    ACCOUNT_OPTION,
+    FIREWALL_OPTION,
+    PYTHON_OPTION,
+    SERVER_ARGS_OPTION,
+    SERVICE_CLASS,
+    ServiceManagerError,
+    ServiceState,
+)
 
 # The pywin32-free part, named here too: the service host and the tests import it from here.
 from .service_runner import (  # noqa: F401
@@ -29,11 +40,6 @@ from .service_runner import (  # noqa: F401
 # The reload control request: `sc control NAME 128` (user-defined codes are 128-255);
 # PARAMCHANGE (`sc control NAME paramchange`) does the same.
 RELOAD_CONTROL = 128
-
-# Registry values (HKLM\SYSTEM\CurrentControlSet\Services\<name>\Parameters).
-SERVER_ARGS_OPTION = "ServerArgs"
-PYTHON_OPTION = "Python"
-SERVICE_CLASS = "DjangoTornadoService"
 
 # ======================================================================================
 # The Windows service (pywin32): a thin shell around ServiceLifecycle.
@@ -60,7 +66,7 @@ if sys.platform == "win32":
         project is the folder above this package."""
 
         def __init__(self, args):
-            self._svc_name_ = args[0]  # the service manager's name for us (the slug)
+            self._svc_name_ = args[0]  # the service manager's name for us (--name, or the slug)
             super().__init__(args)
             project = load_project(Path(__file__).resolve().parent.parent)
             stored = win32serviceutil.GetServiceCustomOption(self, SERVER_ARGS_OPTION, "")
@@ -68,6 +74,7 @@ if sys.platform == "win32":
             self.lifecycle = ServiceLifecycle(
                 project, self, shlex.split(stored) + list(args[1:]),
                 win32serviceutil.GetServiceCustomOption(self, PYTHON_OPTION))
+            self.lifecycle.name = self._svc_name_
 
         # The status reporter ServiceLifecycle talks to.
         def report(self, state, wait_hint, exit_code):
@@ -90,8 +97,26 @@ if sys.platform == "win32":
             # A service has no console; output that would go there is dropped (the log
             # file and the event log get everything that matters).
             sys.stdout = sys.stderr = open(os.devnull, "w", encoding="utf-8")
+            self.follow_firewall()
             if self.lifecycle.run():
                 raise RuntimeError(f"{self._svc_name_} failed; see the Event Log and the log file")
+
+        def follow_firewall(self):
+            """The rule follows a port or host changed in .env since it was made."""
+            try:
+                options = build_options(self.lifecycle.project, self.lifecycle.server_args)
+            except ServiceError:
+                return  # the start fails and says why
+            stored = win32serviceutil.GetServiceCustomOption(self, FIREWALL_OPTION)
+            warning = sync_firewall_at_start(self._svc_name_, options, stored)
+            if warning:
+                self.lifecycle.event("firewall", warning)
+            elif stored != windows_admin.firewall_state(options.host, options.port):
+                try:
+                    win32serviceutil.SetServiceCustomOption(
+                        self, FIREWALL_OPTION, windows_admin.firewall_state(options.host, options.port))
+                except Exception:  # noqa: S110 - checked again at the next start
+                    pass
 
         def SvcStop(self):
             self.lifecycle.stop()
@@ -109,74 +134,160 @@ if sys.platform == "win32":
                 self.lifecycle.reload()
 
 
-def handle_command_line(project: Project, argv: list[str]) -> int:
-    """install / update / start / stop / restart / remove / debug (pywin32), plus status.
+class Win32ServiceManager:
+    """The service manager seam of service_control.py, on pywin32 (Windows only)."""
 
-    ``argv[0]`` is the program name pywin32 prints in its usage text.
-    """
+    _STATE_NAMES = {1: "stopped", 2: "start_pending", 3: "stop_pending", 4: "running"}
+    _STARTUP = {"delayed": (2, True), "auto": (2, False), "manual": (3, False), "disabled": (4, False)}
+
+    @staticmethod
+    def _call(function, *args, **kwargs):
+        import pywintypes
+
+        try:
+            return function(*args, **kwargs)
+        except pywintypes.error as exc:
+            raise ServiceManagerError(exc.winerror, exc.strerror) from None
+
+    def state(self, name):
+        import pywintypes
+        import winerror
+
+        try:
+            status = win32serviceutil.QueryServiceStatus(name)
+        except pywintypes.error as exc:
+            if exc.winerror == winerror.ERROR_SERVICE_DOES_NOT_EXIST:
+                return None
+            raise ServiceManagerError(exc.winerror, exc.strerror) from None
+        # win32ExitCode, or the service's own code when that says ERROR_SERVICE_SPECIFIC_ERROR.
+        exit_code = status[4] if status[3] == 1066 else status[3]
+        return ServiceState(self._STATE_NAMES.get(status[1], "running"), exit_code)
+
+    def installed_class(self, name):
+        import winreg
+
+        try:
+            return winreg.QueryValue(winreg.HKEY_LOCAL_MACHINE,
+                                     rf"SYSTEM\CurrentControlSet\Services\{name}\PythonClass")
+        except OSError:
+            return None
+
+    @staticmethod
+    def _account(spec):
+        """(account, password) as ChangeServiceConfig takes them: no password for LocalSystem
+        and the accounts Windows manages."""
+        if windows_admin.account_kind(spec.account) == "system":
+            return "LocalSystem", ""
+        return spec.account, spec.password if spec.password is not None else ""
+
+    def create(self, spec):
+        """Made as LocalSystem, then given its account: as `sc.exe config obj=` does."""
+        start_type, delayed = self._STARTUP[spec.startup]
+        self._call(win32serviceutil.InstallService, spec.class_string, spec.name, spec.display_name,
+                   startType=start_type, description=spec.description, delayedstart=delayed)
+        self.update(spec)
+
+    def update(self, spec):
+        start_type, delayed = self._STARTUP[spec.startup]
+        user, password = self._account(spec)
+        self._call(win32serviceutil.ChangeServiceConfig, spec.class_string, spec.name, startType=start_type,
+                   userName=user, password=password, displayName=spec.display_name,
+                   description=spec.description, delayedstart=delayed)
+
+    def get_option(self, name, option, default=None):
+        return self._call(win32serviceutil.GetServiceCustomOption, name, option, default)
+
+    def set_option(self, name, option, value):
+        self._call(win32serviceutil.SetServiceCustomOption, name, option, value)
+
+    def start(self, name, args):
+        self._call(win32serviceutil.StartService, name, list(args) or None)
+
+    def stop(self, name):
+        self._call(win32serviceutil.ControlService, name, win32service.SERVICE_CONTROL_STOP)
+
+    def delete(self, name):
+        self._call(win32serviceutil.RemoveService, name)
+
+    def prepare_host(self, name):
+        set_service_path(name)
+        register_event_source(name)
+
+    def grant_logon_right(self, account):
+        import win32security
+
+        sid = self._call(win32security.LookupAccountName, None, account)[0]
+        policy = self._call(win32security.LsaOpenPolicy, None, win32security.POLICY_ALL_ACCESS)
+        try:
+            self._call(win32security.LsaAddAccountRights, policy, sid, ["SeServiceLogonRight"])
+        finally:
+            win32security.LsaClose(policy)
+
+    def last_event(self, name, since):
+        """The newest error or warning the service wrote (one of EVENT_IDS: not pywin32's own
+        traceback entry that follows a failed start) under source ``name`` since ``since``."""
+        from .service_runner import EVENT_IDS
+
+        log = win32evtlog.OpenEventLog(None, "Application")
+        flags = win32evtlog.EVENTLOG_BACKWARDS_READ | win32evtlog.EVENTLOG_SEQUENTIAL_READ
+        wanted = (win32evtlog.EVENTLOG_ERROR_TYPE, win32evtlog.EVENTLOG_WARNING_TYPE)
+        ours = set(EVENT_IDS.values())
+        try:
+            while records := win32evtlog.ReadEventLog(log, flags, 0):
+                for record in records:
+                    if record.TimeGenerated.timestamp() < int(since):
+                        return None
+                    if (record.SourceName == name and record.EventType in wanted
+                            and record.EventID & 0xFFFF in ours):
+                        return win32evtlogutil.SafeFormatMessage(record, "Application")
+        finally:
+            win32evtlog.CloseEventLog(log)
+        return None
+
+    def run(self, command):
+        return windows_admin.run_program(command)
+
+
+def handle_command_line(project: Project, argv: list[str]) -> int:
+    """install / update / start / stop / restart / reload / remove / status (service_control.py),
+    plus pywin32's own ``debug``. ``argv[0]`` is the program name."""
     if sys.platform != "win32":
         print("ERROR: Windows services exist only on Windows; `python tornado_server.py service run` "
               "runs the server as the service would.", file=sys.stderr)
         return 2
-    server_args: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, server_args = argv[:cut], argv[cut + 1:]
-    commands = _commands(argv)
-    name = project.slug
-    if commands[:1] == ["status"]:
-        return print_status(name, project, as_json="--json" in argv)
-    if commands[:1] == ["reload"]:
-        return reload_service(project, name)
-    startup_given = any(arg.startswith("--startup") for arg in argv)
-    if commands[:1] == ["install"] and not startup_given:
-        argv = [argv[0], "--startup", "auto", *argv[1:]]  # made delayed-auto below
-    options = None
-    if commands[:1] in (["install"], ["update"]):
-        options = build_options(project, server_args)  # refuse to install options the server would reject
-
-    def remember(_opts) -> None:
-        win32serviceutil.SetServiceCustomOption(name, SERVER_ARGS_OPTION, shlex.join(server_args))
-        win32serviceutil.SetServiceCustomOption(name, PYTHON_OPTION, worker_python(sys.executable))
-        set_service_path(name)
-        register_event_source(name)
-
-    if commands[:1] in (["start"], ["restart"]) and server_args:
-        argv = argv + server_args
-    service_class = DjangoTornadoService
-    (service_class._svc_name_, service_class._svc_display_name_,
-     service_class._svc_description_) = service_names(project)
-    code = win32serviceutil.HandleCommandLine(service_class, serviceClassString=service_class_string(project),
-                                              argv=argv, customOptionHandler=remember) or 0
-    if not code:
-        after_install_or_remove(name, commands[:1], options, delayed_start=not startup_given)
-    return code
+    if "debug" in argv[1:argv.index("--") if "--" in argv else len(argv)]:
+        service_class = DjangoTornadoService
+        (service_class._svc_name_, service_class._svc_display_name_,
+         service_class._svc_description_) = service_names(project)
+        return win32serviceutil.HandleCommandLine(service_class, serviceClassString=service_class_string(project),
+                                                  argv=argv) or 0
+    return service_control.main(project, argv[1:], Win32ServiceManager(), print_status=lambda name, as_json=False: print_status(name, project, as_json))
 
 
-def after_install_or_remove(name: str, command: list[str], options, delayed_start: bool) -> None:
-    """Restart on failure, delayed start and the firewall rule at install; the rule's removal."""
-    from . import windows_admin
-
-    if command in (["install"], ["update"]):
-        windows_admin.run_commands(windows_admin.install_commands(
-            name, options.host, options.port, delayed_start and command == ["install"]))
-        if not windows_admin.serves_other_computers(options.host):
-            print(f"No firewall rule: the service listens on {options.host} only (see README, "
-                  "\"Let other computers reach it\").", flush=True)
-    elif command == ["remove"]:
-        windows_admin.run_commands(windows_admin.remove_commands(name))
-
-
-def reload_service(project: Project, name: str) -> int:
-    """``service reload``: through the control channel the service opened, which waits
-    for every worker to be new and says how it went (``sc control NAME 128`` does the same
-    without waiting; the Event Log has the outcome)."""
+def stored_overrides(name: str) -> list[str]:
+    """The server options stored at install (``install -- --port 8080``): they win over .env.
+    Empty off Windows or when the service is not installed."""
+    if sys.platform != "win32":
+        return []
     try:
-        stored = win32serviceutil.GetServiceCustomOption(name, SERVER_ARGS_OPTION, "")
-    except win32service.error as exc:
-        print(f"ERROR: {name}: {exc.strerror}", file=sys.stderr)
-        return 1
-    return run_client(project, build_options(project, shlex.split(stored or "")), "reload")
+        return shlex.split(win32serviceutil.GetServiceCustomOption(name, SERVER_ARGS_OPTION, "") or "")
+    except Exception:  # no such service: nothing stored
+        return []
+
+
+def sync_firewall_at_start(name: str, options, stored: str | None, run=None) -> str | None:
+    """At service start: when the port or host changed since the rule was made, replace the
+    rule. None when nothing was to do or it worked; else the warning to log (an account that
+    is not an administrator cannot change the firewall: ``service.bat restart`` in an
+    elevated console does it)."""
+    wanted = windows_admin.firewall_state(options.host, options.port)
+    if stored == wanted:
+        return None
+    if windows_admin.run_commands(windows_admin.firewall_sync_commands(name, options.host, options.port), run) == 0:
+        return None
+    return (f"The firewall rule {windows_admin.firewall_rule_name(name)} opens {stored or 'nothing'}, but the "
+            f"service now serves {wanted} on {options.host}: its account cannot change the firewall. "
+            "Run `service.bat restart` in a console opened as Administrator to update the rule.")
 
 
 def register_event_source(name: str) -> None:
@@ -191,12 +302,8 @@ def register_event_source(name: str) -> None:
 
 
 def service_class_string(project: Project) -> str:
-    """The PythonClass value pythonservice.exe loads the service by.
-
-    The service host splits it at the last backslash: the folder goes on sys.path and the
-    rest is imported as a dotted module, so this package's relative imports work.
-    """
-    return f"{project.directory}\\{__name__}.{SERVICE_CLASS}"
+    """The PythonClass value pythonservice.exe loads the service by (see service_control)."""
+    return service_control.class_string(project)
 
 
 def service_path(own_folders: list[str], system_path: str) -> str:
@@ -252,18 +359,6 @@ def service_environment(existing: list[str], path: str) -> list[str]:
     """The service's Environment value: what an administrator put there (proxy variables,
     DJANGO_*...) kept, PATH replaced."""
     return [entry for entry in existing if not entry.upper().startswith("PATH=")] + ["PATH=" + path]
-
-
-# pywin32's options that take a value as the next argument.
-_VALUE_OPTIONS = {"--password", "--username", "--startup", "--perfmonini", "--perfmondll", "--wait"}
-
-
-def _commands(argv: list[str]) -> list[str]:
-    """The command and what follows it, pywin32 (getopt) style: options come first."""
-    index = 1
-    while index < len(argv) and argv[index].startswith("-"):
-        index += 2 if argv[index] in _VALUE_OPTIONS else 1
-    return argv[index:]
 
 
 def print_status(name: str, project: Project, as_json: bool = False, manager=None) -> int:
@@ -337,7 +432,6 @@ def main(project: Project, argv: list[str]) -> int:
     if argv[:1] == ["run"]:
         return run_in_console(project, argv[1:])
     if not argv:
-        print("Usage: tornado_server.py service install|start|stop|restart|reload|remove|status|run "
-              "[-- server options]", file=sys.stderr)
+        print(service_control.USAGE_TEXT, file=sys.stderr)
         return 2
     return handle_command_line(project, ["tornado_server.py service", *argv])

@@ -157,18 +157,9 @@ def service_aces(sddl: str) -> dict[str, set[str]]:
     return aces
 
 
-@pytest.mark.parametrize("command", ["install", "update"])
-def test_install_lets_only_administrators_and_system_control_the_service(monkeypatch, command):
+def test_install_lets_only_administrators_and_system_control_the_service():
     """`sc control NAME 128` reloads: no other local user may send it, or start or stop it."""
-    import subprocess
-
-    from tornado_wsgi_server.options import ServerOptions
-    from tornado_wsgi_server.windows_service import after_install_or_remove
-
-    ran = []
-    monkeypatch.setattr(windows_admin.subprocess, "run", lambda command, **kwargs: ran.append(command)
-                        or subprocess.CompletedProcess(command, 0, "", ""))
-    after_install_or_remove(SLUG, [command], ServerOptions(host="127.0.0.1", port=8000), delayed_start=False)
+    ran = windows_admin.install_commands(SLUG, "127.0.0.1", 8000, delayed_start=False)
     sdset = [line for line in ran if line[:2] == ["sc.exe", "sdset"]]
     assert len(sdset) == 1 and sdset[0][2] == SLUG, ran
     aces = service_aces(sdset[0][3])

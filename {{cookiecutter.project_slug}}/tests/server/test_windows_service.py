@@ -102,13 +102,6 @@ def test_worker_python_prefers_the_stored_interpreter(tmp_path):
     assert found.name.lower() in {"python.exe", Path(sys.executable).name.lower()}, found
 
 
-def test_pywin32_command_parsing():
-    commands = windows_service._commands
-    assert commands(["ws.py", "--startup", "manual", "install"]) == ["install"]
-    assert commands(["ws.py", "--wait", "10", "stop"]) == ["stop"]
-    assert commands(["ws.py", "start", "--port", "1"]) == ["start", "--port", "1"]
-
-
 def test_service_command_without_arguments_shows_usage():
     completed = subprocess.run([sys.executable, "tornado_server.py", "service"], cwd=PROJECT_DIR,
                                capture_output=True, text=True, timeout=60)

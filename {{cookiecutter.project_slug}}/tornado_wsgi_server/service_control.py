@@ -1,0 +1,496 @@
+"""``service.bat install|update|start|stop|restart|reload|remove|status``: each command checks
+first, acts through the service manager, waits for the outcome and says how it went, with an
+exit code a script can test.
+
+No pywin32 here. ``manager`` is the seam (windows_service.Win32ServiceManager on Windows, a fake
+in the tests and in ci/windows.py), with these methods:
+
+- ``state(name)`` -> ``ServiceState`` or None when no such service is installed;
+- ``installed_class(name)`` -> the PythonClass value (``<folder>\\<module>.<class>``) or None;
+- ``create(spec)`` / ``update(spec)`` with a ``ServiceSpec``;
+- ``get_option(name, option, default)`` / ``set_option(name, option, value)``: the service's
+  stored values;
+- ``start(name, args)``, ``stop(name)``, ``delete(name)``: return once asked, as Windows does;
+- ``prepare_host(name)``: the service's PATH and its Event Log source;
+- ``grant_logon_right(account)``: "Log on as a service" for a named account;
+- ``last_event(name, since)`` -> the text of the newest error or warning entry the service
+  wrote to the Event Log since ``since`` (time.time()), or None;
+- ``run(command)`` -> (exit code, output) of a native command (sc.exe, netsh, icacls).
+
+A manager method that fails raises ``ServiceManagerError``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import ntpath
+import os
+import re
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import windows_admin
+from .options import ServerOptions, read_dotenv
+from .process import listening_url
+from .project import Project
+from .service_runner import ServiceError, build_options, service_names, worker_python
+
+# Values stored with the service (HKLM\SYSTEM\CurrentControlSet\Services\<name>\Parameters).
+SERVER_ARGS_OPTION = "ServerArgs"  # options given after `install --`: they win over .env
+PYTHON_OPTION = "Python"
+ACCOUNT_OPTION = "Account"  # kept for the next install unless --account says otherwise
+FIREWALL_OPTION = "Firewall"  # what the rule opened last: "TCP <port>" or "none"
+SERVICE_CLASS = "DjangoTornadoService"
+SERVICE_MODULE = "tornado_wsgi_server.windows_service"
+
+NAME_VARIABLE = "SERVICE_NAME"
+PASSWORD_VARIABLE = "SERVICE_ACCOUNT_PASSWORD"
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")
+
+# Exit codes: Windows' own error numbers for the refusals (as pywin32's command line gave them).
+OK, FAILED, USAGE = 0, 1, 2
+ERROR_SERVICE_ALREADY_RUNNING = 1056
+ERROR_SERVICE_DOES_NOT_EXIST = 1060
+ERROR_SERVICE_NOT_ACTIVE = 1062
+
+# How long a start may take (Django loads, the port is bound) before the command gives up;
+# a stop may take the drain time plus this margin.
+START_TIMEOUT = 120.0
+STOP_MARGIN = 30.0
+# A service deleted while a handle to it is open (the Services console) stays until it closes.
+DELETE_TIMEOUT = 10.0
+POLL_SECONDS = 0.5
+LOG_LINES = 15  # of logs\server.log shown when a start or stop failed
+
+COMMANDS = ("install", "update", "start", "stop", "restart", "reload", "remove", "status")
+USAGE_TEXT = (
+    "Usage: tornado_server.py service [--name NAME] install|start|stop|restart|reload|remove|status|run|update\n"
+    "       install/update also take --account ACCOUNT (default NT SERVICE\\<name>; LocalSystem;\n"
+    "       DOMAIN\\user with the password in SERVICE_ACCOUNT_PASSWORD or typed) and\n"
+    "       --startup delayed|auto|manual|disabled; server options after --; status takes --json")
+
+
+class ServiceManagerError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class CommandError(Exception):
+    """A refusal: the message says why and what to do; ``code`` is the exit code."""
+
+    def __init__(self, message: str, code: int = FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class ServiceState:
+    state: str  # "start_pending", "running", "stop_pending", "stopped"
+    exit_code: int = 0  # the service's exit code once stopped (0: a clean stop)
+
+
+@dataclass
+class ServiceSpec:
+    name: str
+    display_name: str
+    description: str
+    class_string: str  # PythonClass: what pythonservice.exe loads
+    account: str  # LocalSystem, NT SERVICE\<name> or DOMAIN\user
+    password: str | None = None
+    startup: str = "delayed"  # delayed | auto | manual | disabled
+
+
+@dataclass
+class Command:
+    command: str
+    name: str | None = None
+    account: str | None = None
+    startup: str | None = None
+    wait: float | None = None
+    server_args: list[str] = field(default_factory=list)
+    as_json: bool = False
+
+
+def parse(argv: list[str]) -> Command:
+    """``[options] COMMAND [options] [-- server options]``; options anywhere before ``--``."""
+    server_args: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, server_args = argv[:cut], argv[cut + 1:]
+    values: dict[str, str] = {}
+    words: list[str] = []
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        option, equals, value = arg.partition("=")
+        if option in ("--name", "--account", "--startup", "--wait"):
+            if not equals:
+                index += 1
+                if index >= len(argv):
+                    raise CommandError(f"{option} needs a value\n{USAGE_TEXT}", USAGE)
+                value = argv[index]
+            values[option[2:]] = value
+        elif arg == "--json":
+            values["json"] = "1"
+        elif arg.startswith("-"):
+            raise CommandError(f"unknown option {arg}\n{USAGE_TEXT}", USAGE)
+        else:
+            words.append(arg)
+        index += 1
+    if len(words) != 1 or words[0] not in COMMANDS:
+        raise CommandError(USAGE_TEXT, USAGE)
+    startup = values.get("startup")
+    if startup is not None and startup not in ("delayed", "auto", "manual", "disabled"):
+        raise CommandError(f"--startup {startup}: use delayed, auto, manual or disabled", USAGE)
+    try:
+        wait = float(values["wait"]) if "wait" in values else None
+    except ValueError:
+        raise CommandError(f"--wait {values['wait']}: a number of seconds", USAGE) from None
+    if "json" in values and words[0] != "status":
+        raise CommandError(f"--json goes with status only\n{USAGE_TEXT}", USAGE)
+    return Command(words[0], values.get("name"), values.get("account"), startup, wait, server_args,
+                   as_json="json" in values)
+
+
+def service_name(project: Project, given: str | None) -> str:
+    """--name, else SERVICE_NAME (environment or .env), else the project's slug; checked."""
+    read_dotenv(project.dotenv)
+    name = given or os.environ.get(NAME_VARIABLE, "").strip() or project.slug
+    source = "--name" if given else NAME_VARIABLE if os.environ.get(NAME_VARIABLE, "").strip() else "the project"
+    if not NAME_PATTERN.fullmatch(name):
+        raise CommandError(f"{source}: {name!r} is not a usable service name: up to 80 letters, digits, "
+                           "'_', '-' or '.', starting with a letter or digit", USAGE)
+    return name
+
+
+def class_string(project: Project) -> str:
+    """The PythonClass value pythonservice.exe loads the service by: it splits it at the last
+    backslash, puts the folder on sys.path and imports the rest as a dotted module."""
+    return f"{project.directory}\\{SERVICE_MODULE}.{SERVICE_CLASS}"
+
+
+def class_folder(value: str | None) -> str | None:
+    """The project folder of a PythonClass value, None when it is not one of ours."""
+    if not value or not value.endswith(f"\\{SERVICE_MODULE}.{SERVICE_CLASS}"):
+        return None
+    return value.rsplit("\\", 1)[0]
+
+
+def sqlite_outside_data(project: Project, database_url: str | None) -> str | None:
+    """The SQLite database file the service's account could not change, or None: it must be
+    in ``data\\`` (SQLite writes its journal files beside it)."""
+    if database_url is None:
+        default = project.directory / "db.sqlite3"
+        return str(default) if default.exists() else None
+    if not database_url.startswith("sqlite:///"):
+        return None
+    path = database_url.removeprefix("sqlite:///").split("?", 1)[0]
+    if path in ("", ":memory:"):
+        return None
+    if not (ntpath.isabs(path) or path.startswith("/")):
+        path = str(project.directory / path)
+    return None if windows_admin.is_inside(path, str(project.data_dir)) else path
+
+
+def same_folder(first: str, second: str) -> bool:
+    return windows_admin.is_inside(first, second) and windows_admin.is_inside(second, first)
+
+
+def check_owner(manager, name: str, project: Project, action: str) -> None:
+    """Refuse to touch a service of this name installed from another folder (a staging copy
+    beside the live site would take the live service over)."""
+    installed = manager.installed_class(name)
+    folder = class_folder(installed)
+    if folder is not None and same_folder(folder, str(project.directory)):
+        return
+    where = (f"is installed from {folder}" if folder else
+             f"exists and is not a service of this project ({installed or 'no PythonClass'})")
+    raise CommandError(
+        f"cannot {action} the service {name}: a service of that name {where}, and this is "
+        f"{project.directory}. Give this copy a name of its own: service.bat --name {name}_2 {action} "
+        f"(or {NAME_VARIABLE}={name}_2 in this folder's .env).")
+
+
+def stored_args(manager, name: str) -> list[str]:
+    return shlex.split(manager.get_option(name, SERVER_ARGS_OPTION, "") or "")
+
+
+def service_options(project: Project, manager, name: str, extra: list[str] = ()) -> ServerOptions:
+    """What the service will run with: the stored install options, then .env."""
+    try:
+        return build_options(project, [*stored_args(manager, name), *extra])
+    except ServiceError as exc:
+        raise CommandError(f"the service's settings are wrong: {exc}", USAGE) from None
+
+
+def wait_for(manager, name: str, pending: str, timeout: float, clock: Callable[[], float] = time.monotonic,
+             sleep: Callable[[float], None] = time.sleep) -> ServiceState | None:
+    """Poll until the state is no longer ``pending`` (or the service is gone) or ``timeout``
+    seconds passed; the last state seen (None: not installed)."""
+    deadline = clock() + timeout
+    while True:
+        state = manager.state(name)
+        if state is None or state.state != pending or clock() >= deadline:
+            return state
+        sleep(POLL_SECONDS)
+
+
+def log_tail(log_file: Path, since: float, lines: int = LOG_LINES) -> list[str]:
+    """The last lines of the log file when it was written to since ``since``."""
+    try:
+        if log_file.stat().st_mtime < since - 1:
+            return []
+        with open(log_file, encoding="utf-8", errors="replace") as log:
+            return log.read()[-20000:].splitlines()[-lines:]
+    except OSError:
+        return []
+
+
+def failure_reason(manager, name: str, options: ServerOptions, since: float) -> str:
+    """Where to look and what it says: the Event Log entry, else the log's last lines."""
+    event = manager.last_event(name, since)
+    if event:
+        return f"Event Log ({name}): {event.strip()}"
+    tail = log_tail(Path(options.log_file), since)
+    if tail:
+        return f"last lines of {options.log_file}:\n    " + "\n    ".join(tail)
+    return (f"nothing in the Event Log or {options.log_file}; `service.bat run` runs the server in this "
+            "console as the service would, with the full error")
+
+
+class ServiceCommands:
+    """The commands, on a service manager; ``clock``/``sleep`` let the tests wait instantly."""
+
+    def __init__(self, project: Project, manager, name: str, *, environ=None, base_prefix: str | None = None,
+                 ask_password: Callable[[str], str] = getpass.getpass, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep, now: Callable[[], float] = time.time,
+                 out=None) -> None:
+        self.project = project
+        self.manager = manager
+        self.name = name
+        self.environ = os.environ if environ is None else environ
+        self.base_prefix = sys.base_prefix if base_prefix is None else base_prefix
+        self.ask_password = ask_password
+        self.clock, self.sleep, self.now = clock, sleep, now
+        self.out = out or sys.stdout
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def state(self) -> ServiceState:
+        state = self.manager.state(self.name)
+        if state is None:
+            raise CommandError(f"the service {self.name} is not installed (service.bat install installs it)",
+                               ERROR_SERVICE_DOES_NOT_EXIST)
+        return state
+
+    def own_state(self, action: str) -> ServiceState:
+        """The state of the service this folder installed; refused for another folder's."""
+        state = self.state()
+        check_owner(self.manager, self.name, self.project, action)
+        return state
+
+    def run_native(self, commands: list[list[str]]) -> int:
+        return windows_admin.run_commands(commands, self.manager.run)
+
+    # --- install ---------------------------------------------------------------------------
+
+    def account_for(self, given: str | None, existing: bool) -> str:
+        stored = self.manager.get_option(self.name, ACCOUNT_OPTION, None) if existing else None
+        account = given or stored or windows_admin.virtual_account(self.name)
+        return windows_admin.LOCAL_SYSTEM if windows_admin.account_kind(account) == "system" else account
+
+    def check_python(self, account: str) -> None:
+        """A Python installed for one user cannot be read by the service's own account."""
+        profiles = ntpath.dirname(self.environ.get("USERPROFILE", "C:\\Users\\x").rstrip("\\"))
+        kind = windows_admin.account_kind(account)
+        if kind in ("virtual", "builtin") and windows_admin.per_user_python(self.base_prefix, profiles):
+            raise CommandError(
+                f"Python in {self.base_prefix} is installed for one user: the service account {account} "
+                "cannot read it, and the service would die before it could log anything. Install Python "
+                "\"for all users\" (python.org installer: Customize installation > Install Python for all "
+                "users), delete .venv and run start_server.bat to make it again, then install; or keep "
+                "this Python and run the service as LocalSystem or your own account: "
+                "service.bat install --account LocalSystem (or --account DOMAIN\\user).")
+
+    def password_for(self, account: str) -> str | None:
+        if windows_admin.account_kind(account) != "user":
+            return None
+        password = self.environ.get(PASSWORD_VARIABLE)
+        return password if password is not None else self.ask_password(f"Password of {account}: ")
+
+    def installer(self) -> str:
+        user = self.environ.get("USERNAME") or getpass.getuser()
+        domain = self.environ.get("USERDOMAIN")
+        return f"{domain}\\{user}" if domain else user
+
+    def install(self, command: Command) -> int:
+        try:
+            options = build_options(self.project, command.server_args)  # refuse what the server would
+        except ServiceError as exc:
+            raise CommandError(f"bad server options: {exc}", USAGE) from None
+        existing = self.manager.state(self.name) is not None
+        if existing:
+            check_owner(self.manager, self.name, self.project, command.command)
+        account = self.account_for(command.account, existing)
+        self.check_python(account)
+        for folder in (self.project.data_dir, self.project.directory / "logs"):
+            folder.mkdir(exist_ok=True)
+        _, display, description = service_names(self.project)
+        spec = ServiceSpec(self.name, display, description, class_string(self.project), account,
+                           self.password_for(account), command.startup or "delayed")
+        (self.manager.update if existing else self.manager.create)(spec)
+        self.manager.set_option(self.name, SERVER_ARGS_OPTION, shlex.join(command.server_args))
+        self.manager.set_option(self.name, PYTHON_OPTION, worker_python(sys.executable))
+        self.manager.set_option(self.name, ACCOUNT_OPTION, account)
+        self.manager.prepare_host(self.name)
+        if windows_admin.account_kind(account) == "user":
+            self.manager.grant_logon_right(account)
+        commands = windows_admin.install_commands(self.name, options.host, options.port,
+                                                  delayed_start=spec.startup == "delayed")
+        if windows_admin.account_kind(account) != "system":
+            commands.append(windows_admin.service_sid_command(self.name))
+            commands += windows_admin.folder_rights_commands(
+                account, str(self.project.directory), self.installer(), [self.base_prefix])
+        failures = self.run_native(commands)
+        database = sqlite_outside_data(self.project, os.environ.get("DATABASE_URL"))
+        if database and windows_admin.account_kind(account) != "system":
+            self.say(f"WARNING: the SQLite database {database} is not in data\\: {account} may not change it. "
+                     "Stop the service, move db.sqlite3* into data\\ and point DATABASE_URL in .env at it "
+                     "(docs/windows-service.md, \"A least-privilege account\").")
+        self.manager.set_option(self.name, FIREWALL_OPTION, windows_admin.firewall_state(options.host, options.port))
+        self.say(f"{'Updated' if existing else 'Installed'} the service {self.name}: runs {self.project.directory} "
+                 f"as {account}, start {spec.startup}.")
+        if command.server_args:
+            self.say(f"Stored options (they win over .env): {shlex.join(command.server_args)}")
+        if not windows_admin.serves_other_computers(options.host):
+            self.say(f"No firewall rule: the service listens on {options.host} only.")
+        if failures:
+            self.say(f"ERROR: {failures} set-up command(s) failed (above).")
+            return FAILED
+        if existing and self.manager.state(self.name).state != "stopped":
+            self.say("It runs with the old settings until service.bat restart.")
+        else:
+            named = f" --name {self.name}" if self.name != self.project.slug else ""
+            self.say(f"Start it with: service.bat{named} start")
+        return OK
+
+    # --- start, stop, restart, reload, remove ---------------------------------------------------
+
+    def sync_firewall(self, options: ServerOptions) -> int:
+        """The rule follows the port and host the service is about to serve."""
+        failures = self.run_native(windows_admin.firewall_sync_commands(self.name, options.host, options.port))
+        if not failures:
+            self.manager.set_option(self.name, FIREWALL_OPTION, windows_admin.firewall_state(options.host,
+                                                                                            options.port))
+        return failures
+
+    def start(self, command: Command) -> int:
+        state = self.own_state("start")
+        if state.state != "stopped":
+            raise CommandError(f"the service {self.name} is already {describe(state.state)}",
+                               ERROR_SERVICE_ALREADY_RUNNING)
+        options = service_options(self.project, self.manager, self.name, command.server_args)
+        self.sync_firewall(options)
+        since = self.now()
+        self.manager.start(self.name, command.server_args)
+        timeout = command.wait or START_TIMEOUT
+        state = wait_for(self.manager, self.name, "start_pending", timeout, self.clock, self.sleep)
+        if state is not None and state.state == "running":
+            self.say(f"{self.name}: running, {listening_url(options)} (log: {options.log_file})")
+            return OK
+        if state is not None and state.state == "start_pending":
+            self.say(f"ERROR: {self.name} is still starting after {timeout:.0f} s; "
+                     + failure_reason(self.manager, self.name, options, since))
+            return FAILED
+        self.say(f"ERROR: {self.name} did not start; " + failure_reason(self.manager, self.name, options, since))
+        return FAILED
+
+    def stop(self, command: Command) -> int:
+        state = self.own_state("stop")
+        if state.state == "stopped":
+            raise CommandError(f"the service {self.name} is not running", ERROR_SERVICE_NOT_ACTIVE)
+        options = service_options(self.project, self.manager, self.name)
+        timeout = command.wait or options.drain_timeout + STOP_MARGIN
+        since = self.now()
+        if state.state != "stop_pending":
+            self.manager.stop(self.name)
+        state = wait_for(self.manager, self.name, "stop_pending", timeout, self.clock, self.sleep)
+        if state is not None and state.state == "stop_pending":
+            self.say(f"ERROR: {self.name} is still stopping after {timeout:.0f} s (requests in flight get "
+                     f"{options.drain_timeout:.0f} s); " + failure_reason(self.manager, self.name, options, since))
+            return FAILED
+        if state is not None and state.state != "stopped":
+            self.say(f"ERROR: {self.name} is {describe(state.state)}, not stopped")
+            return FAILED
+        if state is not None and state.exit_code:
+            self.say(f"{self.name}: stopped, with exit code {state.exit_code}; "
+                     + failure_reason(self.manager, self.name, options, since))
+            return OK
+        self.say(f"{self.name}: stopped")
+        return OK
+
+    def restart(self, command: Command) -> int:
+        if self.own_state("restart").state != "stopped":
+            code = self.stop(Command("stop", wait=command.wait))
+            if code:
+                return code
+        return self.start(command)
+
+    def reload(self, command: Command) -> int:
+        from .control import run_client
+
+        if self.own_state("reload").state != "running":
+            raise CommandError(f"the service {self.name} is not running", ERROR_SERVICE_NOT_ACTIVE)
+        return run_client(self.project, service_options(self.project, self.manager, self.name), "reload")
+
+    def remove(self, command: Command) -> int:
+        state = self.own_state("remove")
+        if state.state != "stopped":
+            code = self.stop(Command("stop", wait=command.wait))
+            if code:
+                self.say(f"ERROR: {self.name} was not removed: it did not stop.")
+                return code
+        self.manager.delete(self.name)
+        if wait_for(self.manager, self.name, "stopped", DELETE_TIMEOUT, self.clock, self.sleep) is not None:
+            self.say(f"ERROR: {self.name} is marked for deletion: Windows removes it once every program "
+                     "that has it open (the Services console, Event Viewer) is closed.")
+            return FAILED
+        self.run_native(windows_admin.remove_commands(self.name))
+        self.say(f"{self.name}: removed (the folder rights it had are left as they are).")
+        return OK
+
+    def status(self, command: Command) -> int:
+        self.say(f"{self.name}: {describe(self.state().state)}")
+        return OK
+
+    def run(self, command: Command) -> int:
+        handler = {"install": self.install, "update": self.install, "start": self.start, "stop": self.stop,
+                   "restart": self.restart, "reload": self.reload, "remove": self.remove,
+                   "status": self.status}[command.command]
+        return handler(command)
+
+
+def describe(state: str) -> str:
+    return {"start_pending": "starting", "stop_pending": "stopping"}.get(state, state)
+
+
+def main(project: Project, argv: list[str], manager, print_status=None, **kwargs) -> int:
+    """``tornado_server.py service ARGS`` but ``run``: parse, act, report; the exit code."""
+    try:
+        command = parse(argv)
+        name = service_name(project, command.name)
+        if command.command == "status" and print_status is not None:
+            return print_status(name, command.as_json)
+        return ServiceCommands(project, manager, name, **kwargs).run(command)
+    except CommandError as exc:
+        print(f"ERROR: {exc}", file=kwargs.get("out") or sys.stderr, flush=True)
+        return exc.code
+    except ServiceManagerError as exc:
+        print(f"ERROR: {exc} (Windows error {exc.code})", file=kwargs.get("out") or sys.stderr, flush=True)
+        return exc.code or FAILED
