@@ -42,6 +42,44 @@ def test_missing_env_example_is_a_clear_error(project):
     assert not (project / ".env").exists()
 
 
+def bootstrap_until_venv(project, **kwargs) -> subprocess.CompletedProcess:
+    """bootstrap.py up to the virtual environment, which fails at once (.venv is a file):
+    the steps before it, .env among them, run for real in a fraction of a second."""
+    (project / ".venv").unlink(missing_ok=True)
+    (project / ".venv").write_text("not a folder", encoding="utf-8")
+    return subprocess.run([sys.executable, "bootstrap.py"], cwd=project, capture_output=True, text=True,
+                          timeout=120, **kwargs)
+
+
+@pytest.mark.skipif(IS_WINDOWS, reason="POSIX file modes (Windows: the folder's inherited ACL)")
+def test_new_env_file_is_readable_by_its_owner_only(project):
+    completed = bootstrap_until_venv(project, umask=0o022)  # the usual umask: files 0644
+    assert "Created .env with a new secret key" in completed.stdout, completed.stdout + completed.stderr
+    env_file = project / ".env"
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    text = env_file.read_text(encoding="utf-8")
+    assert "DJANGO_SECRET_KEY=replace-me" not in text and "DJANGO_SECRET_KEY=" in text
+
+
+@pytest.mark.skipif(IS_WINDOWS, reason="POSIX file modes (Windows: the folder's inherited ACL)")
+def test_existing_env_file_is_left_alone_and_warned_about_when_others_can_read_it(project):
+    env_file = project / ".env"
+    for mode, warning in ((0o644, "can be read by every user of this machine"),
+                          (0o640, "can be read by the group"), (0o600, None), (0o400, None)):
+        env_file.unlink(missing_ok=True)
+        env_file.write_text("DJANGO_SECRET_KEY=kept\n", encoding="utf-8")
+        env_file.chmod(mode)
+        completed = bootstrap_until_venv(project)
+        assert env_file.read_text(encoding="utf-8") == "DJANGO_SECRET_KEY=kept\n"
+        assert env_file.stat().st_mode & 0o777 == mode
+        warnings = [line for line in completed.stdout.splitlines() if line.startswith("WARNING: ") and ".env" in line]
+        if warning is None:
+            assert warnings == [], (oct(mode), completed.stdout)
+        else:
+            assert len(warnings) == 1 and warning in warnings[0], (oct(mode), completed.stdout)
+            assert f"chmod 600 {env_file}" in warnings[0]
+
+
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory):
     """A copy whose .venv was made without pip (what Debian's python3 without python3-venv,

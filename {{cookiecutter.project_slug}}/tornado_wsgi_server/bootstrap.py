@@ -84,8 +84,47 @@ def ensure_env_file() -> bool:
         f"DJANGO_SECRET_KEY={new_secret_key()}" if line.startswith("DJANGO_SECRET_KEY=") else line
         for line in lines
     ]
-    ENV_FILE.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_private_file(ENV_FILE, "\n".join(lines) + "\n")
     return True
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Create ``path`` readable by its owner only on POSIX (0600 from the start, not chmod-ed
+    after: nobody can open it in between). Windows gives it the folder's inherited ACL."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(text)
+
+
+def exposure_warning(path: Path, mode: int, group_name: str) -> str | None:
+    """Why ``path`` (the secrets file, of POSIX ``mode``) is readable by others; None if it is not."""
+    if mode & 0o004:
+        who = "every user of this machine"
+    elif mode & 0o040:
+        who = f"the group {group_name!r}"
+    else:
+        return None
+    return (f"{path} (mode {mode & 0o777:o}) can be read by {who}; it holds the secret key and "
+            f"passwords. Make it the server's account's alone: chmod 600 {path} "
+            "(docs/linux.md, \"Folder rights\").")
+
+
+def warn_about_env_file_rights() -> None:
+    if os.name == "nt":
+        return
+    import grp
+
+    try:
+        status = ENV_FILE.stat()
+    except OSError:
+        return
+    try:
+        group_name = grp.getgrgid(status.st_gid).gr_name
+    except KeyError:
+        group_name = str(status.st_gid)
+    message = exposure_warning(ENV_FILE, status.st_mode, group_name)
+    if message:
+        warn(message)
 
 
 def check_python() -> None:
@@ -287,6 +326,8 @@ def main() -> int:
         warn_about_location()
         if ensure_env_file():
             step("Created .env with a new secret key (edit it to configure the site)")
+        else:
+            warn_about_env_file_rights()
         ensure_venv()
         ensure_requirements()
         prepare_django()
