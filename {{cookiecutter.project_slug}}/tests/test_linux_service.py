@@ -196,7 +196,7 @@ class LeastPrivilegeProject:
                            env={**clean, "DJANGO_SUPERUSER_PASSWORD": admin[1]}, timeout=300)
         # The folder rights of docs/linux.md, "Folder rights".
         self.as_root("chown", "-R", "root:root", str(self.folder))
-        self.as_root("chmod", "-R", "u+rwX,go+rX,go-w", str(self.folder))
+        self.as_root("chmod", "-R", "go-w", str(self.folder))
         owner = f"{self.uid}:{self.gid}"
         self.as_root("chown", "-R", owner, str(self.folder / "data"), str(self.folder / "logs"),
                      str(self.folder / ".env"))
