@@ -129,7 +129,8 @@ class LeastPrivilegeProject:
         self.prefix = prefix
         account = pwd.getpwnam("nobody")
         self.uid, self.gid = account.pw_uid, account.pw_gid
-        self.top = Path(tempfile.mkdtemp(prefix="least-privilege-"))
+        # In /tmp, which every account can reach (TMPDIR may name a private folder).
+        self.top = Path(tempfile.mkdtemp(prefix="least-privilege-", dir="/tmp"))
         self.top.chmod(0o755)  # mkdtemp makes it 0700: the account must reach the project
         self.folder = self.top / SLUG
         self.port = free_port()
