@@ -1338,6 +1338,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         "TimeoutStopSec=30\n",
         ("tests/test_linux_service.py::test_unit_runs_the_project_as_its_own_user_and_writes_only_data_and_logs",),
     ),
+    Mutation(
+        "LX4", "pip is tried once more after 5 s when a file it must change is held (an antivirus scanning it)",
+        "tornado_wsgi_server/bootstrap.py",
+        '    if code != 0 and any(error in output for error in LOCKED_FILE_ERRORS):\n        step(',
+        '    if False:\n        step(',
+        ("tests/test_bootstrap.py::test_pip_is_tried_once_more_when_a_file_it_must_change_is_held",),
+    ),
 )
 
 

@@ -14,6 +14,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent  # the project, above this package
@@ -298,16 +299,53 @@ def requirements_changed() -> bool:
     return not (STAMP.exists() and STAMP.read_text().strip() == requirements_digest())
 
 
+# pip could not change a file: on Windows one an antivirus is scanning, or that a running server
+# holds (WinError 5 "access denied", 32 "in use by another process"); elsewhere a permission error.
+LOCKED_FILE_ERRORS = ("[WinError 5]", "[WinError 32]", "[Errno 13]", "[Errno 1]")
+LOCK_RETRY_DELAY = 5.0
+
+
+def run_shown(args: list, what: str) -> tuple[int, str]:
+    """Run ``args``, showing its output as it comes; its exit code and that output."""
+    try:
+        process = subprocess.Popen([str(a) for a in args], cwd=BASE_DIR, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, env={**os.environ, **PROBE_ENV},
+                                   encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise StepFailed(f"{what} could not start: {exc}") from None
+    shown = []
+    with process:
+        for line in process.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            shown.append(line)
+    return process.returncode, "".join(shown)
+
+
+def install_requirements() -> None:
+    """pip install, once more after LOCK_RETRY_DELAY when a file it must change was held."""
+    code, output = run_shown(pip_install_command(), "Installing requirements")
+    if code != 0 and any(error in output for error in LOCKED_FILE_ERRORS):
+        step(f"pip could not change a file that another program holds (an antivirus scanning it?); "
+             f"trying once more in {LOCK_RETRY_DELAY:g} s")
+        time.sleep(LOCK_RETRY_DELAY)
+        code, output = run_shown(pip_install_command(), "Installing requirements")
+        if code != 0 and any(error in output for error in LOCKED_FILE_ERRORS):
+            raise StepFailed(
+                f"Installing requirements failed twice on a file another program holds (exit code {code}): "
+                "stop any server running from .venv and wait for the antivirus scan, then run this "
+                "again (docs/security.md, \"Antivirus, EDR and AppLocker\").")
+    if code != 0:
+        raise StepFailed(f"Installing requirements failed (exit code {code}); see the output above.{PIP_HINT}")
+
+
 def ensure_requirements() -> None:
     if not requirements_changed():
         return
     wanted = requirements_digest()
     source = " from wheelhouse/ only (no network)" if has_wheelhouse() else ""
     step(f"Installing requirements{source} (requirements.txt changed or first run)")
-    try:
-        run(pip_install_command(), "Installing requirements")
-    except StepFailed as exc:
-        raise StepFailed(f"{exc}{PIP_HINT}") from None
+    install_requirements()
     STAMP.write_text(wanted + "\n")
 
 
