@@ -107,7 +107,7 @@ def exposure_warning(path: Path, mode: int, group_name: str) -> str | None:
         return None
     return (f"{path} (mode {mode & 0o777:o}) can be read by {who}; it holds the secret key and "
             f"passwords. Make it the server's account's alone: chmod 600 {path} "
-            "(docs/linux.md, \"Folder rights\").")
+            "(docs/linux.md, \"The account and the folder\").")
 
 
 def warn_about_env_file_rights() -> None:
