@@ -195,6 +195,8 @@ SERVICE_SKIP_REASONS = (
     r"nginx not installed",
     r"openssl not found",
     r"127\.0\.0\.2 is not a loopback address",
+    r"systemd-analyze not found",
+    r"running the server as another account needs root or passwordless sudo",
 )
 
 # "SKIPPED [2] tests/test_scaling.py:176: nginx not installed ..." from pytest's -rs summary.

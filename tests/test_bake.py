@@ -184,4 +184,25 @@ def test_each_bake_gets_its_own_secret_key(cookies):
         result = cookies.bake()
         assert result.exit_code == 0, result.exception
         keys.add(read_env_file(result.project_path / ".env")["DJANGO_SECRET_KEY"])
+        if not IS_WINDOWS:  # the secret key is its owner's alone
+            assert (result.project_path / ".env").stat().st_mode & 0o777 == 0o600
     assert len(keys) == 2
+
+
+def test_secrets_and_run_time_files_are_git_ignored(cookies, tmp_path):
+    """git's own reading of the project's .gitignore: a `git add -A` commits no key or data."""
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("git not found")
+    result = cookies.bake()
+    assert result.exit_code == 0, result.exception
+    repository = tmp_path / "repository"
+    repository.mkdir()
+    shutil.copy(result.project_path / ".gitignore", repository)
+    subprocess.run([git, "init", "-q", str(repository)], check=True, timeout=60)
+    ignored = ["certs/site.pfx", "certs/key.pem", "site.pfx", "deploy/site.p12", ".env", "data/db.sqlite3",
+               "data/server-8000.control", "logs/server.log", "backups/my_site-2026.sqlite3", ".venv/bin/python"]
+    kept = ["data/.gitkeep", ".env.example", "deploy/my_site.service", "tornado_server.py"]
+    checked = subprocess.run([git, "check-ignore", "--no-index", *ignored, *kept], cwd=repository,
+                             capture_output=True, text=True, timeout=60)
+    assert checked.stdout.splitlines() == ignored, checked.stdout + checked.stderr

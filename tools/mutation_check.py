@@ -1520,6 +1520,34 @@ MUTATIONS: tuple[Mutation, ...] = (
         "",
         (f"{PROXY}::test_forwarded_headers_from_an_untrusted_peer_are_logged_once_a_minute_per_address",),
     ),
+    Mutation(
+        "LX1", "`.env` is created readable by its owner only (mode 600) on Linux and macOS",
+        "tornado_wsgi_server/bootstrap.py",
+        "os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)",
+        "os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)",
+        ("tests/test_bootstrap.py::test_new_env_file_is_readable_by_its_owner_only",),
+    ),
+    Mutation(
+        "LX2", "an existing `.env` that every user can read is left alone, with a WARNING that says so",
+        "tornado_wsgi_server/bootstrap.py",
+        "    if mode & 0o004:\n",
+        "    if False:\n",
+        ("tests/test_bootstrap.py::test_existing_env_file_is_left_alone_and_warned_about_when_others_can_read_it",),
+    ),
+    Mutation(
+        "LX3", "the unit's `TimeoutStopSec` is above the drain time, so systemd does not kill a draining server",
+        "deploy/my_site.service",
+        "TimeoutStopSec=90\n",
+        "TimeoutStopSec=30\n",
+        ("tests/test_linux_service.py::test_unit_runs_the_project_as_its_own_user_and_writes_only_data_and_logs",),
+    ),
+    Mutation(
+        "LX4", "pip is tried once more after 5 s when a file it must change is held (an antivirus scanning it)",
+        "tornado_wsgi_server/bootstrap.py",
+        '    if code != 0 and any(error in output for error in LOCKED_FILE_ERRORS):\n        step(',
+        '    if False:\n        step(',
+        ("tests/test_bootstrap.py::test_pip_is_tried_once_more_when_a_file_it_must_change_is_held",),
+    ),
 )
 
 

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -40,6 +41,44 @@ def test_missing_env_example_is_a_clear_error(project):
     assert ".env.example" in completed.stderr
     assert "Traceback" not in completed.stderr
     assert not (project / ".env").exists()
+
+
+def bootstrap_until_venv(project, **kwargs) -> subprocess.CompletedProcess:
+    """bootstrap.py up to the virtual environment, which fails at once (.venv is a file):
+    the steps before it, .env among them, run for real in a fraction of a second."""
+    (project / ".venv").unlink(missing_ok=True)
+    (project / ".venv").write_text("not a folder", encoding="utf-8")
+    return subprocess.run([sys.executable, "bootstrap.py"], cwd=project, capture_output=True, text=True,
+                          timeout=120, **kwargs)
+
+
+@pytest.mark.skipif(IS_WINDOWS, reason="POSIX file modes (Windows: the folder's inherited ACL)")
+def test_new_env_file_is_readable_by_its_owner_only(project):
+    completed = bootstrap_until_venv(project, umask=0o022)  # the usual umask: files 0644
+    assert "Created .env with a new secret key" in completed.stdout, completed.stdout + completed.stderr
+    env_file = project / ".env"
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    text = env_file.read_text(encoding="utf-8")
+    assert "DJANGO_SECRET_KEY=replace-me" not in text and "DJANGO_SECRET_KEY=" in text
+
+
+@pytest.mark.skipif(IS_WINDOWS, reason="POSIX file modes (Windows: the folder's inherited ACL)")
+def test_existing_env_file_is_left_alone_and_warned_about_when_others_can_read_it(project):
+    env_file = project / ".env"
+    for mode, warning in ((0o644, "can be read by every user of this machine"),
+                          (0o640, "can be read by the group"), (0o600, None), (0o400, None)):
+        env_file.unlink(missing_ok=True)
+        env_file.write_text("DJANGO_SECRET_KEY=kept\n", encoding="utf-8")
+        env_file.chmod(mode)
+        completed = bootstrap_until_venv(project)
+        assert env_file.read_text(encoding="utf-8") == "DJANGO_SECRET_KEY=kept\n"
+        assert env_file.stat().st_mode & 0o777 == mode
+        warnings = [line for line in completed.stdout.splitlines() if line.startswith("WARNING: ") and ".env" in line]
+        if warning is None:
+            assert warnings == [], (oct(mode), completed.stdout)
+        else:
+            assert len(warnings) == 1 and warning in warnings[0], (oct(mode), completed.stdout)
+            assert f"chmod 600 {env_file}" in warnings[0]
 
 
 @pytest.fixture(scope="module")
@@ -226,3 +265,58 @@ def test_first_start_installs_from_the_wheelhouse_with_no_network(tmp_path):
     installed = subprocess.run([str(venv_python(tmp_path)), "-c", "import offline_only_pkg; print(offline_only_pkg.VERSION)"],
                                capture_output=True, text=True, timeout=60)
     assert installed.stdout.strip() == "1.0"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(IS_WINDOWS, reason="held here with POSIX rights; on Windows an antivirus holds the file")
+def test_pip_is_tried_once_more_when_a_file_it_must_change_is_held(tmp_path):
+    """site-packages made unchangeable (chattr +i as root, whom modes do not stop) fails the
+    first pip run as a scanned file does; released as soon as bootstrap says it will retry."""
+    import threading
+
+    copy_bootstrap(tmp_path)
+    shutil.copy(PROJECT_DIR / ".env.example", tmp_path)
+    (tmp_path / "requirements.txt").write_text("offline_only_pkg==1.0\n", encoding="utf-8")
+    (tmp_path / "manage.py").write_text("", encoding="utf-8")
+    make_wheel(tmp_path / "wheelhouse", "offline_only_pkg", "1.0")
+    subprocess.run([sys.executable, "-m", "venv", ".venv"], cwd=tmp_path, check=True, timeout=300)
+    site_packages = Path(subprocess.run(
+        [str(venv_python(tmp_path)), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True, text=True, check=True, timeout=60).stdout.strip())
+    as_root = os.geteuid() == 0
+
+    def hold(held: bool) -> None:
+        if as_root:
+            subprocess.run(["chattr", "+i" if held else "-i", str(site_packages)], check=True, timeout=30)
+        else:
+            site_packages.chmod(0o555 if held else 0o755)
+
+    if as_root and (not shutil.which("chattr") or subprocess.run(
+            ["chattr", "+i", str(site_packages)], capture_output=True, timeout=30).returncode):
+        pytest.skip("chattr +i is not supported here")
+    hold(True)
+    try:
+        process = subprocess.Popen([sys.executable, "bootstrap.py"], cwd=tmp_path, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, env={**os.environ, **NO_NETWORK})
+        lines = []
+
+        def read() -> None:
+            for line in process.stdout:
+                lines.append(line)
+                if "trying once more in" in line:
+                    hold(False)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            process.wait(300)
+        finally:
+            process.kill()
+            reader.join(30)
+    finally:
+        hold(False)
+    output = "".join(lines)
+    assert process.returncode == 0, output
+    assert output.count("pip could not change a file that another program holds") == 1, output
+    installed = subprocess.run([str(venv_python(tmp_path)), "-c", "import offline_only_pkg"], timeout=60)
+    assert installed.returncode == 0

@@ -15,6 +15,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent  # the project, above this package
@@ -85,8 +86,47 @@ def ensure_env_file() -> bool:
         f"DJANGO_SECRET_KEY={new_secret_key()}" if line.startswith("DJANGO_SECRET_KEY=") else line
         for line in lines
     ]
-    ENV_FILE.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_private_file(ENV_FILE, "\n".join(lines) + "\n")
     return True
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Create ``path`` readable by its owner only on POSIX (0600 from the start, not chmod-ed
+    after: nobody can open it in between). Windows gives it the folder's inherited ACL."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(text)
+
+
+def exposure_warning(path: Path, mode: int, group_name: str) -> str | None:
+    """Why ``path`` (the secrets file, of POSIX ``mode``) is readable by others; None if it is not."""
+    if mode & 0o004:
+        who = "every user of this machine"
+    elif mode & 0o040:
+        who = f"the group {group_name!r}"
+    else:
+        return None
+    return (f"{path} (mode {mode & 0o777:o}) can be read by {who}; it holds the secret key and "
+            f"passwords. Make it the server's account's alone: chmod 600 {path} "
+            "(docs/linux.md, \"The account and the folder\").")
+
+
+def warn_about_env_file_rights() -> None:
+    if os.name == "nt":
+        return
+    import grp
+
+    try:
+        status = ENV_FILE.stat()
+    except OSError:
+        return
+    try:
+        group_name = grp.getgrgid(status.st_gid).gr_name
+    except KeyError:
+        group_name = str(status.st_gid)
+    message = exposure_warning(ENV_FILE, status.st_mode, group_name)
+    if message:
+        warn(message)
 
 
 def check_python() -> None:
@@ -264,16 +304,53 @@ def requirements_changed() -> bool:
     return not (STAMP.exists() and STAMP.read_text().strip() == requirements_digest())
 
 
+# pip could not change a file: on Windows one an antivirus is scanning, or that a running server
+# holds (WinError 5 "access denied", 32 "in use by another process"); elsewhere a permission error.
+LOCKED_FILE_ERRORS = ("[WinError 5]", "[WinError 32]", "[Errno 13]", "[Errno 1]")
+LOCK_RETRY_DELAY = 5.0
+
+
+def run_shown(args: list, what: str) -> tuple[int, str]:
+    """Run ``args``, showing its output as it comes; its exit code and that output."""
+    try:
+        process = subprocess.Popen([str(a) for a in args], cwd=BASE_DIR, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, env={**os.environ, **PROBE_ENV},
+                                   encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise StepFailed(f"{what} could not start: {exc}") from None
+    shown = []
+    with process:
+        for line in process.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            shown.append(line)
+    return process.returncode, "".join(shown)
+
+
+def install_requirements() -> None:
+    """pip install, once more after LOCK_RETRY_DELAY when a file it must change was held."""
+    code, output = run_shown(pip_install_command(), "Installing requirements")
+    if code != 0 and any(error in output for error in LOCKED_FILE_ERRORS):
+        step(f"pip could not change a file that another program holds (an antivirus scanning it?); "
+             f"trying once more in {LOCK_RETRY_DELAY:g} s")
+        time.sleep(LOCK_RETRY_DELAY)
+        code, output = run_shown(pip_install_command(), "Installing requirements")
+        if code != 0 and any(error in output for error in LOCKED_FILE_ERRORS):
+            raise StepFailed(
+                f"Installing requirements failed twice on a file another program holds (exit code {code}): "
+                "stop any server running from .venv and wait for the antivirus scan, then run this "
+                "again (docs/security.md, \"Antivirus, EDR and AppLocker\").")
+    if code != 0:
+        raise StepFailed(f"Installing requirements failed (exit code {code}); see the output above.{PIP_HINT}")
+
+
 def ensure_requirements() -> None:
     if not requirements_changed():
         return
     wanted = requirements_digest()
     source = " from wheelhouse/ only (no network)" if has_wheelhouse() else ""
     step(f"Installing requirements{source} (requirements.txt changed or first run)")
-    try:
-        run(pip_install_command(), "Installing requirements")
-    except StepFailed as exc:
-        raise StepFailed(f"{exc}{PIP_HINT}") from None
+    install_requirements()
     STAMP.write_text(wanted + "\n")
 
 
@@ -292,6 +369,8 @@ def main() -> int:
         warn_about_location()
         if ensure_env_file():
             step("Created .env with a new secret key (edit it to configure the site)")
+        else:
+            warn_about_env_file_rights()
         ensure_venv()
         ensure_requirements()
         prepare_django()
