@@ -1,32 +1,84 @@
 """Upgrade the running site to the code now in this folder: upgrade.bat / ./upgrade.sh.
 
-Prepares the new code beside the running server (requirements only when requirements.txt
-changed, migrations, static files), then switches to it: ``tornado_server.py reload``
-(new workers, no dropped request), else a drained restart of the Windows service, else it
-says to restart the console server. Exits non-zero with an ``ERROR:`` line if a step fails.
+    upgrade.py                   prepare the new code, then switch the running server to it
+    upgrade.py --prepare-only    prepare only; restart the server yourself
+    upgrade.py --no-backup       skip the backup before migrating (then a failed migration is
+                                 undone by reversing it, which not every migration allows)
+    upgrade.py --port P          reload only the server on port P (default: every server
+                                 running from this folder)
+
+Prepares beside the running server, which keeps serving the old code: requirements (only when
+requirements.txt changed), a database backup (manage.py backup), migrations, static files.
+Then the switch: ``tornado_server.py reload`` (new workers, no dropped request), else a drained
+restart of the Windows service. When a step fails, what it changed is undone: the migrations
+it applied are reversed (or, if the service had to stop for pip, the database is restored from
+the backup, the previous packages put back, and the service started again).
+
+Exit codes: 0 upgraded (or prepared, with --prepare-only); 1 failed, everything undone, the
+site runs as before; 2 bad input, nothing changed; 3 prepared but not switched (no running
+server could be reloaded: restart it); 4 failed and could not be undone (the message says
+what to do); 130 interrupted.
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib
+import os
 import subprocess
 import sys
+from pathlib import Path
 
-from tornado_wsgi_server import bootstrap
+from tornado_wsgi_server import bootstrap, updating
 from tornado_wsgi_server.bootstrap import BASE_DIR, StepFailed, step, venv_python
 
+# Standard library only, shared with settings.py (named here so the import order holds for any name).
+database_location = importlib.import_module("{{ cookiecutter.project_slug }}.database_location")
+
+UPGRADED, FAILED, BAD_INPUT, NOT_SWITCHED, NOT_UNDONE, INTERRUPTED = 0, 1, 2, 3, 4, 130
 SERVICE_WAIT_SECONDS = "120"
+# What pip had installed before it changed .venv, to put it back after a failure.
+PACKAGES_BEFORE = bootstrap.VENV_DIR / "packages-before-upgrade.txt"
 
 
-def server_command(*args: str, capture: bool = True) -> subprocess.CompletedProcess:
-    """``tornado_server.py ARGS`` with the project's virtual environment."""
-    return subprocess.run([str(venv_python()), "tornado_server.py", *args], cwd=BASE_DIR,
-                          capture_output=capture, text=True, errors="replace")
+class BadInput(Exception):
+    pass
+
+
+class NotUndone(Exception):
+    """A failure whose changes could not be undone; the message says what to do."""
+
+
+class Arguments(argparse.ArgumentParser):
+    def error(self, message):
+        raise BadInput(f"{message} (usage: upgrade [--prepare-only] [--no-backup] [--port P])")
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = Arguments(prog="upgrade", add_help=True)
+    parser.add_argument("--prepare-only", action="store_true")
+    parser.add_argument("--no-backup", action="store_true")
+    parser.add_argument("--port", type=int, action="append")
+    return parser.parse_args(argv)
+
+
+def python_command(*args: str, capture: bool = True) -> subprocess.CompletedProcess:
+    """The project's virtual environment's Python with ``args`` (tornado_server.py, manage.py)."""
+    return subprocess.run([str(venv_python()), *args], cwd=BASE_DIR, capture_output=capture,
+                          text=True, errors="replace")
+
+
+def manage(*args: str) -> None:
+    completed = python_command("manage.py", *args, capture=False)
+    if completed.returncode != 0:
+        raise StepFailed(f"manage.py {args[0]} failed (exit code {completed.returncode}); "
+                         "see the output above.")
 
 
 def service_state() -> str | None:
     """"running", "stopped"... for this project's Windows service; None when there is none
     (not installed, or not Windows: ``service status`` then fails)."""
-    completed = server_command("service", "status")
+    completed = python_command("tornado_server.py", "service", "status")
     lines = completed.stdout.strip().splitlines()
     if completed.returncode != 0 or not lines:
         return None
@@ -36,87 +88,266 @@ def service_state() -> str | None:
 
 def service(command: str) -> None:
     """Stop or start the service, waiting until it has (stop drains requests in flight)."""
-    completed = server_command("service", "--wait", SERVICE_WAIT_SECONDS, command, capture=False)
+    completed = python_command("tornado_server.py", "service", "--wait", SERVICE_WAIT_SECONDS,
+                               command, capture=False)
     if completed.returncode != 0:
         raise StepFailed(f"service.bat {command} failed (exit code {completed.returncode}); "
                          "run upgrade.bat in a console opened as Administrator.")
 
 
-def prepare(service_running: bool) -> bool:
-    """Requirements (if changed), migrations, static files. Returns True if it stopped the
-    service to install requirements (the caller starts it again)."""
-    stopped = False
-    if bootstrap.requirements_changed() and service_running:
-        # pip cannot replace a .pyd/.dll file that a running process has loaded (Windows).
-        step("requirements.txt changed while the service runs: stopping it (requests in flight "
-             "finish) so pip can replace the files it holds; it starts again at the end")
-        service("stop")
-        stopped = True
-    try:
-        try:
-            bootstrap.ensure_requirements()
-        except StepFailed as exc:
-            if sys.platform == "win32" and not stopped:
-                raise StepFailed(f"{exc} If a console server (start_server.bat) runs from this "
-                                 "folder, its files cannot be replaced: stop it with Ctrl+C and "
-                                 "run upgrade.bat again.") from None
-            raise
+def serving_ports() -> list[int]:
+    """The ports of the servers running from this folder (those whose control channel answers;
+    ``.server-*`` is where earlier versions kept it)."""
+    ports = set()
+    for pattern in ("data/server-*.control", ".server-*.control"):
+        for path in BASE_DIR.glob(pattern):
+            port = path.name.split("-", 1)[1].split(".")[0]
+            if port.isdigit():
+                ports.add(int(port))
+    return sorted(port for port in ports
+                  if python_command("tornado_server.py", "status", "--port", str(port)).returncode == 0)
+
+
+def database_url_set() -> bool:
+    if os.environ.get("DATABASE_URL"):
+        return True
+    lines = bootstrap.ENV_FILE.read_text(encoding="utf-8", errors="replace").splitlines()
+    return any(line.strip().startswith("DATABASE_URL=") and line.split("=", 1)[1].strip()
+               for line in lines)
+
+
+# --- what changed: CHANGELOG, applied migrations, packages --------------------------------
+
+
+def action_required() -> list[str]:
+    """The CHANGELOG's "Action required" lines of the versions since the one installed."""
+    new = updating.server_version(BASE_DIR)
+    stamp = bootstrap.SERVER_VERSION_STAMP
+    old = stamp.read_text().strip() if stamp.exists() else None
+    shown, version = [], None
+    for line in updating.changelog_between(BASE_DIR, old, new):
+        if line.startswith("## "):
+            version = line[3:].strip()
+        elif "Action required" in line:
+            shown.append(f"{version}: {line.lstrip('- ').strip()}")
+    return shown
+
+
+def applied_migrations() -> dict[str, str]:
+    """The last applied migration of each app ("zero" for none), from showmigrations."""
+    completed = python_command("manage.py", "showmigrations", "--list")
+    if completed.returncode != 0:
+        raise StepFailed(f"manage.py showmigrations failed: {completed.stderr.strip()[-500:]}")
+    applied, app = {}, None
+    for line in completed.stdout.splitlines():
+        if line and not line.startswith(" "):
+            app = line.strip()
+            applied[app] = "zero"
+        elif app and line.strip().startswith("[X]"):
+            applied[app] = line.strip()[3:].strip()
+    return applied
+
+
+def reverse_migrations(before: dict[str, str]) -> list[str]:
+    """Migrate each app whose state changed back to where it was; returns their names."""
+    changed = [app for app, last in applied_migrations().items() if before.get(app, "zero") != last]
+    for app in changed:
+        step(f"Reversing the migrations of {app} applied by this upgrade "
+             f"(back to {before.get(app, 'zero')})")
+        manage("migrate", app, before.get(app, "zero"), "--noinput")
+    return changed
+
+
+def freeze_packages() -> None:
+    completed = python_command("-m", "pip", "freeze", "--disable-pip-version-check")
+    if completed.returncode == 0:
+        PACKAGES_BEFORE.write_text(completed.stdout, encoding="utf-8")
+
+
+def put_packages_back() -> None:
+    step("Putting back the packages installed before the upgrade")
+    bootstrap.STAMP.unlink(missing_ok=True)  # the next start or upgrade installs again
+    command = [venv_python(), "-m", "pip", "install", "--disable-pip-version-check", "-r", PACKAGES_BEFORE]
+    if bootstrap.has_wheelhouse():
+        command[4:4] = ["--no-index", "--find-links", bootstrap.WHEELHOUSE]
+    bootstrap.install_with_retries(command, "Putting back the previous packages")
+
+
+# --- the upgrade ---------------------------------------------------------------------------
+
+
+class Upgrade:
+    def __init__(self, options: argparse.Namespace) -> None:
+        self.options = options
+        self.service_running = service_state() == "running"
+        self.ports = serving_ports()
+        self.stopped = False  # the service, for pip
+        self.packages_changed = False
+        self.backup: Path | None = None
+        self.migrations_before: dict[str, str] | None = None
+
+    def prepare(self) -> None:
+        if bootstrap.requirements_changed():
+            if self.service_running:
+                # pip cannot replace a .pyd/.dll file that a running process has loaded (Windows).
+                step("requirements.txt changed while the service runs: stopping it (requests in "
+                     "flight finish) so pip can replace the files it holds")
+                service("stop")
+                self.stopped = True
+            freeze_packages()
+            self.packages_changed = True
+            try:
+                bootstrap.ensure_requirements()
+            except StepFailed as exc:
+                if sys.platform == "win32" and not self.stopped:
+                    raise StepFailed(f"{exc} If a console server (start_server.bat) runs from this "
+                                     "folder, its files cannot be replaced: stop it with Ctrl+C and "
+                                     "run upgrade.bat again.") from None
+                raise
+        self.move_root_database()
+        if not self.options.no_backup:
+            step("Backing up the database before migrating (manage.py backup)")
+            completed = python_command("manage.py", "backup")
+            print(completed.stdout, end="")
+            if completed.returncode != 0:
+                raise StepFailed(f"the backup failed, so nothing was migrated: "
+                                 f"{completed.stderr.strip()[-800:]} (upgrade --no-backup skips it)")
+            self.backup = Path(completed.stdout.split("Backup written to ", 1)[1].splitlines()[0])
+        self.migrations_before = applied_migrations()
         bootstrap.prepare_django()
-    except StepFailed:
-        if stopped:
-            step("Starting the service again after the failure")
+
+    def move_root_database(self) -> None:
+        if database_url_set() or not database_location.left_at_root(BASE_DIR):
+            return
+        if self.ports or (self.service_running and not self.stopped):
+            os.environ[database_location.WARNED] = "1"  # said here once, not by every command
+            print(f"NOTE: the database is still at {database_location.root_database(BASE_DIR)}. "
+                  "It is moved into data\\ by an upgrade run while the site is stopped "
+                  "(service.bat stop, or Ctrl+C in the console server's window).")
+            return
+        step("Moving the database into data\\ (nothing serves from it now)")
+        try:
+            new, kept, counts = database_location.move_root_database(BASE_DIR, BASE_DIR / "backups")
+        except database_location.MoveFailed as exc:
+            raise StepFailed(str(exc)) from None
+        print(f"    {sum(counts.values())} rows in {len(counts)} tables copied to {new} and checked; "
+              f"the original is kept as {kept}")
+
+    def switch(self) -> int:
+        """Make the running servers use the new code."""
+        if self.stopped:
             service("start")
-        raise
-    return stopped
+            step("Upgrade done: the service runs the new code")
+            return UPGRADED
+        ports = [p for p in self.ports if not self.options.port or p in self.options.port]
+        missing = [p for p in self.options.port or [] if p not in self.ports]
+        if missing:
+            print(f"NOTE: no server runs from this folder on port {', '.join(map(str, missing))}.")
+        failed = []
+        for port in ports:
+            step(f"Switching the server on port {port} to the new code (tornado_server.py reload)")
+            reload = python_command("tornado_server.py", "reload", "--port", str(port))
+            print((reload.stdout + reload.stderr).strip())
+            if reload.returncode != 0:
+                failed.append(port)
+        if self.service_running and (failed or not ports):
+            step("No reload possible; restarting the service (requests in flight finish first)")
+            service("stop")
+            service("start")
+            step("Upgrade done: the service was restarted on the new code")
+            return UPGRADED
+        if ports and not failed:
+            step("Upgrade done: every running server reloaded the new code")
+            return UPGRADED
+        print("NOT SWITCHED: the new code is prepared (packages, database, static files), but no "
+              "running server took it. A console server (start_server): press Ctrl+C in its window "
+              "and start it again. None running: start_server (or service.bat start) uses it.")
+        return NOT_SWITCHED
 
+    def undo(self, error: StepFailed) -> int:
+        """After a failed step: put back what this upgrade changed; FAILED or NOT_UNDONE."""
+        print(f"ERROR: {error}", file=sys.stderr, flush=True)
+        step("Undoing what this upgrade changed")
+        try:
+            restored = self.undo_database()
+            if self.packages_changed and PACKAGES_BEFORE.exists():
+                put_packages_back()
+            if self.stopped:
+                step("Starting the service again")
+                service("start")
+        except (StepFailed, NotUndone) as exc:
+            print(f"ERROR: the failure could not be undone: {exc}\n"
+                  f"STATE: the site may be stopped or half-upgraded. {self.recovery()}",
+                  file=sys.stderr, flush=True)
+            return NOT_UNDONE
+        if self.stopped:
+            state = ("the service runs again, on the database as it was before the upgrade"
+                     f"{' (restored from ' + str(self.backup) + ')' if restored else ''} and the "
+                     "packages as they were. The code files in this folder are the new ones: if "
+                     "the site shows errors, put the previous release's files back and run "
+                     "upgrade again")
+        else:
+            state = "the running server still serves the old code, and the database is as before"
+        print(f"UPGRADE FAILED, UNDONE: {state}. Fix the error above and run upgrade again.",
+              file=sys.stderr, flush=True)
+        return FAILED
 
-def switch(service_running: bool) -> str:
-    """Make the running server use the new code; returns what happened."""
-    step("Switching the running server to the new code (tornado_server.py reload)")
-    reload = server_command("reload")
-    output = (reload.stdout + reload.stderr).strip()
-    if reload.returncode == 0:
-        if output:
-            print(output)
-        return "reloaded"
-    if service_running:
-        step("No reload possible; restarting the service (requests in flight finish first)")
-        service("stop")
-        service("start")
-        return "restarted"
-    if output:
-        print(output.splitlines()[-1])
-    print("NOTE: no running server was reloaded. If a console server (start_server) is running, "
-          "stop it with Ctrl+C and start it again to use the new code.")
-    return "not switched"
+    def undo_database(self) -> bool:
+        """Returns True if the database was restored from the backup."""
+        if self.migrations_before is None:
+            return False  # migrate never ran
+        if self.stopped and self.backup:
+            # Nothing serves: the backup holds every write.
+            step(f"Restoring the database from {self.backup}")
+            manage("restore", "--noinput", str(self.backup))
+            return True
+        try:
+            reverse_migrations(self.migrations_before)
+        except StepFailed as exc:
+            raise NotUndone(f"{exc} A migration that cannot be reversed was applied") from None
+        return False
+
+    def recovery(self) -> str:
+        backup = (f"restore the backup: .venv\\Scripts\\python manage.py restore {self.backup}"
+                  if self.backup else "restore your latest backup (manage.py restore FILE)")
+        return (f"To go back: service.bat stop (or Ctrl+C), {backup}, put the previous release's "
+                "files back, run upgrade.bat --prepare-only, then start the site again.")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     bootstrap.tolerate_unencodable_output()
-    prepare_only = "--prepare-only" in argv
     try:
+        options = parse(argv)
         if bootstrap.venv_state() != "ok":
-            raise StepFailed("this project has no working .venv yet: run start_server once first.")
+            raise BadInput("this project has no working .venv yet: run start_server once first.")
         if not bootstrap.ENV_FILE.exists():
-            raise StepFailed(".env is missing: run start_server once first.")
-        service_running = service_state() == "running"
-        stopped = prepare(service_running)
-        if stopped:
-            service("start")
-            step("Upgrade done: the service runs the new code")
-        elif prepare_only:
+            raise BadInput(".env is missing: run start_server once first.")
+    except BadInput as exc:
+        print(f"ERROR: {exc}\nNothing was changed.", file=sys.stderr, flush=True)
+        return BAD_INPUT
+    for line in action_required():
+        print(f"ACTION REQUIRED (server {line})")
+    try:
+        upgrade = Upgrade(options)
+        try:
+            upgrade.prepare()
+        except StepFailed as exc:
+            return upgrade.undo(exc)
+        if options.prepare_only:
             step("Prepared; the running server still runs the old code until it is restarted")
+            outcome = UPGRADED
         else:
-            outcome = switch(service_running)
-            step(f"Upgrade done ({outcome})")
-    except StepFailed as exc:
-        print(f"ERROR: {exc}", file=sys.stderr, flush=True)
-        return 1
+            outcome = upgrade.switch()
+        bootstrap.record_server_version()
+        return outcome
+    except StepFailed as exc:  # the switch itself
+        print(f"ERROR: {exc}\nSTATE: the new code is prepared but the switch failed; the site may "
+              "be stopped: service.bat status.", file=sys.stderr, flush=True)
+        return NOT_UNDONE
     except KeyboardInterrupt:
         print("ERROR: interrupted.", file=sys.stderr)
-        return 130
-    return 0
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

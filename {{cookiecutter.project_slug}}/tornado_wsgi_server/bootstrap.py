@@ -14,6 +14,9 @@ import os
 import secrets
 import subprocess
 import sys
+import time
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent  # the project, above this package
@@ -22,6 +25,9 @@ ENV_FILE = BASE_DIR / ".env"
 ENV_EXAMPLE = BASE_DIR / ".env.example"
 REQUIREMENTS = BASE_DIR / "requirements.txt"
 STAMP = VENV_DIR / "requirements.sha256"
+# The server package version put to work by the last upgrade (or the first start): the upgrade
+# shows the CHANGELOG's "Action required" lines of the versions after it.
+SERVER_VERSION_STAMP = VENV_DIR / "server-version"
 # Wheels for servers without internet (docs/offline-install.md).
 WHEELHOUSE = BASE_DIR / "wheelhouse"
 MIN_PYTHON = (3, 10)
@@ -254,6 +260,63 @@ PIP_HINT = (" Behind a proxy or without internet: set PIP_INDEX_URL, HTTPS_PROXY
             "or put the wheels in the wheelhouse folder (docs/offline-install.md).")
 
 
+# pip cannot replace a file that another program holds open. On Windows that is most often a
+# real-time scanner (antivirus, EDR) opening each new file for a moment, so a short wait helps.
+LOCKED_FILE_ERRORS = ("[WinError 5]", "[WinError 32]")
+PIP_ATTEMPTS = 3
+PIP_RETRY_WAIT = 5.0  # seconds between attempts: at most 10 s more in all
+LOCKED_FILE_HINT = (
+    " pip could not replace a file in .venv that another program holds open (WinError 5 or 32), "
+    "{attempts} times in a row. Usually an antivirus or EDR scanning the new files: run the "
+    "command again once it is done, and ask for the scan on write of .venv\\Lib\\site-packages "
+    "to be excluded during installs (docs/security.md). Or a server still runs from this "
+    "folder: stop it (Ctrl+C, or service.bat stop) first.")
+
+
+def locked_file_error(output: str) -> bool:
+    """True when pip's output says it met a file held by another program."""
+    return any(marker in output for marker in LOCKED_FILE_ERRORS)
+
+
+def run_with_retries(run_once: Callable[[], tuple[int, str]], attempts: int = PIP_ATTEMPTS,
+                     wait: float = PIP_RETRY_WAIT, sleep: Callable[[float], None] = time.sleep,
+                     ) -> tuple[int, str, int]:
+    """Run ``run_once`` (returning exit code and output) again after ``wait`` seconds while it
+    fails on a locked file, ``attempts`` times at most; returns (code, output, attempts made)."""
+    for attempt in range(1, attempts + 1):
+        code, output = run_once()
+        if code == 0 or not locked_file_error(output) or attempt == attempts:
+            return code, output, attempt
+        warn(f"a file in .venv is held by another program (antivirus, EDR or a running server); "
+             f"trying again in {wait:g} s (attempt {attempt + 1} of {attempts})")
+        sleep(wait)
+    raise AssertionError("unreachable")
+
+
+def run_showing_output(args: list) -> tuple[int, str]:
+    """Run ``args``, passing its output on as it comes; returns its exit code and its last lines."""
+    tail: deque[str] = deque(maxlen=40)
+    try:
+        with subprocess.Popen([str(a) for a in args], cwd=BASE_DIR, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, errors="replace") as process:
+            for line in process.stdout:
+                print(line, end="", flush=True)
+                tail.append(line)
+    except OSError as exc:
+        return -1, f"could not start: {exc}"
+    return process.returncode, "".join(tail)
+
+
+def install_with_retries(command: list, what: str) -> None:
+    code, output, attempts = run_with_retries(lambda: run_showing_output(command))
+    if code == 0:
+        return
+    if locked_file_error(output):
+        raise StepFailed(f"{what} failed (exit code {code})."
+                         + LOCKED_FILE_HINT.format(attempts=attempts))
+    raise StepFailed(f"{what} failed (exit code {code}); see the output above.{PIP_HINT}")
+
+
 def requirements_changed() -> bool:
     """True when requirements.txt (or the venv's Python) changed since the last install."""
     return not (STAMP.exists() and STAMP.read_text().strip() == requirements_digest())
@@ -265,10 +328,7 @@ def ensure_requirements() -> None:
     wanted = requirements_digest()
     source = " from wheelhouse/ only (no network)" if has_wheelhouse() else ""
     step(f"Installing requirements{source} (requirements.txt changed or first run)")
-    try:
-        run(pip_install_command(), "Installing requirements")
-    except StepFailed as exc:
-        raise StepFailed(f"{exc}{PIP_HINT}") from None
+    install_with_retries(pip_install_command(), "Installing requirements")
     STAMP.write_text(wanted + "\n")
 
 
@@ -280,6 +340,12 @@ def prepare_django() -> None:
         "manage.py collectstatic")
 
 
+def record_server_version() -> None:
+    from . import __version__
+
+    SERVER_VERSION_STAMP.write_text(__version__ + "\n")
+
+
 def main() -> int:
     tolerate_unencodable_output()
     try:
@@ -287,7 +353,10 @@ def main() -> int:
         warn_about_location()
         if ensure_env_file():
             step("Created .env with a new secret key (edit it to configure the site)")
+        new_venv = venv_state() == "missing"
         ensure_venv()
+        if new_venv:
+            record_server_version()  # a new project: no earlier version's action applies
         ensure_requirements()
         prepare_django()
     except StepFailed as exc:
