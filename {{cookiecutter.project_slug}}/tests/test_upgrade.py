@@ -256,6 +256,34 @@ def test_the_service_stopped_for_pip_gets_its_database_and_packages_back(site):
     assert version.stdout.strip() == "1.0"
 
 
+def test_the_service_is_stopped_for_pip_and_started_on_the_new_code(site):
+    wheels = site / "wheelhouse"
+    make_wheel(wheels, "release_dependency", "2.0")
+    (site / "tornado_server.py").write_text(STUB_SERVICE)
+    requirements = site / "requirements.txt"
+    requirements.write_text(requirements.read_text() + "release_dependency==2.0\n")
+    add_release(site)
+    completed = upgrade(site)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    out = completed.stdout
+    assert out.index("stopping it") < out.index("Installing requirements") < out.index("Applying")
+    calls = (site / "calls.log").read_text().splitlines()
+    assert calls[:2] == ["service status", "service --wait 120 stop"]
+    assert calls[-1] == "service --wait 120 start" and "reload" not in " ".join(calls)
+    assert "Upgrade done: the service runs the new code" in out
+    assert "release_probe" in database_rows(site)
+
+
+def test_a_service_that_cannot_reload_gets_a_drained_restart(site):
+    (site / "tornado_server.py").write_text(STUB_SERVICE)
+    completed = upgrade(site)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "Installing requirements" not in completed.stdout
+    calls = (site / "calls.log").read_text().splitlines()
+    assert calls[-2:] == ["service --wait 120 stop", "service --wait 120 start"]
+    assert "Upgrade done: the service was restarted on the new code" in completed.stdout
+
+
 {%- if cookiecutter.database != "postgresql" %}
 
 

@@ -308,7 +308,8 @@ def run_showing_output(args: list) -> tuple[int, str]:
 
 
 def install_with_retries(command: list, what: str) -> None:
-    code, output, attempts = run_with_retries(lambda: run_showing_output(command))
+    code, output, attempts = run_with_retries(lambda: run_showing_output(command), PIP_ATTEMPTS,
+                                              PIP_RETRY_WAIT)
     if code == 0:
         return
     if locked_file_error(output):
