@@ -40,4 +40,4 @@ def test_changing_the_service_asks_for_an_elevated_console(wine, project, tmp_pa
 def test_run_needs_no_elevation_but_the_venv(wine, project, tmp_path):  # noqa: F811
     code, output = run_bat(wine, project / "service.bat", "run", cwd=tmp_path)
     assert code == 1, output
-    assert ".venv does not exist yet" in output and "Administrator" not in output, output
+    assert ".venv\" does not exist yet" in output and "Administrator" not in output, output

@@ -14,7 +14,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 {%- if cookiecutter.database != "postgresql" %}
 
-from .database_location import default_database
+from tornado_wsgi_server.database_location import default_database
 {%- endif %}
 
 BASE_DIR = Path(__file__).resolve().parent.parent

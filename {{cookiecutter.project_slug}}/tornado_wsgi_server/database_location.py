@@ -1,8 +1,8 @@
 """Where the SQLite database lives: ``data/db.sqlite3`` (with ``logs/``, the only folders written
 while the site runs). Projects made by earlier versions kept ``db.sqlite3`` at the project's
 root: such a file is still used, with a WARNING naming the upgrade command, which moves it
-(``move_root_database``) while nothing serves from it. Standard library only: settings.py and
-upgrade.py both use it.
+(``move_root_database``) while nothing serves from it. Standard library only: the project's
+settings.py and upgrading.py both use it.
 """
 
 from __future__ import annotations
