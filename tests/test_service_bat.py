@@ -40,11 +40,11 @@ def test_changing_the_service_asks_for_an_elevated_console(wine, project, tmp_pa
 def test_run_needs_no_elevation_but_the_venv(wine, project, tmp_path):  # noqa: F811
     code, output = run_bat(wine, project / "service.bat", "run", cwd=tmp_path)
     assert code == 1, output
-    assert ".venv does not exist yet" in output and "Administrator" not in output, output
+    assert ".venv\" does not exist yet" in output and "Administrator" not in output, output
 
 
 def test_status_of_a_named_service_needs_no_elevation(wine, project, tmp_path):  # noqa: F811
     code, output = run_bat(wine, project / "service.bat", "--name", "site_test", "status", cwd=tmp_path)
-    assert code == 1 and ".venv does not exist yet" in output and "Administrator" not in output, output
+    assert code == 1 and ".venv\" does not exist yet" in output and "Administrator" not in output, output
     code, output = run_bat(wine, project / "service.bat", "--name", "site_test", "start", cwd=tmp_path)
     assert code == 5 and "needs a console opened as Administrator" in output, output

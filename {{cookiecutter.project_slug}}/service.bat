@@ -7,6 +7,7 @@ rem   --name NAME before the command: a second copy of the project, with a servi
 rem   --account LocalSystem ^| DOMAIN\user with install: another account (docs\windows-service.md)
 rem Short for: .venv\Scripts\python.exe tornado_server.py service ...
 setlocal
+title {{ cookiecutter.project_slug }} - service
 cd /d "%~dp0"
 if not exist "tornado_server.py" goto :no_folder
 if "%~1"=="" goto :usage
@@ -35,15 +36,18 @@ exit /b 2
 echo ERROR: cannot run in the folder of this script: "%~dp0"
 echo        It is a network folder (\\server\share), which cmd.exe cannot use as the current
 echo        folder, or tornado_server.py is missing: copy the project to a local folder.
+if not defined CI pause
 exit /b 1
 
 :not_admin
 echo ERROR: "service.bat %~1" needs a console opened as Administrator (right-click Command
 echo        Prompt, "Run as administrator"), then: cd /d "%~dp0"
+if not defined CI pause
 exit /b 5
 
 :no_venv
-echo ERROR: %CD%\.venv does not exist yet. Run start_server.bat once first (it prepares
+echo ERROR: "%CD%\.venv" does not exist yet. Run start_server.bat once first (it prepares
 echo        .venv, .env, the database and static files), stop it with Ctrl+C, then run
 echo        service.bat again.
+if not defined CI pause
 exit /b 1

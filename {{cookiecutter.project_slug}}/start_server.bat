@@ -6,6 +6,7 @@ rem   start_server.bat 8080             serve on port 8080
 rem   start_server.bat 8080 --workers 2   any further tornado_server.py options
 rem Set BOOTSTRAP_PYTHON=C:\path\to\python.exe to choose the Python that creates .venv.
 setlocal EnableExtensions
+title {{ cookiecutter.project_slug }} - server
 rem Checked by looking for bootstrap.py: cd does not reliably reset errorlevel on success.
 cd /d "%~dp0"
 if not exist "bootstrap.py" goto :no_folder

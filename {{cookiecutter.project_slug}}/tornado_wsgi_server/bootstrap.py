@@ -16,6 +16,8 @@ import secrets
 import subprocess
 import sys
 import time
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent  # the project, above this package
@@ -24,6 +26,9 @@ ENV_FILE = BASE_DIR / ".env"
 ENV_EXAMPLE = BASE_DIR / ".env.example"
 REQUIREMENTS = BASE_DIR / "requirements.txt"
 STAMP = VENV_DIR / "requirements.sha256"
+# The server package version put to work by the last upgrade (or the first start): the upgrade
+# shows the CHANGELOG's "Action required" lines of the versions after it.
+SERVER_VERSION_STAMP = VENV_DIR / "server-version"
 # Wheels for servers without internet (docs/offline-install.md).
 WHEELHOUSE = BASE_DIR / "wheelhouse"
 MIN_PYTHON = (3, 10)
@@ -299,49 +304,68 @@ PIP_HINT = (" Behind a proxy or without internet: set PIP_INDEX_URL, HTTPS_PROXY
             "or put the wheels in the wheelhouse folder (docs/offline-install.md).")
 
 
+# pip cannot replace a file that another program holds open. On Windows that is most often a
+# real-time scanner (antivirus, EDR) opening each new file for a moment, so a short wait helps.
+# Windows: WinError 5 "access denied", 32 "in use by another process"; elsewhere a permission error.
+LOCKED_FILE_ERRORS = ("[WinError 5]", "[WinError 32]", "[Errno 13]", "[Errno 1]")
+PIP_ATTEMPTS = 3
+PIP_RETRY_WAIT = 5.0  # seconds between attempts: at most 10 s more in all
+LOCKED_FILE_HINT = (
+    " pip could not replace a file in .venv that another program holds open (WinError 5 or 32), "
+    "{attempts} times in a row. Usually an antivirus or EDR scanning the new files: run the "
+    "command again once it is done, and ask for the scan on write of .venv\\Lib\\site-packages "
+    "to be excluded during installs (docs/security.md). Or a server still runs from this "
+    "folder: stop it (Ctrl+C, or service.bat stop) first.")
+
+
+def locked_file_error(output: str) -> bool:
+    """True when pip's output says it met a file held by another program."""
+    return any(marker in output for marker in LOCKED_FILE_ERRORS)
+
+
+def run_with_retries(run_once: Callable[[], tuple[int, str]], attempts: int = PIP_ATTEMPTS,
+                     wait: float = PIP_RETRY_WAIT, sleep: Callable[[float], None] = time.sleep,
+                     ) -> tuple[int, str, int]:
+    """Run ``run_once`` (returning exit code and output) again after ``wait`` seconds while it
+    fails on a locked file, ``attempts`` times at most; returns (code, output, attempts made)."""
+    for attempt in range(1, attempts + 1):
+        code, output = run_once()
+        if code == 0 or not locked_file_error(output) or attempt == attempts:
+            return code, output, attempt
+        warn(f"a file in .venv is held by another program (antivirus, EDR or a running server); "
+             f"trying again in {wait:g} s (attempt {attempt + 1} of {attempts})")
+        sleep(wait)
+    raise AssertionError("unreachable")
+
+
+def run_showing_output(args: list) -> tuple[int, str]:
+    """Run ``args``, passing its output on as it comes; returns its exit code and its last lines."""
+    tail: deque[str] = deque(maxlen=40)
+    try:
+        with subprocess.Popen([str(a) for a in args], cwd=BASE_DIR, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, errors="replace") as process:
+            for line in process.stdout:
+                print(line, end="", flush=True)
+                tail.append(line)
+    except OSError as exc:
+        return -1, f"could not start: {exc}"
+    return process.returncode, "".join(tail)
+
+
+def install_with_retries(command: list, what: str) -> None:
+    code, output, attempts = run_with_retries(lambda: run_showing_output(command), PIP_ATTEMPTS,
+                                              PIP_RETRY_WAIT)
+    if code == 0:
+        return
+    if locked_file_error(output):
+        raise StepFailed(f"{what} failed (exit code {code})."
+                         + LOCKED_FILE_HINT.format(attempts=attempts))
+    raise StepFailed(f"{what} failed (exit code {code}); see the output above.{PIP_HINT}")
+
+
 def requirements_changed() -> bool:
     """True when requirements.txt (or the venv's Python) changed since the last install."""
     return not (STAMP.exists() and STAMP.read_text().strip() == requirements_digest())
-
-
-# pip could not change a file: on Windows one an antivirus is scanning, or that a running server
-# holds (WinError 5 "access denied", 32 "in use by another process"); elsewhere a permission error.
-LOCKED_FILE_ERRORS = ("[WinError 5]", "[WinError 32]", "[Errno 13]", "[Errno 1]")
-LOCK_RETRY_DELAY = 5.0
-
-
-def run_shown(args: list, what: str) -> tuple[int, str]:
-    """Run ``args``, showing its output as it comes; its exit code and that output."""
-    try:
-        process = subprocess.Popen([str(a) for a in args], cwd=BASE_DIR, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, env={**os.environ, **PROBE_ENV},
-                                   encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise StepFailed(f"{what} could not start: {exc}") from None
-    shown = []
-    with process:
-        for line in process.stdout:
-            sys.stdout.write(line)
-            sys.stdout.flush()
-            shown.append(line)
-    return process.returncode, "".join(shown)
-
-
-def install_requirements() -> None:
-    """pip install, once more after LOCK_RETRY_DELAY when a file it must change was held."""
-    code, output = run_shown(pip_install_command(), "Installing requirements")
-    if code != 0 and any(error in output for error in LOCKED_FILE_ERRORS):
-        step(f"pip could not change a file that another program holds (an antivirus scanning it?); "
-             f"trying once more in {LOCK_RETRY_DELAY:g} s")
-        time.sleep(LOCK_RETRY_DELAY)
-        code, output = run_shown(pip_install_command(), "Installing requirements")
-        if code != 0 and any(error in output for error in LOCKED_FILE_ERRORS):
-            raise StepFailed(
-                f"Installing requirements failed twice on a file another program holds (exit code {code}): "
-                "stop any server running from .venv and wait for the antivirus scan, then run this "
-                "again (docs/security.md, \"Antivirus, EDR and AppLocker\").")
-    if code != 0:
-        raise StepFailed(f"Installing requirements failed (exit code {code}); see the output above.{PIP_HINT}")
 
 
 def ensure_requirements() -> None:
@@ -350,7 +374,7 @@ def ensure_requirements() -> None:
     wanted = requirements_digest()
     source = " from wheelhouse/ only (no network)" if has_wheelhouse() else ""
     step(f"Installing requirements{source} (requirements.txt changed or first run)")
-    install_requirements()
+    install_with_retries(pip_install_command(), "Installing requirements")
     STAMP.write_text(wanted + "\n")
 
 
@@ -362,6 +386,12 @@ def prepare_django() -> None:
         "manage.py collectstatic")
 
 
+def record_server_version() -> None:
+    from . import __version__
+
+    SERVER_VERSION_STAMP.write_text(__version__ + "\n")
+
+
 def main() -> int:
     tolerate_unencodable_output()
     try:
@@ -371,7 +401,10 @@ def main() -> int:
             step("Created .env with a new secret key (edit it to configure the site)")
         else:
             warn_about_env_file_rights()
+        new_venv = venv_state() == "missing"
         ensure_venv()
+        if new_venv:
+            record_server_version()  # a new project: no earlier version's action applies
         ensure_requirements()
         prepare_django()
     except StepFailed as exc:

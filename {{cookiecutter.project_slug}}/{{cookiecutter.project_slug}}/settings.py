@@ -12,6 +12,10 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+{%- if cookiecutter.database != "postgresql" %}
+
+from tornado_wsgi_server.database_location import default_database
+{%- endif %}
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -78,7 +82,10 @@ DATABASES = {
 {%- if cookiecutter.database == "postgresql" %}
     "default": env.db_url("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/{{ cookiecutter.project_slug }}"),
 {%- else %}
-    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{(BASE_DIR / 'db.sqlite3').as_posix()}"),
+    # data/db.sqlite3; a db.sqlite3 left at the root by an earlier version is used until
+    # the upgrade command moves it (database_location.py).
+    "default": env.db_url_config(env.str("DATABASE_URL", default="")
+                                 or f"sqlite:///{default_database(BASE_DIR).as_posix()}"),
 {%- endif %}
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
