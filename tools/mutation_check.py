@@ -69,6 +69,7 @@ class Mutation:
 
 
 SHUTDOWN = "tests/server/test_shutdown.py"
+SIGNON = "tests/server/test_windows_signon.py"
 WORKERS = "tests/server/test_workers.py"
 RELOAD = "tests/server/test_reload.py"
 LIMITS = "tests/server/test_limits.py"
@@ -1316,6 +1317,62 @@ MUTATIONS: tuple[Mutation, ...] = (
         """f'worker="{process["slot"]}"'""",
         """f'worker="{process["worker"]}"'""",
         (f"{METRICS}::test_a_replaced_worker_keeps_the_worker_label",),
+    ),
+    Mutation(
+        "WA1", "Windows sign-on: the sign-on belongs to one connection and never leaks to another",
+        "tornado_wsgi_server/windows_auth.py",
+        "state = task.server_conn.signon = ConnectionSignOn()",
+        "state = task.server_conn.signon = type(task.server_conn).signon = ConnectionSignOn()",
+        (f"{SIGNON}::test_right_password_signs_on_in_two_legs_on_one_connection_and_django_creates_the_user",),
+    ),
+    Mutation(
+        "WA2", "Windows sign-on: multi-leg NTLM on one keep-alive connection",
+        "tornado_wsgi_server/windows_auth.py",
+        "if state.acceptor is None or state.scheme != scheme or _starts_handshake(data):",
+        "if True:",
+        (f"{SIGNON}::test_right_password_signs_on_in_two_legs_on_one_connection_and_django_creates_the_user",),
+    ),
+    Mutation(
+        "WA3", "Windows sign-on: the wrong password gets 401",
+        "tornado_wsgi_server/windows_auth.py",
+        'self.failed(task, f"{type(exc).__name__}: {exc}")',
+        "task.dispatch()",
+        (f"{SIGNON}::test_wrong_password_and_unknown_user_get_401_again",),
+    ),
+    Mutation(
+        "WA4", "Windows sign-on: a header that claims a user from a client is removed",
+        "tornado_wsgi_server/proxies.py",
+        "_USER_CLAIM.fullmatch(key) is not None)",
+        "False)",
+        (f"{SIGNON}::test_client_user_headers_are_removed_with_sign_on_off",),
+    ),
+    Mutation(
+        "WA5", "Windows sign-on behind IIS: the user header is believed from --trusted-proxies only",
+        "tornado_wsgi_server/container.py",
+        "if trusted_peer:\n                    claimed_user = value.strip()",
+        "claimed_user = value.strip()",
+        (f"{SIGNON}::test_iis_header_is_believed_from_a_trusted_proxy_only",),
+    ),
+    Mutation(
+        "WA6", "Windows sign-on: failed handshakes are rate-limited per address",
+        "tornado_wsgi_server/windows_auth.py",
+        "return count >= FAILURES_PER_MINUTE and",
+        "return False and",
+        (f"{SIGNON}::test_failed_handshakes_are_limited_per_address",),
+    ),
+    Mutation(
+        "WA7", "Windows sign-on: over HTTPS, channel binding (Extended Protection) is on",
+        "tornado_wsgi_server/windows_auth.py",
+        "self.bindings = channel_bindings(options)",
+        "self.bindings = None",
+        (f"{SIGNON}::test_over_https_the_sign_on_is_bound_to_the_servers_certificate",),
+    ),
+    Mutation(
+        "WA8", "Windows sign-on: Django's request.user is the user, created on first sign-on",
+        f"{PACKAGE}/settings.py",
+        '"django.contrib.auth.backends.RemoteUserBackend",',
+        "",
+        (f"{SIGNON}::test_right_password_signs_on_in_two_legs_on_one_connection_and_django_creates_the_user",),
     ),
 )
 

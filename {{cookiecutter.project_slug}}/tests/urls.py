@@ -14,6 +14,7 @@ urlpatterns = [
     path("__test__/echo", views.echo),
     path("__test__/form-fields", views.form_fields),
     path("__test__/whoami", views.whoami),
+    path("__test__/user", views.user),
     path("__test__/environ", views.environ),
     path("__test__/environ/<path:rest>", views.environ),
     path("__test__/cookie", views.cookie),

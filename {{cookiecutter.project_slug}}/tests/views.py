@@ -128,6 +128,19 @@ def environ(request, rest=""):
     return JsonResponse({**meta, "path": request.path, "body": request.body.decode("latin-1")})
 
 
+def user(request):
+    """Who Django says is signed in, and what the server passed as REMOTE_USER."""
+    from django.contrib.auth import get_user_model
+
+    name = request.user.get_username() if request.user.is_authenticated else None
+    return JsonResponse({
+        "user": name,
+        "remote_user": request.META.get("REMOTE_USER"),
+        "users_with_that_name": get_user_model().objects.filter(username=name).count() if name else 0,
+        "headers": sorted(key for key in request.META if "USER" in key and key != "HTTP_USER_AGENT"),
+    })
+
+
 def whoami(request):
     return JsonResponse({
         "pid": os.getpid(),

@@ -21,6 +21,9 @@ from .proxies import Proxies, last_value
 def setup_django(options: ServerOptions):
     """Load settings and the WSGI application (settings.WSGI_APPLICATION)."""
     os.environ["DJANGO_SETTINGS_MODULE"] = options.settings
+    # The settings turn on Django's side of Windows sign-on from these (however they were given).
+    os.environ["SERVER_WINDOWS_AUTH"] = options.windows_auth
+    os.environ["SERVER_WINDOWS_AUTH_HEADER"] = options.windows_auth_header
     import django
     from django.core.exceptions import ImproperlyConfigured
 

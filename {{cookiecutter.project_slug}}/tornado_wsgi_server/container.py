@@ -28,6 +28,7 @@ from .request_queue import RequestQueue
 from .static_files import loop_static
 from .task import RequestTask
 from .watchdog import Watchdog
+from .windows_auth import REPLY_KEY, WindowsSignOn, normalise_user, with_reply_header
 from .wsgi import BAD_VALUE_CHARS, HOP_BY_HOP, NO_BODY_STATUS, TOKEN, BadRequest, BadResponse, FileWrapper
 
 _HOP_BY_HOP = frozenset("-".join(word.capitalize() for word in name.split("-")) for name in HOP_BY_HOP)
@@ -94,6 +95,12 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
         self._sweeper.start()
         # WhiteNoise's files, answered on the loop; None: every request goes to a thread.
         self.static = loop_static(application) if options.static_from_loop else None
+        # Windows sign-on (windows_auth.py): the handshake, and REMOTE_USER in the environ.
+        self.signon = WindowsSignOn(self, options) if options.windows_auth != "off" else None
+        if self.signon is not None:
+            self.application = with_reply_header(application)
+        header = options.windows_auth_header
+        self.user_header = "HTTP_" + header.upper().replace("-", "_") if header else None
         self.tornado_app = tornado_app
         self.tornado_paths = tornado_paths
         self.loop = IOLoop.current()
@@ -273,6 +280,8 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
         """End the worker threads; requests still waiting are dropped unrun."""
         self._sweeper.stop()
         self.queue.shutdown(wait=wait, run_waiting=False)
+        if self.signon is not None:
+            self.signon.close()
 
     def http_date(self) -> str:
         now = int(time.time())
@@ -314,6 +323,7 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
             # The body is read whole before the application runs: reading to EOF is safe.
             "wsgi.input_terminated": True,
         }
+        claimed_user = ""
         for name, value in headers.get_all():
             if "_" in name:  # would be confused with the dash form: a spoofing trick
                 continue
@@ -327,6 +337,10 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
             if not trusted_peer and is_proxy_header(key):
                 continue  # anyone could send these: Django must not believe them
             key = "HTTP_" + key
+            if key == self.user_header:  # IIS's {LOGON_USER}: REMOTE_USER, if IIS sent it
+                if trusted_peer:
+                    claimed_user = value.strip()
+                continue
             if key in environ:
                 environ[key] += ("; " if key == "HTTP_COOKIE" else ",") + value
             else:
@@ -338,6 +352,14 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
         remote_addr, forwarded_host = peer, ""
         if trusted_peer:
             remote_addr, scheme, forwarded_host = self._forwarded(peer, scheme, environ)
+        if request.signon is not None:  # signed on by the server's own handshake
+            environ["REMOTE_USER"] = request.signon.user
+            if request.signon.reply:
+                environ[REPLY_KEY] = request.signon.reply
+            if environ.get("HTTP_AUTHORIZATION", "")[:4].lower() in ("nego", "ntlm"):
+                del environ["HTTP_AUTHORIZATION"]  # the token is spent: Django has no use for it
+        elif claimed_user:
+            environ["REMOTE_USER"] = normalise_user(claimed_user, self.options.windows_auth_user_format)
         environ["REMOTE_ADDR"] = request.client = remote_addr
         environ["wsgi.url_scheme"] = scheme
         if forwarded_host:  # the host and port the client asked the proxy for

@@ -452,6 +452,8 @@ def _framing(start_line, headers) -> int | Answer:
 class ServerConnection(HTTP1ServerConnection):
     """Tornado's server loop over ReadingConnections, stopping once the stream is closed."""
 
+    signon = None  # windows_auth.ConnectionSignOn: this connection's handshake and user
+
     async def _server_request_loop(self, delegate) -> None:
         try:
             # Once a response has closed the stream, bytes left in its read buffer (a

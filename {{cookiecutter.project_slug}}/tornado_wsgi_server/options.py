@@ -141,6 +141,35 @@ def _existing_file(raw: str) -> str:
     return str(path)
 
 
+WINDOWS_AUTH_MODES = ("off", "negotiate", "paths")
+USER_FORMATS = ("as-is", "lower", "strip-domain", "strip-domain-lower")
+
+
+def _choice(choices: tuple) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise OptionError("must be one of " + ", ".join(choices))
+        return value
+
+    return parse
+
+
+def _path_prefixes(raw: str) -> tuple:
+    prefixes = tuple(filter(None, (part.strip() for part in raw.split(","))))
+    if not prefixes or any(not prefix.startswith("/") or "?" in prefix for prefix in prefixes):
+        raise OptionError("must be a comma-separated list of paths starting with /, "
+                          "e.g. /accounts/windows/")
+    return prefixes
+
+
+def _header_name(raw: str) -> str:
+    value = raw.strip()
+    if value and not re.fullmatch(r"[A-Za-z0-9]+(-[A-Za-z0-9]+)*", value):
+        raise OptionError("must be a header name of letters, digits and dashes, e.g. X-Forwarded-User")
+    return value
+
+
 def _path(raw: str) -> str:
     return str(Path(raw.strip()).expanduser()) if raw.strip() else ""
 
@@ -241,6 +270,20 @@ def options_for(project: Project) -> tuple[Option, ...]:
                "Comma-separated proxy addresses or networks (e.g. 127.0.0.1,10.0.0.0/8) whose "
                "X-Forwarded-For and X-Forwarded-Proto are believed. Empty: believe nobody.",
                metavar="LIST"),
+        Option("windows_auth", _choice(WINDOWS_AUTH_MODES), "off",
+               "Windows sign-on (Kerberos/NTLM, docs/windows-signon.md): off; negotiate (every "
+               "request); paths (only --windows-auth-paths, then Django's session keeps the user).",
+               metavar="MODE"),
+        Option("windows_auth_paths", _path_prefixes, "/accounts/windows/",
+               "With --windows-auth paths: the path prefixes that sign people on "
+               "(comma-separated).", metavar="LIST"),
+        Option("windows_auth_user_format", _choice(USER_FORMATS), "as-is",
+               "The REMOTE_USER Django gets: as-is (DOMAIN\\user), lower, strip-domain (user), "
+               "strip-domain-lower.", metavar="FORMAT"),
+        Option("windows_auth_header", _header_name, "",
+               "Behind IIS: the header (e.g. X-Forwarded-User, from {LOGON_USER}) naming the "
+               "signed-on user; believed from --trusted-proxies only, removed from everyone else.",
+               metavar="NAME"),
         Option("max_websockets", _int_range(0), None,
                "Open WebSockets per process (TORNADO_ROUTES); beyond it new ones get 503, so "
                "plain HTTP always keeps the rest of --max-connections. Default: half of it."),
@@ -299,6 +342,10 @@ class ServerOptions:
     max_requests_jitter: int = 0
     drain_timeout: float = 30.0
     trusted_proxies: tuple = field(default_factory=tuple)
+    windows_auth: str = "off"
+    windows_auth_paths: tuple = ("/accounts/windows/",)
+    windows_auth_user_format: str = "as-is"
+    windows_auth_header: str = ""
     max_websockets: int | None = None  # None: half of max_connections
     websocket_ping_interval: float = 30.0
     websocket_ping_timeout: float = 30.0
@@ -372,6 +419,10 @@ def load_options(project: Project, argv: list[str] | None = None,
         # The supervisor waits on two handles per worker; Windows' wait takes 63 at most
         # before Python 3.13.
         parser.error(f"--workers={options.workers}: at most 31 on Windows with Python before 3.13")
+    if options.windows_auth_header and not options.trusted_proxies:
+        parser.error(f"--windows-auth-header={options.windows_auth_header}: needs --trusted-proxies "
+                     "(SERVER_TRUSTED_PROXIES), the address of the IIS that signs people on; "
+                     "from anyone else the header is removed")
     if options.max_websockets is None:
         options.max_websockets = options.max_connections // 2
     elif options.max_websockets > options.max_connections:

@@ -7,15 +7,22 @@ forwarded headers are dropped before the application sees them; see ``is_proxy_h
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from .logs import log
 
 _PROXY_KEYS = ("FORWARDED", "X_REAL_IP")
+# Headers that name a signed-on user (Remote-User, X-Remote-User, X-Authenticated-User,
+# Logon-User, X-MS-Client-Principal-Name, X-IIS-WindowsAuthToken...): an application or a
+# RemoteUserMiddleware subclass may believe them, so only a trusted proxy may send them.
+_USER_CLAIM = re.compile(r"(X_)?(REMOTE|AUTH|AUTHENTICATED|LOGON|AUTH_REQUEST)_USER(NAME)?|X_USER"
+                         r"|X_MS_CLIENT_PRINCIPAL\w*|X_IIS_WINDOWSAUTHTOKEN")
 
 
 def is_proxy_header(key: str) -> bool:
     """``key`` (a header name upper-cased, dashes as underscores) is only a proxy's to set."""
-    return key.startswith("X_FORWARDED_") or key in _PROXY_KEYS
+    return key.startswith("X_FORWARDED_") or key in _PROXY_KEYS or (
+        ("USER" in key or key.startswith(("X_MS_", "X_IIS_"))) and _USER_CLAIM.fullmatch(key) is not None)
 
 
 def hop_address(hop: str):

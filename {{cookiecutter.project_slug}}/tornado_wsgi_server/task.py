@@ -42,28 +42,23 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
     and it builds the environ and the response head.
     """
 
+    signon = None  # windows_auth.SignedOn: the user the handshake signed on
+
     def __init__(self, container, server_conn, request_conn) -> None:
         self.container = container
         self.server_conn = server_conn
         self.request_conn = request_conn
-        self.body = None
-        self.body_size = 0
-        self.rejected = False
-        self.closed = False
-        self.tornado_delegate = None
-        self.headers_sent = False
+        self.body = self.tornado_delegate = None
+        self.body_size = self.status = self.sent_bytes = 0
+        self.rejected = self.closed = self.headers_sent = self.close_when_done = False
         self.client = request_conn.context.remote_ip
-        self.status = 0
-        self.sent_bytes = 0
-        self.close_when_done = False
         self.received = 0  # body bytes read, kept or not
         self.dispatched = False  # handed to a worker thread, which then owns the body
         self.upload = None  # an UploadWatch while the body is being read
         self.result = None  # the application's response until it is closed
         self.drop_body = False  # HEAD or 304 whose head write() sent
         self.released = False  # in_flight given back
-        self.logged = False
-        self.stall_logged = False
+        self.logged = self.stall_logged = False
         self.environ = None  # built on the loop when it looked for a static file
         self.on_loop = False  # run() is running on the loop (static_files.py): never wait
 
@@ -147,6 +142,10 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
             if not self.server_conn.stream.closed():
                 self.request_conn.finish()
             return
+        if self.container.signon is None or not self.container.signon.holds(self):
+            self.dispatch()  # else windows_auth.py answers, or dispatches once signed on
+
+    def dispatch(self) -> None:
         self.dispatched = True
         self.container.in_flight += 1
         self.container.responding.add(self)

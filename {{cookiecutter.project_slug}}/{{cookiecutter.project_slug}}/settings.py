@@ -185,6 +185,24 @@ SESSION_EXPIRE_AT_BROWSER_CLOSE = env.bool("DJANGO_SESSION_EXPIRE_AT_BROWSER_CLO
 # only for trusted proxies (SERVER_TRUSTED_PROXIES) and removes them from everyone else, so
 # Django needs no SECURE_PROXY_SSL_HEADER or USE_X_FORWARDED_HOST (leave them off).
 
+# --- Windows sign-on (docs/windows-signon.md) ------------------------------------------
+# The server signs people on with Kerberos/NTLM (SERVER_WINDOWS_AUTH), or believes the user
+# IIS names (SERVER_WINDOWS_AUTH_HEADER), and passes it as REMOTE_USER; Django then signs that
+# user in, creating it on first sign-on. In "paths" mode the session keeps the user after
+# /accounts/windows/ (PersistentRemoteUserMiddleware); password sign-in keeps working.
+
+WINDOWS_AUTH = env.str("SERVER_WINDOWS_AUTH", default="off").strip().lower()
+if WINDOWS_AUTH != "off" or env.str("SERVER_WINDOWS_AUTH_HEADER", default="").strip():
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
+        "django.contrib.auth.middleware.PersistentRemoteUserMiddleware" if WINDOWS_AUTH == "paths"
+        else "django.contrib.auth.middleware.RemoteUserMiddleware",
+    )
+    AUTHENTICATION_BACKENDS = [
+        "django.contrib.auth.backends.RemoteUserBackend",
+        "django.contrib.auth.backends.ModelBackend",
+    ]
+
 # --- E-mail and error reports ---------------------------------------------------------
 # DJANGO_ADMINS get an e-mail with the traceback of every server error (500), once
 # EMAIL_URL names a mail server: smtp+tls://user:password@smtp.example.com:587

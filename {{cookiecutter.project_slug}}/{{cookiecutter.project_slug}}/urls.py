@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
@@ -9,3 +10,9 @@ urlpatterns = [
     path("admin/server-status/", include("tornado_wsgi_server.status.urls")),
     path("admin/", admin.site.urls),
 ]
+
+if settings.WINDOWS_AUTH == "paths":
+    # The server signs people on at this path (SERVER_WINDOWS_AUTH_PATHS); the admin's login
+    # page links to it.
+    urlpatterns.insert(0, path("accounts/windows/", views.windows_signon, name="windows-signon"))
+    admin.site.login_template = "admin/login_with_windows.html"

@@ -59,6 +59,11 @@ def test_version_is_printed_shown_at_start_and_reported_by_status(start_server, 
         ([], {"SERVER_IDLE_TIMEOUT": "-1"}, "SERVER_IDLE_TIMEOUT='-1'"),
         ([], {"SERVER_ACCESS_LOG": "maybe"}, "SERVER_ACCESS_LOG='maybe'"),
         (["--no-such-option"], {}, "unrecognized arguments: --no-such-option"),
+        ([], {"SERVER_WINDOWS_AUTH": "kerberos"}, "must be one of off, negotiate, paths"),
+        (["--windows-auth-paths", "accounts/windows"], {}, "paths starting with /"),
+        (["--windows-auth-user-format", "upper"], {}, "--windows-auth-user-format='upper'"),
+        (["--windows-auth-header", "X Forwarded User"], {}, "--windows-auth-header"),
+        (["--windows-auth-header", "X-Forwarded-User"], {}, "needs --trusted-proxies"),
     ],
 )
 def test_bad_value_exits_2_naming_it(server_env, args, env, named):

@@ -1,0 +1,288 @@
+"""Windows sign-on (--windows-auth, docs/windows-signon.md) end to end: the real server, a real
+socket and pyspnego's client with a user name and password; the server's acceptor is
+pyspnego's NTLM, which checks passwords against NTLM_USER_FILE (Kerberos has its own test)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import json
+import os
+import secrets
+import shutil
+import socket
+import ssl
+import subprocess
+
+import pytest
+import trustme
+
+from ..conftest import free_port, need, second_loopback_address
+from ..test_scaling import wait_for_port
+
+spnego = pytest.importorskip("spnego")
+from spnego.channel_bindings import GssChannelBindings  # noqa: E402
+
+DOMAIN = "TESTDOM"
+PASSWORD = "Sign-on-Passw0rd"
+USER_HEADERS = {"Remote-User": "mallory", "X-Remote-User": "mallory", "X-Forwarded-User": "mallory",
+                "Remote_User": "mallory", "X-Authenticated-User": "mallory", "Auth-User": "mallory"}
+
+
+@pytest.fixture(scope="module")
+def users(tmp_path_factory) -> dict:
+    """Names new to the test database (so a sign-on must create them), in NTLM_USER_FILE."""
+    names = {key: f"{key}{secrets.token_hex(3)}" for key in ("alice", "bob", "carol", "dave", "erin")}
+    path = tmp_path_factory.mktemp("ntlm") / "users"
+    path.write_text("".join(f"{DOMAIN}:{name}:{PASSWORD}\n" for name in names.values()))
+    return {**names, "file": str(path)}
+
+
+@pytest.fixture(scope="module")
+def server(start_module_server, users):
+    return start_module_server("--windows-auth", "negotiate", env={"NTLM_USER_FILE": users["file"]})
+
+
+def connect(server, source: str = "127.0.0.1") -> http.client.HTTPConnection:
+    """One keep-alive connection that never silently reconnects (auto_open off)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=15,
+                                      source_address=(source, 0))
+    conn.connect()
+    conn.auto_open = 0
+    return conn
+
+
+def get(conn, path: str = "/__test__/user", headers: dict | None = None):
+    conn.request("GET", path, headers=headers or {})
+    response = conn.getresponse()
+    return response, response.read()
+
+
+def challenges(response) -> list[str]:
+    return response.headers.get_all("WWW-Authenticate") or []
+
+
+def sign_on(conn, name: str, password: str = PASSWORD, protocol: str = "ntlm",
+            path: str = "/__test__/user", headers: dict | None = None, channel_bindings=None):
+    """The client's side of RFC 4559 on ``conn``: (last response, its body, requests sent)."""
+    context = spnego.client(f"{DOMAIN}\\{name}", password, hostname="localhost", service="HTTP",
+                            protocol=protocol, channel_bindings=channel_bindings)
+    scheme = "NTLM" if protocol == "ntlm" else "Negotiate"
+    token, sent = context.step(), 0
+    while True:
+        sent += 1
+        response, body = get(conn, path, {"Authorization": f"{scheme} {base64.b64encode(token).decode()}",
+                                          **(headers or {})})
+        offered = [value for value in challenges(response) if value.startswith(scheme + " ")]
+        if response.status != 401 or not offered or sent > 3:
+            return response, body, sent
+        token = context.step(base64.b64decode(offered[0].split(" ", 1)[1]))
+
+
+def test_no_credentials_get_401_offering_negotiate_and_ntlm_on_a_kept_connection(server):
+    conn = connect(server)
+    response, body = get(conn)
+    assert response.status == 401
+    assert challenges(response) == ["Negotiate", "NTLM"]
+    assert b"sign-on" in body
+    assert get(conn)[0].status == 401  # the same connection: kept open for the handshake
+    conn.close()
+
+
+def test_right_password_signs_on_in_two_legs_on_one_connection_and_django_creates_the_user(server, users):
+    conn = connect(server)
+    response, body, sent = sign_on(conn, users["alice"])
+    assert (response.status, sent) == (200, 2), body
+    seen = json.loads(body)
+    assert seen["user"] == seen["remote_user"] == f"{DOMAIN}\\{users['alice']}"
+    assert seen["users_with_that_name"] == 1  # created by this first sign-on
+    # The connection stays signed on without another handshake...
+    response, body = get(conn)
+    assert response.status == 200 and json.loads(body)["user"] == f"{DOMAIN}\\{users['alice']}"
+    conn.close()
+    # ...and no other connection is.
+    other = connect(server)
+    assert get(other)[0].status == 401
+    other.close()
+
+
+def test_negotiate_scheme_carries_ntlm_inside_spnego(server, users):
+    conn = connect(server)
+    response, body, _ = sign_on(conn, users["bob"], protocol="negotiate")
+    assert response.status == 200, body
+    assert json.loads(body)["user"] == f"{DOMAIN}\\{users['bob']}"
+    conn.close()
+
+
+def test_wrong_password_and_unknown_user_get_401_again(server, users):
+    conn = connect(server)
+    response, body, sent = sign_on(conn, users["carol"], password="wrong")
+    assert (response.status, sent) == (401, 2)
+    assert challenges(response) == ["Negotiate", "NTLM"]
+    response, body, _ = sign_on(conn, "nobody" + secrets.token_hex(3))
+    assert response.status == 401
+    assert get(conn)[0].status == 401  # nothing signed on
+    conn.close()
+    server.wait_for_output("Windows sign-on failed for 127.0.0.1")
+
+
+def test_a_header_naming_a_user_never_signs_anyone_on(server, users):
+    conn = connect(server)
+    response, _ = get(conn, headers=USER_HEADERS)
+    assert response.status == 401
+    response, body, _ = sign_on(conn, users["dave"], headers=USER_HEADERS)
+    seen = json.loads(body)
+    assert seen["user"] == f"{DOMAIN}\\{users['dave']}"
+    assert seen["headers"] == ["REMOTE_USER"]  # none of the client's user headers reached Django
+    conn.close()
+
+
+def test_client_user_headers_are_removed_with_sign_on_off(start_server):
+    server = start_server()
+    conn = connect(server)
+    response, body = get(conn, headers=USER_HEADERS)
+    assert response.status == 200
+    assert json.loads(body) == {"user": None, "remote_user": None, "users_with_that_name": 0, "headers": []}
+    conn.close()
+
+
+def test_failed_handshakes_are_limited_per_address(start_server, users):
+    server = start_server("--windows-auth", "negotiate", env={"NTLM_USER_FILE": users["file"]})
+    conn = connect(server)
+    for _ in range(20):
+        assert sign_on(conn, users["erin"], password="guess")[0].status == 401
+    response, _, _ = sign_on(conn, users["erin"])  # even the right password, for a minute
+    assert response.status == 429 and response.headers["Retry-After"] == "60"
+    conn.close()
+    assert server.output().count("Windows sign-on failed for") == 1  # once a minute
+
+
+def test_paths_mode_signs_on_once_and_the_session_keeps_the_user(start_server, users):
+    server = start_server("--windows-auth", "paths", env={"NTLM_USER_FILE": users["file"]})
+    conn = connect(server)
+    response, body = get(conn, "/admin/login/?next=/admin/")
+    assert response.status == 200 and b"Sign in with Windows" in body  # no sign-on outside the paths
+    response, body, _ = sign_on(conn, users["erin"], path="/accounts/windows/?next=/__test__/user")
+    assert response.status == 302 and response.headers["Location"] == "/__test__/user"
+    cookie = next(value.split(";", 1)[0] for value in response.headers.get_all("Set-Cookie")
+                  if value.startswith("sessionid="))
+    conn.close()
+    other = connect(server)  # a new connection: only the session says who this is
+    response, body = get(other, "/__test__/user", {"Cookie": cookie})
+    assert json.loads(body)["user"] == f"{DOMAIN}\\{users['erin']}"
+    assert json.loads(body)["remote_user"] is None
+    other.close()
+
+
+@pytest.mark.skipif(not second_loopback_address(), reason="127.0.0.2 is not a loopback address here")
+@pytest.mark.parametrize("header", ["X-Forwarded-User", "X-Windows-Login"])
+def test_iis_header_is_believed_from_a_trusted_proxy_only(start_server, header):
+    server = start_server("--windows-auth-header", header, "--trusted-proxies", "127.0.0.2",
+                          "--windows-auth-user-format", "strip-domain-lower")
+    name = "Frank" + secrets.token_hex(3)
+    trusted = connect(server, source="127.0.0.2")
+    response, body = get(trusted, headers={header: f"CORP\\{name}"})
+    seen = json.loads(body)
+    assert seen["user"] == seen["remote_user"] == name.lower()
+    assert seen["users_with_that_name"] == 1
+    trusted.close()
+    untrusted = connect(server)
+    response, body = get(untrusted, headers={header: f"CORP\\{name}"})
+    assert json.loads(body) == {"user": None, "remote_user": None, "users_with_that_name": 0, "headers": []}
+    untrusted.close()
+
+
+def nginx_signing_on(tmp_path, upstream_port: int, users_file) -> tuple[subprocess.Popen, int]:
+    """nginx standing in for IIS: it signs people on itself (here with a password, where IIS
+    uses Windows Authentication) and passes the user on as X-Forwarded-User, as the URL
+    Rewrite rule in docs/windows-signon.md does with {LOGON_USER}."""
+    nginx = shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.path.exists(p)), None)
+    need(nginx is not None, "nginx not installed (apt-get install nginx)")
+    port = free_port()
+    temp = {name: tmp_path / name for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")}
+    for path in temp.values():
+        path.mkdir()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text("\n".join([
+        "daemon off;", "master_process off;", f"pid {tmp_path / 'nginx.pid'};",
+        f"error_log {tmp_path / 'error.log'} info;", "events { worker_connections 64; }", "http {",
+        f"access_log {tmp_path / 'access.log'};",
+        *(f"{name}_temp_path {path};" for name, path in temp.items()),
+        "server {", f"  listen 127.0.0.1:{port};",
+        f'  auth_basic "intranet"; auth_basic_user_file {users_file};',
+        "  location / {", f"    proxy_pass http://127.0.0.1:{upstream_port};",
+        "    proxy_set_header Host $host; proxy_set_header X-Forwarded-User $remote_user; } }",
+        "}"]) + "\n", encoding="utf-8")
+    process = subprocess.Popen([nginx, "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(conf)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    wait_for_port(port, process, tmp_path / "error.log")
+    return process, port
+
+
+@pytest.mark.skipif(not second_loopback_address(), reason="127.0.0.2 is not a loopback address here")
+def test_behind_a_proxy_that_signs_on_the_user_header_is_believed_from_it_only(start_server, tmp_path):
+    server = start_server("--windows-auth-header", "X-Forwarded-User", "--trusted-proxies", "127.0.0.1")
+    name = "Grace" + secrets.token_hex(3)
+    users_file = tmp_path / "htpasswd"
+    users_file.write_text(name + ":" + "{PLAIN}" + PASSWORD + "\n")  # nginx's plain-text scheme
+    process, port = nginx_signing_on(tmp_path, server.port, users_file)
+    proxy = http.client.HTTPConnection("127.0.0.1", port, timeout=15, source_address=("127.0.0.2", 0))
+    try:
+        signed_on = {"Authorization": "Basic " + base64.b64encode(f"{name}:{PASSWORD}".encode()).decode()}
+        response, body = get(proxy, headers={**signed_on, "X-Forwarded-User": "mallory"})
+        assert response.status == 200, body
+        seen = json.loads(body)
+        assert (seen["user"], seen["users_with_that_name"], seen["headers"]) == (name, 1, ["REMOTE_USER"])
+        response, _ = get(proxy, headers={"X-Forwarded-User": name})  # the proxy signs on, not the client
+        assert response.status == 401
+    finally:
+        proxy.close()
+        process.terminate()
+        process.wait(20)
+    direct = connect(server, source="127.0.0.2")  # not through the proxy: not believed
+    response, body = get(direct, headers={"X-Forwarded-User": name})
+    assert json.loads(body) == {"user": None, "remote_user": None, "users_with_that_name": 0, "headers": []}
+    direct.close()
+
+
+def test_a_token_past_the_header_limit_is_refused_before_the_acceptor(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=15) as sock:
+        token = base64.b64encode(b"N" * 50000).decode()  # past 64K, under 68K
+        sock.sendall(f"GET /__test__/user HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: NTLM {token}\r\n\r\n".encode())
+        assert sock.recv(12) == b"HTTP/1.1 431"
+
+
+@pytest.fixture(scope="module")
+def https_server(start_module_server, users, tmp_path_factory):
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1", "localhost")
+    folder = tmp_path_factory.mktemp("signon-tls")
+    certfile, keyfile = folder / "cert.pem", folder / "key.pem"
+    issued.cert_chain_pems[0].write_to_path(certfile)
+    issued.private_key_pem.write_to_path(keyfile)
+    server = start_module_server("--windows-auth", "negotiate", "--certfile", str(certfile),
+                                 "--keyfile", str(keyfile), env={"NTLM_USER_FILE": users["file"]},
+                                 scheme="https")
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return server, context
+
+
+def tls_server_end_point(conn) -> bytes:
+    """RFC 5929's binding of the certificate this client sees (trustme signs with SHA-256)."""
+    return hashlib.sha256(conn.sock.getpeercert(binary_form=True)).digest()
+
+
+@pytest.mark.parametrize("binding, status", [("right", 200), ("other certificate", 401), ("none", 401)])
+def test_over_https_the_sign_on_is_bound_to_the_servers_certificate(https_server, users, binding, status):
+    server, context = https_server
+    conn = http.client.HTTPSConnection("127.0.0.1", server.port, timeout=15, context=context)
+    conn.connect()
+    conn.auto_open = 0
+    digest = {"right": tls_server_end_point(conn), "other certificate": b"\x01" * 32, "none": None}[binding]
+    bindings = None if digest is None else GssChannelBindings(application_data=b"tls-server-end-point:" + digest)
+    response, body, _ = sign_on(conn, users["alice"], channel_bindings=bindings)
+    assert response.status == status, body
+    conn.close()

@@ -1,0 +1,266 @@
+"""Windows sign-on in the server (RFC 4559): Kerberos and NTLM through ``Authorization:
+Negotiate`` / ``NTLM``, for ``--windows-auth negotiate`` (every request) or ``paths``.
+
+NTLM signs on a TCP connection, not a request, so this cannot be Django middleware: the
+handshake's state lives on the connection (``ServerConnection.signon``), never anywhere
+another connection could reach. A request without a token on a connection not signed on
+gets 401 with ``WWW-Authenticate: Negotiate`` and ``NTLM``; NTLM then takes two more
+requests on the same keep-alive connection, Kerberos one (its mutual-authentication token
+goes back in the 200's ``WWW-Authenticate``). The acceptor (pyspnego: SSPI on Windows,
+GSSAPI or its own NTLM with ``NTLM_USER_FILE`` elsewhere) runs on a small thread pool off
+the event loop, each step bounded by ``STEP_TIMEOUT``: a domain controller that is slow to
+answer holds neither the loop nor Django's threads. Failed handshakes are counted per
+address (``FAILURES_PER_MINUTE``, then 429) and logged at most once a minute per address.
+
+``new_acceptor()`` is the one place a handshake's acceptor is made.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import concurrent.futures
+import datetime
+import hashlib
+import os
+import sys
+import time
+from typing import NamedTuple
+
+from tornado import gen, httputil
+
+from .logs import log
+from .options import ServerOptions
+
+SCHEMES = {"negotiate": "Negotiate", "ntlm": "NTLM"}
+STEP_THREADS = 4
+STEP_TIMEOUT = 10.0  # seconds one acceptor step may take before the client gets 503
+FAILURES_PER_MINUTE = 20  # failed handshakes per client address, then 429 for the minute
+FAILURES_REMEMBERED = 10000
+# The environ key the reply token travels in to with_reply_header().
+REPLY_KEY = "tornado_wsgi_server.windows_auth.reply"
+_CHALLENGE_TEXT = b"Windows sign-on required.\n"
+
+
+class SignedOn(NamedTuple):
+    """What a request carries to the environ: the user, and the token for the response."""
+
+    user: str
+    reply: str | None
+
+
+class ConnectionSignOn:
+    """One connection's handshake and, once complete, its user. Never shared."""
+
+    __slots__ = ("acceptor", "scheme", "user")
+
+    def __init__(self) -> None:
+        self.acceptor = None
+        self.scheme = ""
+        self.user = None
+
+
+def new_acceptor(protocol: str, channel_bindings=None):
+    """pyspnego's server context for one handshake. ``protocol``: "negotiate" (Kerberos or
+    NTLM inside SPNEGO) or "ntlm" (a raw NTLM token). On Windows it is SSPI with the account
+    the server runs as (for a service, the computer account on the network). Elsewhere it is
+    GSSAPI when python-gssapi is installed (Kerberos, with any key of the keytab that
+    ``KRB5_KTNAME`` names), and pyspnego's own NTLM, which checks passwords against the file
+    ``NTLM_USER_FILE`` names (``DOMAIN:user:password`` lines)."""
+    import spnego
+
+    return spnego.server(protocol=protocol, channel_bindings=channel_bindings)
+
+
+def normalise_user(name: str, user_format: str) -> str:
+    """``DOMAIN\\user`` (or Kerberos' ``user@REALM``) as --windows-auth-user-format says."""
+    if user_format.startswith("strip-domain"):
+        name = name.rsplit("\\", 1)[-1].split("@", 1)[0]
+    if user_format.endswith("lower"):
+        name = name.lower()
+    return name
+
+
+def channel_bindings(options: ServerOptions):
+    """Over HTTPS, ``tls-server-end-point`` (RFC 5929) of the server's certificate, so that a
+    sign-on relayed through another TLS connection fails (Extended Protection); else None."""
+    if not options.certfile:
+        return None
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
+    from spnego.channel_bindings import GssChannelBindings
+
+    from .tls import PASSWORD_VARIABLE, is_pkcs12
+
+    with open(options.certfile, "rb") as file:
+        data = file.read()
+    if is_pkcs12(options.certfile):
+        password = os.environ.get(PASSWORD_VARIABLE, "")
+        certificate = pkcs12.load_key_and_certificates(data, password.encode() if password else None)[1]
+    else:
+        certificate = x509.load_pem_x509_certificate(data)
+    algorithm = certificate.signature_hash_algorithm
+    # RFC 5929 4.1: the certificate's own hash, SHA-256 in place of MD5 or SHA-1.
+    name = "sha256" if algorithm is None or algorithm.name in ("md5", "sha1") else algorithm.name
+    digest = hashlib.new(name, certificate.public_bytes(Encoding.DER)).digest()
+    return GssChannelBindings(application_data=b"tls-server-end-point:" + digest)
+
+
+def with_reply_header(application):
+    """The WSGI application with the acceptor's last token (Kerberos' mutual authentication)
+    added to the response as ``WWW-Authenticate``."""
+
+    def signed_on_application(environ, start_response):
+        reply = environ.get(REPLY_KEY)
+        if not reply:
+            return application(environ, start_response)
+
+        def add_reply(status, headers, exc_info=None):
+            return start_response(status, [*headers, ("WWW-Authenticate", reply)], exc_info)
+
+        return application(environ, add_reply)
+
+    return signed_on_application
+
+
+class WindowsSignOn:
+    """The server's side of the handshake, for the container (see the module docstring)."""
+
+    def __init__(self, container, options: ServerOptions) -> None:
+        try:
+            import spnego  # noqa: F401
+        except ImportError:
+            raise SystemExit("ERROR: --windows-auth needs the pyspnego package "
+                             "(pip install -r requirements.txt)") from None
+        self.container = container
+        self.paths = options.windows_auth_paths if options.windows_auth == "paths" else None
+        self.user_format = options.windows_auth_user_format
+        self.bindings = channel_bindings(options)
+        self.pool = concurrent.futures.ThreadPoolExecutor(STEP_THREADS, thread_name_prefix="windows-signon")
+        self.failures: dict = {}  # address -> (minute start, failed handshakes in it)
+        if sys.platform != "win32" and not os.environ.get("NTLM_USER_FILE"):
+            try:
+                import gssapi  # noqa: F401
+            except ImportError:
+                log.warning("--windows-auth: neither NTLM_USER_FILE nor python-gssapi (Kerberos) "
+                            "is set up, so every sign-on will fail; see docs/windows-signon.md")
+
+    def guards(self, path: str) -> bool:
+        if self.paths is None:
+            return True
+        path = path.partition("?")[0]
+        return any(path.startswith(prefix) for prefix in self.paths)
+
+    def holds(self, task) -> bool:
+        """True if the sign-on answers ``task`` itself (401, 429) or will call its
+        ``dispatch()`` once the handshake step is done; False: dispatch it now."""
+        if not self.guards(task.start_line.path):
+            return False
+        state = task.server_conn.signon
+        scheme, _, token = task.headers.get("Authorization", "").strip().partition(" ")
+        scheme = SCHEMES.get(scheme.lower())
+        if scheme is None or not token.strip():
+            if state is not None and state.user is not None:
+                task.signon = SignedOn(state.user, None)  # this connection signed on before
+                return False
+            self.challenge(task)
+            return True
+        if self.blocked(task.client):
+            self.answer(task, 429, "Too Many Requests", b"Too many failed sign-ons; wait a minute.\n",
+                        {"Retry-After": "60", "Connection": "close"})
+            return True
+        try:
+            data = base64.b64decode(token.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            self.failed(task, "the token is not base64")
+            return True
+        if state is None:
+            state = task.server_conn.signon = ConnectionSignOn()
+        if state.acceptor is None or state.scheme != scheme or _starts_handshake(data):
+            state.acceptor, state.scheme, state.user = None, scheme, None
+        future = self.pool.submit(self._step, state, scheme, data)
+        timed = gen.with_timeout(datetime.timedelta(seconds=STEP_TIMEOUT), future)
+        self.container.loop.add_future(timed, lambda done: self._stepped(task, state, scheme, done))
+        return True
+
+    def _step(self, state: ConnectionSignOn, scheme: str, data: bytes):
+        """On a sign-on thread: one step of the handshake; (token out or None, user or None)."""
+        if state.acceptor is None:
+            state.acceptor = new_acceptor(scheme.lower(), self.bindings)
+        acceptor = state.acceptor
+        out = acceptor.step(data)
+        return out, acceptor.client_principal if acceptor.complete else None
+
+    def _stepped(self, task, state: ConnectionSignOn, scheme: str, done) -> None:
+        if task.closed or task.server_conn.stream.closed():
+            state.acceptor = None
+            task.discard_body()
+            task.log_access(499, 0)
+            return
+        try:
+            out, user = done.result()
+        except gen.TimeoutError:
+            state.acceptor = None
+            log.warning("Windows sign-on of %s: no answer within %gs (is the domain controller "
+                        "reachable?)", task.client, STEP_TIMEOUT)
+            self.answer(task, 503, "Service Unavailable", b"Sign-on timed out; please retry.\n",
+                        {"Retry-After": "5", "Connection": "close"})
+            return
+        except Exception as exc:
+            state.acceptor = None
+            self.failed(task, f"{type(exc).__name__}: {exc}")
+            return
+        reply = f"{scheme} {base64.b64encode(out).decode()}" if out else None
+        if user is None:  # NTLM's challenge: the client answers on this connection
+            self.answer(task, 401, "Unauthorized", _CHALLENGE_TEXT, {"WWW-Authenticate": reply or scheme})
+            return
+        state.acceptor = None  # done: the connection keeps only the user
+        state.user = normalise_user(user, self.user_format)
+        task.signon = SignedOn(state.user, reply)
+        task.dispatch()
+
+    def blocked(self, address: str) -> bool:
+        started, count = self.failures.get(address, (0.0, 0))
+        return count >= FAILURES_PER_MINUTE and time.monotonic() - started < 60.0
+
+    def failed(self, task, reason: str) -> None:
+        now = time.monotonic()
+        started, count = self.failures.pop(task.client, (now, 0))
+        if now - started >= 60.0:
+            started, count = now, 0
+        while len(self.failures) >= FAILURES_REMEMBERED:
+            del self.failures[next(iter(self.failures))]  # the oldest entry
+        self.failures[task.client] = (started, count + 1)
+        self.container.note(task.client, "signon-failed", "Windows sign-on failed for %s (%s); "
+                            "logged once a minute per address", task.client, reason)
+        self.challenge(task)
+
+    def challenge(self, task) -> None:
+        """401 offering both schemes; the connection stays open for the handshake."""
+        head = {"WWW-Authenticate": ["Negotiate", "NTLM"]}
+        self.answer(task, 401, "Unauthorized", _CHALLENGE_TEXT, head)
+
+    def answer(self, task, code: int, reason: str, body: bytes, extra: dict) -> None:
+        """A short answer from the loop; the request never held a place in the queue."""
+        task.released = True
+        task.discard_body()
+        if task.server_conn.stream.closed():
+            task.log_access(499, 0)
+            return
+        head = task.plain_head(body, {})
+        for name, value in extra.items():
+            for item in value if isinstance(value, list) else [value]:
+                head.add(name, item)
+        if task.start_line.method == "HEAD":
+            body = b""
+        task.send_whole(httputil.ResponseStartLine("HTTP/1.1", code, reason), head, body)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _starts_handshake(data: bytes) -> bool:
+    """A first token: NTLM's NEGOTIATE_MESSAGE, or SPNEGO's / Kerberos' initial token (an
+    ASN.1 application tag 0x60), which begin a new handshake on the connection."""
+    return data.startswith(b"NTLMSSP\x00\x01\x00\x00\x00") or data[:1] == b"\x60"
+
