@@ -394,5 +394,5 @@ def test_project_skip_list_names_real_tests(cookies, database, cache):
     result = cookies.bake(extra_context={"database": database, "cache": cache})
     assert result.exit_code == 0, result.exception
     ids = listed_ids(result.project_path / "ci" / "windows-skips.txt")
-    assert len(ids) == len(set(ids)) == (11 if database == "sqlite" else 21), ids
+    assert len(ids) == len(set(ids)) == (14 if database == "sqlite" else 24), ids
     assert_tests_exist(result.project_path, ids)
