@@ -1368,6 +1368,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         (f"{SIGNON}::test_over_https_the_sign_on_is_bound_to_the_servers_certificate",),
     ),
     Mutation(
+        "WA9", "Windows sign-on: a trusted proxy's connection keeps no sign-on between requests",
+        "tornado_wsgi_server/windows_auth.py",
+        "state.user is not None and not self.via_proxy(task):",
+        "state.user is not None:",
+        (f"{SIGNON}::test_through_a_trusted_proxy_the_connection_keeps_no_sign_on",),
+    ),
+    Mutation(
         "WA8", "Windows sign-on: Django's request.user is the user, created on first sign-on",
         f"{PACKAGE}/settings.py",
         '"django.contrib.auth.backends.RemoteUserBackend",',

@@ -160,8 +160,10 @@ class WindowsSignOn:
         scheme, _, token = task.headers.get("Authorization", "").strip().partition(" ")
         scheme = SCHEMES.get(scheme.lower())
         if scheme is None or not token.strip():
-            if state is not None and state.user is not None:
-                task.signon = SignedOn(state.user, None)  # this connection signed on before
+            # This connection signed on before; not through a proxy, whose one connection
+            # may carry the requests of many people.
+            if state is not None and state.user is not None and not self.via_proxy(task):
+                task.signon = SignedOn(state.user, None)
                 return False
             self.challenge(task)
             return True
@@ -182,6 +184,9 @@ class WindowsSignOn:
         timed = gen.with_timeout(datetime.timedelta(seconds=STEP_TIMEOUT), future)
         self.container.loop.add_future(timed, lambda done: self._stepped(task, state, scheme, done))
         return True
+
+    def via_proxy(self, task) -> bool:
+        return self.container.proxies.trusts(task.request_conn.context.remote_ip)
 
     def _step(self, state: ConnectionSignOn, scheme: str, data: bytes):
         """On a sign-on thread: one step of the handshake; (token out or None, user or None)."""

@@ -107,6 +107,17 @@ def test_right_password_signs_on_in_two_legs_on_one_connection_and_django_create
     other.close()
 
 
+def test_through_a_trusted_proxy_the_connection_keeps_no_sign_on(start_server, users):
+    """A proxy's one connection may carry many people's requests: each must sign on."""
+    server = start_server("--windows-auth", "negotiate", "--trusted-proxies", "127.0.0.1",
+                          env={"NTLM_USER_FILE": users["file"]})
+    conn = connect(server)
+    response, body, _ = sign_on(conn, users["alice"])
+    assert response.status == 200, body
+    assert get(conn)[0].status == 401
+    conn.close()
+
+
 def test_negotiate_scheme_carries_ntlm_inside_spnego(server, users):
     conn = connect(server)
     response, body, _ = sign_on(conn, users["bob"], protocol="negotiate")
