@@ -40,9 +40,17 @@ def find_program(name: str) -> str | None:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port free for TCP and for UDP: krb5kdc listens on both."""
+    for _ in range(100):
+        with socket.socket() as tcp, socket.socket(type=socket.SOCK_DGRAM) as udp:
+            tcp.bind(("127.0.0.1", 0))
+            port = tcp.getsockname()[1]
+            try:
+                udp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no loopback port free for both TCP and UDP")
 
 
 class KerberosRealm:
@@ -91,7 +99,7 @@ class KerberosRealm:
             "    dns_lookup_realm = false\n"
             "    dns_canonicalize_hostname = false\n"
             "    rdns = false\n"
-            # TCP only: the KDC's UDP port is not checked for being free.
+            # TCP: the protocol start() checks the KDC is listening on.
             "    udp_preference_limit = 1\n"
             "[realms]\n"
             f"    {REALM} = " + "{\n"
