@@ -306,6 +306,7 @@ assert fake.add_local_user("u" * 21, "Pw-1234-abc").code == 2
 assert fake.add_local_user("a/b", "Pw-1234-abc").code == 2
 assert fake.add_local_user("signon1", "Pw-1234-abc").code == 0
 assert fake.add_local_user("SIGNON1", "Pw-1234-abc").code == 2
+assert fake.add_local_user("signon2", "Pw-1234-abcdefg").code == 2  # net user would ask (Y/N)
 assert fake.remove_local_user("signon1").code == 0 and fake.remove_local_user("signon1").code == 2
 print("fine")
 """)

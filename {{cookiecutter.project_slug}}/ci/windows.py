@@ -45,7 +45,9 @@ class Windows:
         args = [str(a) for a in args]
         print(">", subprocess.list2cmdline([str(a) for a in shown or args]), flush=True)
         try:
-            done = subprocess.run(args, cwd=cwd or PROJECT_DIR, timeout=timeout, stdout=subprocess.PIPE,
+            # No input: a command that asks a question fails instead of waiting for an answer.
+            done = subprocess.run(args, cwd=cwd or PROJECT_DIR, timeout=timeout, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace",
                                   check=False)
         except subprocess.TimeoutExpired:
@@ -214,7 +216,8 @@ class FakeWindows(Windows):
 
     def add_local_user(self, name: str, password: str) -> Outcome:
         """``net user NAME PASSWORD /add`` with Windows' refusals: a name of 1-20 characters
-        without ``"/\\[]:;|=,+*?<>@``, not taken."""
+        without ``"/\\[]:;|=,+*?<>@``, not taken; a password over 14 characters (net user
+        asks whether to go on)."""
         scripted = self.scripted("net", "user", name, "/add")
         if scripted is not None:
             return scripted
@@ -222,6 +225,8 @@ class FakeWindows(Windows):
             return Outcome(2, "The syntax of this command is:\n\nNET USER")
         if name.lower() in (taken.lower() for taken in self.users):
             return Outcome(2, "The account already exists.")
+        if len(password) > 14:  # Windows asks, and with no input the answer is no
+            return Outcome(2, "The password entered is longer than 14 characters. ... (Y/N) [Y]: No valid response was provided.")
         self.users[name] = password
         return Outcome(0, "The command completed successfully.")
 

@@ -40,9 +40,10 @@ class SignOnChecks:
     def __init__(self, windows: Windows) -> None:
         self.windows = windows
         self.folder = Path(tempfile.mkdtemp(prefix="signon-check-"))
-        # At most 20 characters; a password Windows' default complexity rules accept.
+        # A name of at most 20 characters; a password Windows' complexity rules accept, of at
+        # most 14 characters (net user asks "continue (Y/N)?" for a longer one).
         self.user = f"signon{secrets.token_hex(4)}"
-        self.password = f"Sg-{secrets.token_urlsafe(12)}-9a"
+        self.password = f"Sg-{secrets.token_hex(4)}-9a"
         self.created = False
         self.server: ConsoleServer | None = None
 
