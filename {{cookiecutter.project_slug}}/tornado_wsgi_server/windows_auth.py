@@ -23,7 +23,9 @@ import concurrent.futures
 import datetime
 import hashlib
 import os
+import queue
 import sys
+import threading
 import time
 from typing import NamedTuple
 
@@ -123,6 +125,35 @@ def with_reply_header(application):
     return signed_on_application
 
 
+class StepThreads:
+    """The sign-on's own daemon threads: a step stuck on a domain controller holds neither
+    Django's threads nor, at exit, the process (a ThreadPoolExecutor's threads are joined)."""
+
+    def __init__(self, count: int) -> None:
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.count = count
+        for number in range(count):
+            threading.Thread(target=self._work, name=f"windows-signon-{number}", daemon=True).start()
+
+    def submit(self, function, *args) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self.jobs.put((future, function, args))
+        return future
+
+    def _work(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            future, function, args = job
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(function(*args))
+                except BaseException as exc:  # handed to the loop, which answers 401 or 503
+                    future.set_exception(exc)
+
+    def close(self) -> None:
+        for _ in range(self.count):
+            self.jobs.put(None)
+
+
 class WindowsSignOn:
     """The server's side of the handshake, for the container (see the module docstring)."""
 
@@ -136,7 +167,7 @@ class WindowsSignOn:
         self.paths = options.windows_auth_paths if options.windows_auth == "paths" else None
         self.user_format = options.windows_auth_user_format
         self.bindings = channel_bindings(options)
-        self.pool = concurrent.futures.ThreadPoolExecutor(STEP_THREADS, thread_name_prefix="windows-signon")
+        self.pool = StepThreads(STEP_THREADS)
         self.failures: dict = {}  # address -> (minute start, failed handshakes in it)
         if sys.platform != "win32" and not os.environ.get("NTLM_USER_FILE"):
             try:
@@ -261,7 +292,7 @@ class WindowsSignOn:
         task.send_whole(httputil.ResponseStartLine("HTTP/1.1", code, reason), head, body)
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.close()
 
 
 def _starts_handshake(data: bytes) -> bool:
