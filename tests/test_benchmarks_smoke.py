@@ -8,6 +8,7 @@ test checks its own run's output.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
@@ -122,3 +123,20 @@ def test_quick_attack_benchmark_runs_its_own_attackers_and_the_office(started):
                       "office behind NAT: 20 browsers x 6 keep-alive conns, 1 address"}, result.stdout
     report = (results / "attack-quick.md").read_text(encoding="utf-8")
     assert "| office behind NAT: 20 browsers x 6 keep-alive conns, 1 address | tornado_server |" in report
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sign-on benchmark's realm is an MIT KDC")
+def test_quick_signon_benchmark_prints_a_table(tmp_path):
+    kdc = shutil.which("krb5kdc", path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin"]))
+    need(kdc is not None, "krb5kdc not installed (apt-get install krb5-kdc krb5-admin-server krb5-user)")
+    result = run(
+        [sys.executable, ROOT / "benchmarks" / "signon.py", "--quick", "--python", main_python(),
+         "--results", tmp_path],
+        cwd=ROOT, env=clean_env(), timeout=400,
+    )
+    assert result.returncode == 0, result.stdout
+    rows = dict(re.findall(r"^\| ([^|]+?) \| ([\d,]+) \| [\d.]+ \|$", result.stdout, re.M))
+    assert len(rows) == 5 and all(int(rps.replace(",", "")) > 0 for rps in rows.values()), result.stdout
+    assert "Kerberos, new connection per request (1 request)" in rows, rows
+    assert "| NTLM, new connection per request (3 requests) |" in (tmp_path / "signon-latest.md").read_text(
+        encoding="utf-8")

@@ -203,7 +203,7 @@ def test_windows_steps_each_call_one_script_that_exists(cookies, database, cache
         check_pwsh_step(step, project)
     scripts = {shlex.split(step["run"])[1] for step in windows if not step["run"].startswith("python -m")}
     assert scripts == {"ci/check_skips.py", "ci/console_checks.py", "ci/windows_service_checks.py",
-                       "ci/start_server_bat_check.py"}, scripts
+                       "ci/start_server_bat_check.py", "ci/windows_signon_check.py"}, scripts
     for step in load(TEMPLATE_WORKFLOW)["jobs"]["windows"]["steps"]:
         if "run" in step:
             check_pwsh_step(step, ROOT)
@@ -248,7 +248,8 @@ def run_ci_script(vpython: Path, project: Path, code: str) -> subprocess.Complet
 
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="the fake stands in for Windows elsewhere")
-@pytest.mark.parametrize("script", ["console_checks.py", "windows_service_checks.py", "start_server_bat_check.py"])
+@pytest.mark.parametrize("script", ["console_checks.py", "windows_service_checks.py", "start_server_bat_check.py",
+                                    "windows_signon_check.py"])
 def test_ci_scripts_run_here_through_the_fake(baked_with_venv, script):
     project, vpython = baked_with_venv
     done = run([vpython, f"ci/{script}"], cwd=project, timeout=900)
@@ -335,7 +336,8 @@ def test_the_service_checks_catch_a_broken_service_command(baked_with_venv, old,
 @pytest.mark.skipif(sys.platform == "win32", reason="the fake stands in for Windows elsewhere")
 def test_the_fake_fails_what_windows_would_refuse(baked_with_venv):
     """Exit codes the checks rely on: a service that is not installed, a second start, a
-    stop of a stopped service, a rule that is not there, an unknown command."""
+    stop of a stopped service, a rule that is not there, an unknown command, a user name
+    net user refuses or already has, removing a user that is not there."""
     project, vpython = baked_with_venv
     done = run_ci_script(vpython, project, """
 from windows import FakeWindows
@@ -348,6 +350,12 @@ assert fake.sc("qfailur", "x").code != 0
 assert fake.netsh("advfirewall", "firewall", "show", "rule", "name=nope").code == 1
 assert fake.netsh("firewall", "show", "rule", "name=x").code == 1
 assert fake.service("remove").code == 0 and fake.service("remove").code == 1060
+assert fake.add_local_user("u" * 21, "Pw-1234-abc").code == 2
+assert fake.add_local_user("a/b", "Pw-1234-abc").code == 2
+assert fake.add_local_user("signon1", "Pw-1234-abc").code == 0
+assert fake.add_local_user("SIGNON1", "Pw-1234-abc").code == 2
+assert fake.add_local_user("signon2", "Pw-1234-abcdefg").code == 2  # net user would ask (Y/N)
+assert fake.remove_local_user("signon1").code == 0 and fake.remove_local_user("signon1").code == 2
 print("fine")
 """)
     assert done.returncode == 0 and "fine" in done.stdout, done.stdout
@@ -442,5 +450,5 @@ def test_project_skip_list_names_real_tests(cookies, database, cache):
     result = cookies.bake(extra_context={"database": database, "cache": cache})
     assert result.exit_code == 0, result.exception
     ids = listed_ids(result.project_path / "ci" / "windows-skips.txt")
-    assert len(ids) == len(set(ids)) == (16 if database == "sqlite" else 26), ids
+    assert len(ids) == len(set(ids)) == (19 if database == "sqlite" else 29), ids
     assert_tests_exist(result.project_path, ids)

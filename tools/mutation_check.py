@@ -78,6 +78,7 @@ class Mutation:
 
 SHUTDOWN = "tests/server/test_shutdown.py"
 SIGNON = "tests/server/test_windows_signon.py"
+KERBEROS = "tests/server/test_kerberos_signon.py"
 WORKERS = "tests/server/test_workers.py"
 RELOAD = "tests/server/test_reload.py"
 LIMITS = "tests/server/test_limits.py"
@@ -1427,6 +1428,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         "if state.acceptor is None or state.scheme != scheme or _starts_handshake(data):",
         "if True:",
         (f"{SIGNON}::test_right_password_signs_on_in_two_legs_on_one_connection_and_django_creates_the_user",),
+    ),
+    Mutation(
+        "KB1", "Windows sign-on: Kerberos' mutual-authentication token goes back in the 200",
+        "tornado_wsgi_server/windows_auth.py",
+        "task.signon = SignedOn(state.user, reply)",
+        "task.signon = SignedOn(state.user, None)",
+        (f"{KERBEROS}::test_kerberos_signs_on_in_one_request_with_mutual_authentication",),
     ),
     Mutation(
         "WA3", "Windows sign-on: the wrong password gets 401",

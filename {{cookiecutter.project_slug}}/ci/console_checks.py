@@ -27,20 +27,25 @@ from windows_service_checks import free_port  # noqa: E402
 READY_LINE = "is running at"
 
 
+def console_env(folder: Path, extra: dict | None = None) -> dict:
+    """This environment without SERVER_*/DJANGO_* settings, a SQLite file in ``folder``."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("SERVER_", "DJANGO_"))}
+    env.update({"DATABASE_URL": f"sqlite:///{(folder / 'console.sqlite3').as_posix()}",
+                "DJANGO_SECRET_KEY": "console-checks-" + "k" * 50, "PYTHONUNBUFFERED": "1", **(extra or {})})
+    return env
+
+
 class ConsoleServer:
     """``tornado_server.py`` with the tests' settings (their slow view) and a SQLite file."""
 
-    def __init__(self, windows: Windows, folder: Path, port: int, *args: str) -> None:
+    def __init__(self, windows: Windows, folder: Path, port: int, *args: str, env: dict | None = None) -> None:
         self.windows, self.port = windows, port
         self.log_path = folder / f"console-{port}-{len(args)}.log"
-        env = {name: value for name, value in os.environ.items() if not name.startswith(("SERVER_", "DJANGO_"))}
-        env.update({"DATABASE_URL": f"sqlite:///{(folder / 'console.sqlite3').as_posix()}",
-                    "DJANGO_SECRET_KEY": "console-checks-" + "k" * 50, "PYTHONUNBUFFERED": "1"})
         with open(self.log_path, "wb") as log:
             self.process = windows.start_console(
                 [sys.executable, "tornado_server.py", "--settings", "tests.settings", "--host", "127.0.0.1",
                  "--port", str(port), *args],
-                PROJECT_DIR, env, log)
+                PROJECT_DIR, console_env(folder, env), log)
 
     def output(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")

@@ -47,11 +47,14 @@ def venv_python(folder: Path) -> Path:
 class Windows:
     """The real calls (on Windows)."""
 
-    def run(self, args: list, cwd: Path | None = None, timeout: float = 180) -> Outcome:
+    def run(self, args: list, cwd: Path | None = None, timeout: float = 180, shown: list | None = None) -> Outcome:
+        """``shown``: what to print for the command instead (without a password)."""
         args = [str(a) for a in args]
-        print(">", subprocess.list2cmdline(args), flush=True)
+        print(">", subprocess.list2cmdline([str(a) for a in shown or args]), flush=True)
         try:
-            done = subprocess.run(args, cwd=cwd or PROJECT_DIR, timeout=timeout, stdout=subprocess.PIPE,
+            # No input: a command that asks a question fails instead of waiting for an answer.
+            done = subprocess.run(args, cwd=cwd or PROJECT_DIR, timeout=timeout, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace",
                                   check=False)
         except subprocess.TimeoutExpired:
@@ -73,6 +76,20 @@ class Windows:
         """``tornado_server.py service ARGS`` in ``folder`` (with that folder's virtual
         environment unless ``python`` names another)."""
         return self.run([python or venv_python(folder), "tornado_server.py", "service", *args], cwd=folder)
+
+    def add_local_user(self, name: str, password: str) -> Outcome:
+        return self.run(["net", "user", name, password, "/add"], shown=["net", "user", name, "*****", "/add"])
+
+    def remove_local_user(self, name: str) -> Outcome:
+        return self.run(["net", "user", name, "/delete"])
+
+    def local_domain(self) -> str:
+        """The domain part of a local account's name (``COMPUTER\\user``): the computer's name."""
+        return os.environ["COMPUTERNAME"]
+
+    def signon_env(self, folder: Path) -> dict:
+        """What the server needs to check local users' passwords: nothing, SSPI asks Windows."""
+        return {}
 
     def service_folder(self, name: str) -> Path | None:
         """The project folder the installed service ``name`` runs: its PythonClass value
@@ -252,6 +269,7 @@ class FakeWindows(Windows):
     rules: dict = field(default_factory=dict)  # firewall rule name -> its netsh arguments
     acls: dict = field(default_factory=dict)  # folder -> {trustee: rights} icacls granted
     manager: FakeServiceManager | None = None
+    users: dict = field(default_factory=dict)  # local user name -> password, as net user keeps them
 
     def __post_init__(self) -> None:
         self.manager = FakeServiceManager(self)
@@ -324,6 +342,41 @@ class FakeWindows(Windows):
             return Outcome(0, f"Rule Name: {name}\n" + "".join(f"{key.title()}: {value}\n"
                                                                 for key, value in self.rules[name].items()))
         return Outcome(1, f"The following command was not found: {' '.join(args)}.")
+
+    def add_local_user(self, name: str, password: str) -> Outcome:
+        """``net user NAME PASSWORD /add`` with Windows' refusals: a name of 1-20 characters
+        without ``"/\\[]:;|=,+*?<>@``, not taken; a password over 14 characters (net user
+        asks whether to go on)."""
+        scripted = self.scripted("net", "user", name, "/add")
+        if scripted is not None:
+            return scripted
+        if not 0 < len(name) <= 20 or any(char in name for char in '"/\\[]:;|=,+*?<>@'):
+            return Outcome(2, "The syntax of this command is:\n\nNET USER")
+        if name.lower() in (taken.lower() for taken in self.users):
+            return Outcome(2, "The account already exists.")
+        if len(password) > 14:  # Windows asks, and with no input the answer is no
+            return Outcome(2, "The password entered is longer than 14 characters. ... (Y/N) [Y]: No valid response was provided.")
+        self.users[name] = password
+        return Outcome(0, "The command completed successfully.")
+
+    def remove_local_user(self, name: str) -> Outcome:
+        scripted = self.scripted("net", "user", name, "/delete")
+        if scripted is not None:
+            return scripted
+        if self.users.pop(name, None) is None:
+            return Outcome(2, "The user name could not be found.")
+        return Outcome(0, "The command completed successfully.")
+
+    def local_domain(self) -> str:
+        return "FAKEHOST"
+
+    def signon_env(self, folder: Path) -> dict:
+        """pyspnego's NTLM outside Windows checks passwords against NTLM_USER_FILE: the users
+        net user made, as ``DOMAIN:user:password`` lines."""
+        path = Path(folder) / "ntlm-users"
+        path.write_text("".join(f"{self.local_domain()}:{name}:{password}\n"
+                                for name, password in self.users.items()), encoding="utf-8")
+        return {"NTLM_USER_FILE": str(path)}
 
     def run_native(self, command: list[str]) -> Outcome:
         """A command the project's own code builds (windows_admin.py), through the fakes above."""

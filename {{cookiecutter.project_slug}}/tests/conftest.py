@@ -347,6 +347,38 @@ def drop_postgresql_database(url: str, name: str) -> None:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
+@pytest.fixture(scope="session")
+def kerberos_realm(tmp_path_factory):
+    """A throwaway MIT Kerberos realm with its KDC running (tests/kerberos_realm.py); this
+    process's environment points at it while it lives. Skips (or fails with REQUIRE_SERVICES=1)
+    without the KDC's programs or python-gssapi."""
+    from .kerberos_realm import KerberosRealm, missing_programs
+
+    if IS_WINDOWS:
+        pytest.skip("the test realm is an MIT KDC; Windows signs on through SSPI (ci/windows_signon_check.py)")
+    missing = missing_programs()
+    need(not missing, f"{', '.join(missing)} not found: install Debian's krb5-kdc, krb5-admin-server "
+                      "and krb5-user for the Kerberos tests")
+    try:
+        import gssapi  # noqa: F401
+        import krb5  # noqa: F401
+    except ImportError as exc:
+        need(False, f"pyspnego's Kerberos needs python-gssapi and krb5 (requirements-dev.txt): {exc}")
+    realm = KerberosRealm(tmp_path_factory.mktemp("kerberos")).start()
+    saved = {name: os.environ.get(name) for name in realm.env}
+    os.environ.update(realm.env)
+    try:
+        realm.kinit()
+        yield realm
+    finally:
+        realm.stop()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 @pytest.fixture
 def start_server(server_env):
     """start_server('--threads', '2', env={...}) -> RunningServer, stopped after the test."""
