@@ -68,10 +68,15 @@ def new_acceptor(protocol: str, channel_bindings=None):
     the server runs as (for a service, the computer account on the network). Elsewhere it is
     GSSAPI when python-gssapi is installed (Kerberos, with any key of the keytab that
     ``KRB5_KTNAME`` names), and pyspnego's own NTLM, which checks passwords against the file
-    ``NTLM_USER_FILE`` names (``DOMAIN:user:password`` lines)."""
+    ``NTLM_USER_FILE`` names (``DOMAIN:user:password`` lines). With ``NTLM_USER_FILE`` set,
+    NTLM is pyspnego's own on Windows too (SSPI would check Windows' accounts instead), so
+    the same tests and trials run there; Kerberos inside Negotiate still goes to SSPI/GSSAPI."""
     import spnego
 
-    return spnego.server(protocol=protocol, channel_bindings=channel_bindings)
+    options = spnego.NegotiateOptions.none
+    if os.environ.get("NTLM_USER_FILE"):
+        options = spnego.NegotiateOptions.use_negotiate if protocol == "negotiate" else spnego.NegotiateOptions.use_ntlm
+    return spnego.server(protocol=protocol, channel_bindings=channel_bindings, options=options)
 
 
 def normalise_user(name: str, user_format: str) -> str:
