@@ -177,8 +177,11 @@ def wait_listening(server: RunningServer, timeout: float = 90) -> None:
 
 
 def with_kerberos(python: Path, project: Path) -> None:
-    """python-gssapi and krb5 (the project's requirements-dev.txt pins) in the bench venv."""
-    pins = [line.split(";")[0].strip() for line in (project / "requirements-dev.txt").read_text().splitlines()
+    """python-gssapi and krb5 (the project's requirements-kerberos.txt pins) in the bench venv;
+    pip builds them on libkrb5-dev (no Linux wheels), so its krb5-config must be there first."""
+    if shutil.which("krb5-config") is None:
+        raise SystemExit("ERROR: krb5-config not found: python-gssapi builds on it (apt-get install libkrb5-dev)")
+    pins = [line.split(";")[0].strip() for line in (project / "requirements-kerberos.txt").read_text().splitlines()
             if line.split("==")[0] in ("gssapi", "krb5", "decorator")]
     run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *pins])
 

@@ -113,7 +113,7 @@ class DefaultSuite:
             raise self.error
 
     def shared_venv(self) -> Path:
-        """The python of the bake's venv (requirements-dev.txt, main Python), once made."""
+        """The python of the bake's venv (requirements_for_tests(), main Python), once made."""
         assert self.venv_ready.wait(VENV_TIMEOUT + 360), "the default bake's venv was not made in time"
         if self.venv_python is None:
             self._raise()

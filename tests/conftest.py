@@ -73,6 +73,6 @@ def pytest_unconfigure(config):
 
 @pytest.fixture(scope="session")
 def default_venv_python(request) -> Path:
-    """The python of a venv with a default bake's requirements-dev.txt on the main Python
+    """The python of a venv with a default bake's requirements_for_tests() on the main Python
     (the one the default bake's suite runs in): for tests that only run it."""
     return default_suite(request.config).shared_venv()

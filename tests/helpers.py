@@ -31,6 +31,16 @@ def services_required() -> bool:
     return os.environ.get("REQUIRE_SERVICES") == "1"
 
 
+def requirements_for_tests() -> str:
+    """The requirements file a bake's test venv gets: requirements-kerberos.txt (the test tools
+    and python-gssapi, which has no Linux wheels and builds on libkrb5-dev) where every test must
+    run (REQUIRE_SERVICES=1; .ci/run installs libkrb5-dev) or libkrb5-dev is there (krb5-config),
+    else requirements-dev.txt and the Kerberos tests skip."""
+    if services_required() or shutil.which("krb5-config"):
+        return "requirements-kerberos.txt"
+    return "requirements-dev.txt"
+
+
 def need(condition: bool, reason: str) -> None:
     """Skip (or, with REQUIRE_SERVICES=1, fail) when an outside program is missing."""
     if condition:
@@ -174,9 +184,11 @@ def kill_tree(pid: int) -> None:
     psutil.wait_procs(family, timeout=30)
 
 
-def make_venv(project_dir: Path, python: str, requirements: str = "requirements-dev.txt",
+def make_venv(project_dir: Path, python: str, requirements: str | None = None,
               venv_name: str = ".venv", env: dict | None = None, on_start=None) -> Path:
-    """A fresh virtual environment in the project with ``requirements`` installed; its python."""
+    """A fresh virtual environment in the project with ``requirements`` (by default
+    requirements_for_tests()) installed; its python."""
+    requirements = requirements or requirements_for_tests()
     venv = project_dir / venv_name
     created = run([python, "-m", "venv", "--clear", venv], cwd=project_dir, env=env, on_start=on_start)
     assert created.returncode == 0, created.stdout
@@ -197,6 +209,8 @@ SERVICE_SKIP_REASONS = (
     r"127\.0\.0\.2 is not a loopback address",
     r"systemd-analyze not found",
     r"running the server as another account needs root or passwordless sudo",
+    r"Kerberos KDC programs not found",
+    r"python-gssapi and krb5 not installed",
 )
 
 # "SKIPPED [2] tests/test_scaling.py:176: nginx not installed ..." from pytest's -rs summary.
@@ -292,8 +306,8 @@ def suite_files(project_dir: Path, args: tuple = ()) -> tuple:
 
 def run_baked_suite(project_dir: Path, python: str | None = None, env: dict | None = None,
                     args: tuple = (), timeout: float = 1500) -> SuiteResult:
-    """Install the baked project's requirements-dev.txt into a fresh .venv made with
-    ``python`` and run its own pytest with ``env`` added to a clean environment.
+    """Install the baked project's test requirements (requirements_for_tests()) into a fresh
+    .venv made with ``python`` and run its own pytest with ``env`` added to a clean environment.
 
     Returns the parsed counts; call ``.assert_clean()`` (or ``.assert_passed()``) on it.
     """

@@ -129,6 +129,8 @@ def test_quick_attack_benchmark_runs_its_own_attackers_and_the_office(started):
 def test_quick_signon_benchmark_prints_a_table(tmp_path):
     kdc = shutil.which("krb5kdc", path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin"]))
     need(kdc is not None, "krb5kdc not installed (apt-get install krb5-kdc krb5-admin-server krb5-user)")
+    need(shutil.which("krb5-config") is not None, "krb5-config not found: python-gssapi builds on it "
+                                                  "(apt-get install libkrb5-dev)")
     result = run(
         [sys.executable, ROOT / "benchmarks" / "signon.py", "--quick", "--python", main_python(),
          "--results", tmp_path],

@@ -69,7 +69,7 @@ def bake(template: Path, output: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def environments(tmp_path_factory, default_venv_python) -> dict:
-    """site-packages with the bake's requirements-dev.txt (those of the default bake's venv,
+    """site-packages with the bake's test requirements (those of the default bake's venv,
     only read here), and the update tool's venv."""
     base = tmp_path_factory.mktemp("environments")
     project = bake(ROOT, base)

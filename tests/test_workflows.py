@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml  # PyYAML comes with cookiecutter
 
-from helpers import ROOT, SUPPORTED_PYTHONS, clean_env, run
+from helpers import ROOT, SUPPORTED_PYTHONS, clean_env, requirements_for_tests, run
 
 # The matrix job that also runs the template's own tests.
 MAIN_PYTHON_IN_CI = "3.13"
@@ -136,7 +136,9 @@ def is_install(run: str) -> bool:
 # How a bash step runs here, one rule per kind of step:
 # - apt-get steps are not run: they need root and the network; every test that uses what they
 #   install says when it is missing (need(), and REQUIRE_SERVICES=1 makes that a failure);
-# - pip install -r runs as it is, in the virtual environment the test made (quick once satisfied);
+# - pip install -r runs as it is, in the virtual environment the test made (quick once satisfied),
+#   except that requirements-kerberos.txt becomes the file that venv was made from
+#   (requirements_for_tests()): without libkrb5-dev pip cannot build python-gssapi;
 # - the test suite runs with one quick test named after its command: the whole suites run in
 #   test_baked_suite.py, and this proves the command line and writes the report the next
 #   step reads;
@@ -153,6 +155,8 @@ def run_step(step: dict, job: dict, cwd: Path, path_first: Path, narrow: list[st
     """Run one bash step as GitHub does (bash -e -o pipefail), with the job's and step's
     environment; returns what it printed; fails the test if it fails."""
     command = expand(step["run"], job).strip()
+    if command == "python -m pip install -r requirements-kerberos.txt":
+        command = f"python -m pip install -r {requirements_for_tests()}"
     if command.startswith("python -m pytest"):
         command = shlex.join([*shlex.split(command), *narrow])
     env = clean_env(**{name: expand(str(value), job) for name, value in
@@ -212,7 +216,7 @@ def test_windows_steps_each_call_one_script_that_exists(cookies, database, cache
 
 @pytest.fixture(scope="module")
 def baked_with_venv(cookies_session, default_venv_python) -> tuple[Path, Path]:
-    """A default bake and a venv with its requirements-dev.txt (the one the default bake's
+    """A default bake and a venv with its test requirements (the one the default bake's
     suite runs in: the same requirements, and nothing here installs anything new);
     (project, the venv's python)."""
     result = cookies_session.bake()

@@ -10,9 +10,12 @@ Contract:
 
 - Bakes the template with its default answers into a temporary directory (cookiecutter must
   be importable by the interpreter running this script: the template's test venv has it).
-- Uses a virtual environment with the baked project's ``requirements-dev.txt`` installed:
+- Uses a virtual environment with the baked project's test requirements installed:
   ``--venv PATH``, or one cached in ``tools/.cache/venv-<hash>`` and made again when
-  ``requirements*.txt``, the Python version or the platform change.
+  ``requirements*.txt``, the Python version or the platform change. The cached one gets
+  ``requirements-kerberos.txt`` (python-gssapi for the Kerberos tests, built on libkrb5-dev)
+  with ``REQUIRE_SERVICES=1`` or where ``krb5-config`` is on PATH, else ``requirements-dev.txt``
+  (the Kerberos tests then skip).
 - Each mutation in ``MUTATIONS`` is one exact-string replacement in one file of the bake. Its
   ``old`` text must occur exactly once; otherwise the mutation is "stale" (the code moved on
   and the list must be updated) and nothing is run.
@@ -64,6 +67,11 @@ CACHE = TOOLS / ".cache"
 CATCHERS = CACHE / "catchers.json"  # name -> the test that caught it last on this machine
 IS_WINDOWS = sys.platform == "win32"
 PACKAGE = "{package}"  # in a mutation's file: the baked project's Django package
+
+# The template tests' choice of the bake's requirements file (requirements-kerberos.txt where
+# python-gssapi can be built), so that this venv runs the Kerberos tests where they do.
+sys.path.append(str(ROOT / "tests"))
+from helpers import requirements_for_tests  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -1654,27 +1662,28 @@ def given_venv(venv: Path) -> Path:
 
 
 def cached_venv(project: Path, python: str) -> Path:
-    """A venv with the project's requirements-dev.txt, reused while the requirements files,
-    the Python version and the platform stay the same."""
+    """A venv with the project's requirements_for_tests(), reused while that choice, the
+    requirements files, the Python version and the platform stay the same."""
     found = subprocess.run([python, "-c", "import sys; print(sys.version)"],
                            capture_output=True, text=True, timeout=120)
     if found.returncode != 0:
         raise CheckError(f"--python {python} does not run: {found.stderr.strip()}")
     version = found.stdout.strip()
-    digest = hashlib.sha256()
-    for name in ("requirements.txt", "requirements-dev.txt"):
+    requirements = requirements_for_tests()
+    digest = hashlib.sha256(requirements.encode())
+    for name in ("requirements.txt", "requirements-dev.txt", "requirements-kerberos.txt"):
         digest.update((project / name).read_bytes())
     digest.update(f"{version}|{platform.platform()}".encode())
     venv = CACHE / f"venv-{digest.hexdigest()[:16]}"
     if venv_python(venv).exists() and (venv / ".complete").exists():
         log(f"reusing {venv}")
         return venv_python(venv)
-    log(f"creating {venv} (requirements-dev.txt)")
+    log(f"creating {venv} ({requirements})")
     shutil.rmtree(venv, ignore_errors=True)
     CACHE.mkdir(parents=True, exist_ok=True)
     for step in ([python, "-m", "venv", str(venv)],
                  [str(venv_python(venv)), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                  "-r", str(project / "requirements-dev.txt")]):
+                  "-r", str(project / requirements)]):
         try:
             made = subprocess.run(step, timeout=1800).returncode == 0
         except subprocess.TimeoutExpired:
@@ -1995,7 +2004,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--list", action="store_true", help="print the mutations and exit")
     parser.add_argument("--only", metavar="NAME[,NAME]", help="run only these mutations")
-    parser.add_argument("--venv", type=Path, help="an existing venv with requirements-dev.txt installed")
+    parser.add_argument("--venv", type=Path, help="an existing venv with requirements-dev.txt (or -kerberos.txt) installed")
     parser.add_argument("--python", default=sys.executable,
                         help="interpreter for a new cached venv (default: this one)")
     parser.add_argument("--timeout", type=float, default=300, metavar="S",

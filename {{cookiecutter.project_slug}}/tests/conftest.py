@@ -357,13 +357,14 @@ def kerberos_realm(tmp_path_factory):
     if IS_WINDOWS:
         pytest.skip("the test realm is an MIT KDC; Windows signs on through SSPI (ci/windows_signon_check.py)")
     missing = missing_programs()
-    need(not missing, f"{', '.join(missing)} not found: install Debian's krb5-kdc, krb5-admin-server "
-                      "and krb5-user for the Kerberos tests")
+    need(not missing, f"Kerberos KDC programs not found ({', '.join(missing)}): install Debian's krb5-kdc, "
+                      "krb5-admin-server and krb5-user for the Kerberos tests")
     try:
         import gssapi  # noqa: F401
         import krb5  # noqa: F401
     except ImportError as exc:
-        need(False, f"pyspnego's Kerberos needs python-gssapi and krb5 (requirements-dev.txt): {exc}")
+        need(False, "python-gssapi and krb5 not installed: pip install -r requirements-kerberos.txt "
+                    f"(it builds them on Debian's libkrb5-dev) for the Kerberos tests ({exc})")
     realm = KerberosRealm(tmp_path_factory.mktemp("kerberos")).start()
     saved = {name: os.environ.get(name) for name in realm.env}
     os.environ.update(realm.env)
