@@ -15,12 +15,18 @@ the service runs as ``tornado_server.py service run``, so this script runs on Li
 
 from __future__ import annotations
 
+import http.cookiejar
+import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -51,6 +57,11 @@ def service_name(project_dir: Path) -> str:
     from tornado_wsgi_server.project import load_project
 
     return load_project(project_dir).slug
+
+
+class NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
 
 
 class ServiceChecks:
@@ -135,6 +146,44 @@ class ServiceChecks:
             self.service("stop")
         finally:
             self.windows.service("remove", folder=self.project_dir)
+
+    def admin_signs_in_and_saves(self) -> None:
+        """Under the service's own account (which may change only data\\ and logs\\): an admin
+        signs in through the login form and adds a group, which lands in the database."""
+        password, group = "Ci-service-pw-2718", f"service-ci-{int(time.time())}"
+        manage = [str(venv_python(self.project_dir)), "manage.py"]
+        made = subprocess.run([*manage, "createsuperuser", "--noinput", "--username", "ci-admin",
+                               "--email", "ci@example.com"], cwd=self.project_dir, timeout=300, check=False,
+                              capture_output=True, text=True, env={**os.environ, "DJANGO_SUPERUSER_PASSWORD": password})
+        expect(made.returncode == 0 or "already taken" in made.stderr, f"createsuperuser: {made.stderr[-2000:]}")
+        port = free_port()
+        self.service("install", "--", "--port", str(port))
+        try:
+            self.service("start")
+            browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
+                                                  NoRedirects())
+            base = f"http://127.0.0.1:{port}"
+
+            def post(path: str, fields: dict) -> int:
+                page = browser.open(base + path, timeout=30).read().decode("utf-8", "replace")
+                token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+                expect(token is not None, f"no CSRF token on {path}")
+                body = urllib.parse.urlencode({**fields, "csrfmiddlewaretoken": token.group(1)}).encode()
+                try:
+                    return browser.open(urllib.request.Request(base + path, data=body), timeout=30).status
+                except urllib.error.HTTPError as answer:
+                    return answer.code
+
+            expect(post("/admin/login/?next=/admin/", {"username": "ci-admin", "password": password,
+                                                       "next": "/admin/"}) == 302, "the admin login failed")
+            expect(post("/admin/auth/group/add/", {"name": group}) == 302, "adding a group in the admin failed")
+            self.service("stop")
+        finally:
+            self.windows.service("remove", folder=self.project_dir)
+        found = subprocess.run([*manage, "shell", "-c", "from django.contrib.auth.models import Group; "
+                                f"print(Group.objects.filter(name={group!r}).exists())"],
+                               cwd=self.project_dir, timeout=300, check=False, capture_output=True, text=True)
+        expect(found.stdout.strip().endswith("True"), f"the group is not in the database: {found.stdout}{found.stderr}")
 
     def failed_start(self) -> None:
         """A port taken by another program: start exits 1 and says why, from the Event Log
@@ -278,6 +327,7 @@ class ServiceChecks:
             ("service round trip with --workers 1", lambda: self.round_trip(1)),
             ("service round trip with --workers 2", lambda: self.round_trip(2)),
             ("service restart and reload", self.restart_and_reload),
+            ("an admin signs in and saves a change under the service's account", self.admin_signs_in_and_saves),
             ("a failed start exits non-zero with the reason", self.failed_start),
             ("Event Log entries", self.event_log),
             ("restart actions, delayed start, firewall rule following the port", self.install_settings_and_firewall),
