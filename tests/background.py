@@ -48,6 +48,8 @@ DEVELOPER_ENV = {
     "DJANGO_SESSION_COOKIE_AGE": "60", "DJANGO_SESSION_EXPIRE_AT_BROWSER_CLOSE": "true",
     "DJANGO_STATIC_ROOT": "elsewhere/static", "DJANGO_MEDIA_ROOT": "elsewhere/media",
     "DJANGO_EMAIL_FILE_PATH": "elsewhere/mail",
+    "SERVER_WINDOWS_AUTH": "paths", "SERVER_WINDOWS_AUTH_PATHS": "/intranet-sign-on/",
+    "SERVER_WINDOWS_AUTH_USER_FORMAT": "lower", "SERVER_WINDOWS_AUTH_HEADER": "X-Intranet-User",
 }
 
 # Bounds of each step (each kills what it started when it runs out), and of the wait for all.

@@ -10,6 +10,7 @@ was asked; everything else (pip, manage.py) is real.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -153,10 +154,13 @@ class Server:
             [str(venv_python(site)), "tornado_server.py", "--port", str(self.port),
              "--workers", str(workers)], cwd=site, env=site_env(),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.workers = workers
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=5).status_code == 200:
+                # Every worker has loaded the code: the first answers /healthz before the
+                # others are up, and one that starts later would load a release put in place.
+                if httpx.get(f"{self.url}/healthz", timeout=5).status_code == 200 and self.all_ready(site):
                     return
             except httpx.HTTPError:
                 pass
@@ -164,6 +168,18 @@ class Server:
             time.sleep(0.2)
         self.stop()
         pytest.fail("the server did not start in 60 s")
+
+    def all_ready(self, site: Path) -> bool:
+        if self.workers < 2:
+            return True
+        answer = subprocess.run([str(venv_python(site)), "tornado_server.py", "status", "--json", "--port",
+                                 str(self.port)], cwd=site, env=site_env(), capture_output=True, text=True,
+                                timeout=60)
+        try:
+            workers = json.loads(answer.stdout).get("workers") or []
+        except ValueError:
+            return False
+        return len(workers) == self.workers and all(worker.get("ready") for worker in workers)
 
     def get(self, path: str) -> httpx.Response:
         return httpx.get(f"{self.url}{path}", timeout=30)

@@ -127,3 +127,11 @@ def media_urls() -> list:
     if not prefix or "://" in prefix or prefix.startswith("//"):
         return []
     return [re_path(rf"^{re.escape(prefix.lstrip('/'))}(?P<path>.*)\Z", serve_media, name="media")]
+
+
+def __getattr__(name: str):
+    """``include("tornado_wsgi_server.media_files")`` in urls.py: the patterns are made when
+    the URLconf loads, once the settings are ready (and no import line to merge on updates)."""
+    if name == "urlpatterns":
+        return media_urls()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

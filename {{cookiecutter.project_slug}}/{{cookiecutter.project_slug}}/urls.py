@@ -2,8 +2,6 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
-from tornado_wsgi_server.media_files import media_urls
-
 from . import views
 
 urlpatterns = [
@@ -12,7 +10,7 @@ urlpatterns = [
     path("admin/server-status/", include("tornado_wsgi_server.status.urls")),
     path("admin/", admin.site.urls),
     # Uploaded files (MEDIA_ROOT), checked and served safely: docs/server.md, "Uploaded files".
-    *media_urls(),
+    path("", include("tornado_wsgi_server.media_files")),
 ]
 
 if settings.WINDOWS_AUTH == "paths":
