@@ -305,14 +305,14 @@ def suite_files(project_dir: Path, args: tuple = ()) -> tuple:
 
 
 def run_baked_suite(project_dir: Path, python: str | None = None, env: dict | None = None,
-                    args: tuple = (), timeout: float = 1500) -> SuiteResult:
+                    args: tuple = (), timeout: float = 1500, requirements: str | None = None) -> SuiteResult:
     """Install the baked project's test requirements (requirements_for_tests()) into a fresh
     .venv made with ``python`` and run its own pytest with ``env`` added to a clean environment.
 
     Returns the parsed counts; call ``.assert_clean()`` (or ``.assert_passed()``) on it.
     """
     project_dir = Path(project_dir)
-    vpython = make_venv(project_dir, python or main_python())
+    vpython = make_venv(project_dir, python or main_python(), requirements or requirements_for_tests())
     return run_suite(project_dir, vpython, clean_env(**(env or {})), args, timeout)
 
 
