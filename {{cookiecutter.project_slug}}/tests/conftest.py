@@ -250,6 +250,16 @@ class RunningServer:
             pass
 
 
+@pytest.fixture
+def restored_environ():
+    """os.environ as it was before the test (code that loads .env into it, as the service
+    does, leaves nothing behind)."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def postgresql_url() -> str:
     """DATABASE_URL of the project's PostgreSQL (skips, or fails with REQUIRE_SERVICES=1,

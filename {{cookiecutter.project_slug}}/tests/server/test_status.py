@@ -29,13 +29,8 @@ REPORT_KEYS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def restore_environment():
-    """build_options() loads .env into os.environ, as the service does: undo it after each test."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
+# build_options() loads .env into os.environ, as the service does: undone after each test.
+pytestmark = pytest.mark.usefixtures("restored_environ")
 
 
 def status(port: int, *args: str, env: dict) -> subprocess.CompletedProcess:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import queue
 import signal
 import socket
@@ -47,13 +46,8 @@ sys.exit(99 if code is None else code)
 """
 
 
-@pytest.fixture(autouse=True)
-def restore_environment():
-    """build_options() loads .env into os.environ, as the service does: undo it after each test."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
+# build_options() loads .env into os.environ, as the service does: undone after each test.
+pytestmark = pytest.mark.usefixtures("restored_environ")
 
 
 def test_service_name_comes_from_the_project():
