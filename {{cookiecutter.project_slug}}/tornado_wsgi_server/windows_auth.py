@@ -41,7 +41,7 @@ FAILURES_PER_MINUTE = 20  # failed handshakes per client address, then 429 for t
 FAILURES_REMEMBERED = 10000
 # The environ key the reply token travels in to with_reply_header().
 REPLY_KEY = "tornado_wsgi_server.windows_auth.reply"
-# The environ key of the signed-on user's Windows groups (a tuple of SIDs and DOMAIN\\Name
+# The environ key of the signed-on user's Windows groups (a tuple of SIDs and DOMAIN\Name
 # names), set only on the request that completed a handshake, when the acceptor knows them.
 GROUPS_KEY = "tornado_wsgi_server.windows_auth.groups"
 _CHALLENGE_TEXT = b"Windows sign-on required.\n"
