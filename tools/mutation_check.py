@@ -1622,7 +1622,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_windows_groups.py::test_nothing_is_written_when_nothing_changed",),
     ),
     Mutation(
-        "WG3", "Never touched: ... users who sign in with a password",
+        "WG3", "Nothing changes on a password sign-in: only a Windows sign-on does, and only for the user it signed in",
         "tornado_wsgi_server/windows_groups.py",
         "    return user if user.get_username() == (clean(remote_user) if clean else remote_user) else None\n",
         "    return user\n",
