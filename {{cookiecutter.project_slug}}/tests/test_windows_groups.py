@@ -168,6 +168,11 @@ def test_nothing_is_written_when_nothing_changed(signed_on):
     assert len(queries.captured_queries) == 1, queries.captured_queries  # the user's mapped groups
 
 
+def test_a_map_written_by_hand_as_a_dict_works_too(signed_on):
+    signed_on("CORP\\alice", EVERYONE + EDITORS, WINDOWS_GROUPS={"CORP\\Site Editors": "Writers"})
+    assert group_names("CORP\\alice") == {"Writers"}
+
+
 def test_nothing_happens_without_the_groups_key(signed_on):
     """Later requests of a signed-on connection, Kerberos on Linux, IIS in front."""
     assert signed_on("CORP\\alice", None) == "CORP\\alice"

@@ -96,6 +96,8 @@ def bring_in_line(user, windows_groups, group_map, staff_groups, superuser_group
     from django.db import transaction
 
     keys = group_keys(windows_groups)
+    if isinstance(group_map, dict):  # settings written by hand: {Windows group: Django group}
+        group_map = group_map.items()
     managed = {django for _, django in group_map}
     wanted = {django for windows, django in group_map if windows.casefold() in keys}
     flags = {}
