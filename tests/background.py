@@ -50,6 +50,8 @@ DEVELOPER_ENV = {
     "DJANGO_EMAIL_FILE_PATH": "elsewhere/mail",
     "SERVER_WINDOWS_AUTH": "paths", "SERVER_WINDOWS_AUTH_PATHS": "/intranet-sign-on/",
     "SERVER_WINDOWS_AUTH_USER_FORMAT": "lower", "SERVER_WINDOWS_AUTH_HEADER": "X-Intranet-User",
+    "DJANGO_WINDOWS_GROUPS": "CORP\\Site Editors=Editors", "DJANGO_WINDOWS_STAFF_GROUPS": "CORP\\Site Editors",
+    "DJANGO_WINDOWS_SUPERUSER_GROUPS": "S-1-5-32-544",
 }
 
 # Bounds of each step (each kills what it started when it runs out), and of the wait for all.

@@ -1607,6 +1607,27 @@ MUTATIONS: tuple[Mutation, ...] = (
         'LOCKED_FILE_ERRORS = ("[WinError 5]", "[WinError 32]")',
         ("tests/test_bootstrap.py::test_pip_is_tried_again_when_a_file_it_must_change_is_held",),
     ),
+    Mutation(
+        "WG1", "a member of the Windows group is added, someone no longer in it is removed",
+        "tornado_wsgi_server/windows_groups.py",
+        "        if left:\n",
+        "        if False:\n",
+        ("tests/test_windows_groups.py::test_leaving_a_windows_group_takes_effect_at_the_next_sign_on_and_unmapped_groups_stay",),
+    ),
+    Mutation(
+        "WG2", "a sign-on that changes nothing writes nothing to the database",
+        "tornado_wsgi_server/windows_groups.py",
+        "    flags = {name: value for name, value in flags.items() if getattr(user, name) != value}\n",
+        "",
+        ("tests/test_windows_groups.py::test_nothing_is_written_when_nothing_changed",),
+    ),
+    Mutation(
+        "WG3", "Nothing changes on a password sign-in: only a Windows sign-on does, and only for the user it signed in",
+        "tornado_wsgi_server/windows_groups.py",
+        "    return user if user.get_username() == (clean(remote_user) if clean else remote_user) else None\n",
+        "    return user\n",
+        ("tests/test_windows_groups.py::test_a_user_the_sign_on_did_not_replace_keeps_its_rights",),
+    ),
 )
 
 

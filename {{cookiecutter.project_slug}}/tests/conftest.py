@@ -296,6 +296,19 @@ def django_db_setup(database_reachable, django_db_setup):
 
 
 @pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """pytest-django's test database (tests that use ``db``) gets a name of its own on a
+    database server, so two runs against one server (two copies of the project, CI beside a
+    developer) never drop each other's."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] != "django.db.backends.sqlite3":
+        test = database.setdefault("TEST", {})
+        test["NAME"] = f"{test.get('NAME') or 'test_' + database['NAME']}_{secrets.token_hex(4)}"
+
+
+@pytest.fixture(scope="session")
 def server_env(request, tmp_path_factory) -> dict:
     """Environment for test servers: throwaway database and static files, migrated.
 

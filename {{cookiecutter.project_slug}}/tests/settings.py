@@ -35,6 +35,9 @@ TEST_ENVIRONMENT = {
     "EMAIL_URL": "",
     "DJANGO_SERVER_EMAIL": "server@example.com",
     "DJANGO_DEFAULT_FROM_EMAIL": "site@example.com",
+    "DJANGO_WINDOWS_GROUPS": "",
+    "DJANGO_WINDOWS_STAFF_GROUPS": "",
+    "DJANGO_WINDOWS_SUPERUSER_GROUPS": "",
 }
 # The pytest process takes them here. A process the fixtures start already has them in the
 # environment they give it (marked by TEST_ENVIRONMENT_SET), with whatever a test changed

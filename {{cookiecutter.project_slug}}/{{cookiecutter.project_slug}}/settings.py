@@ -12,10 +12,12 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
-{%- if cookiecutter.database != "postgresql" %}
 
+{% if cookiecutter.database != "postgresql" -%}
 from tornado_wsgi_server.database_location import default_database
-{%- endif %}
+{% endif -%}
+from tornado_wsgi_server.windows_groups import MIDDLEWARE as WINDOWS_GROUPS_MIDDLEWARE
+from tornado_wsgi_server.windows_groups import windows_group_list, windows_group_map
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -207,12 +209,28 @@ SESSION_EXPIRE_AT_BROWSER_CLOSE = env.bool("DJANGO_SESSION_EXPIRE_AT_BROWSER_CLO
 # /accounts/windows/ (PersistentRemoteUserMiddleware); password sign-in keeps working.
 
 WINDOWS_AUTH = env.str("SERVER_WINDOWS_AUTH", default="off").strip().lower()
-if WINDOWS_AUTH != "off" or env.str("SERVER_WINDOWS_AUTH_HEADER", default="").strip():
-    MIDDLEWARE.insert(
-        MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
-        "django.contrib.auth.middleware.PersistentRemoteUserMiddleware" if WINDOWS_AUTH == "paths"
-        else "django.contrib.auth.middleware.RemoteUserMiddleware",
-    )
+WINDOWS_AUTH_HEADER = env.str("SERVER_WINDOWS_AUTH_HEADER", default="").strip()
+
+# Windows groups -> Django groups and admin rights, brought in line at each sign-on from the
+# groups the server's own sign-on reports (not IIS's header). An entry is a SID
+# (S-1-5-21-...-1013, stable across renames), DOMAIN\Name, or a bare Name (any domain);
+# case does not matter. Django groups not named here are left alone.
+# "CORP\Site Editors=Editors, CORP\Site Admins=Admins": Windows group = Django group.
+WINDOWS_GROUPS = windows_group_map("DJANGO_WINDOWS_GROUPS", env.str("DJANGO_WINDOWS_GROUPS", default=""))
+# Set: is_staff follows these groups (or a superuser group). Empty: is_staff is left alone.
+WINDOWS_STAFF_GROUPS = windows_group_list(
+    "DJANGO_WINDOWS_STAFF_GROUPS", env.str("DJANGO_WINDOWS_STAFF_GROUPS", default=""))
+# Set: is_superuser follows these groups (and makes staff). Empty: is_superuser is left alone.
+WINDOWS_SUPERUSER_GROUPS = windows_group_list(
+    "DJANGO_WINDOWS_SUPERUSER_GROUPS", env.str("DJANGO_WINDOWS_SUPERUSER_GROUPS", default=""))
+
+if WINDOWS_AUTH != "off" or WINDOWS_AUTH_HEADER:
+    REMOTE_USER_MIDDLEWARE = ("django.contrib.auth.middleware.PersistentRemoteUserMiddleware"
+                              if WINDOWS_AUTH == "paths" else "django.contrib.auth.middleware.RemoteUserMiddleware")
+    MIDDLEWARE.insert(MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
+                      REMOTE_USER_MIDDLEWARE)
+    if WINDOWS_GROUPS or WINDOWS_STAFF_GROUPS or WINDOWS_SUPERUSER_GROUPS:
+        MIDDLEWARE.insert(MIDDLEWARE.index(REMOTE_USER_MIDDLEWARE) + 1, WINDOWS_GROUPS_MIDDLEWARE)
     AUTHENTICATION_BACKENDS = [
         "django.contrib.auth.backends.RemoteUserBackend",
         "django.contrib.auth.backends.ModelBackend",
