@@ -6,8 +6,8 @@ handshake's state lives on the connection (``ServerConnection.signon``), never a
 another connection could reach. A request without a token on a connection not signed on
 gets 401 with ``WWW-Authenticate: Negotiate`` and ``NTLM``; NTLM then takes two more
 requests on the same keep-alive connection, Kerberos one (its mutual-authentication token
-goes back in the 200's ``WWW-Authenticate``). The acceptor (pyspnego: SSPI on Windows,
-GSSAPI or its own NTLM with ``NTLM_USER_FILE`` elsewhere) runs on a small thread pool off
+goes back in the 200's ``WWW-Authenticate``). The acceptor (SSPI through pywin32 on
+Windows; pyspnego's GSSAPI, or its own NTLM with ``NTLM_USER_FILE``) runs on a small thread pool off
 the event loop, each step bounded by ``STEP_TIMEOUT``: a domain controller that is slow to
 answer holds neither the loop nor Django's threads. Failed handshakes are counted per
 address (``FAILURES_PER_MINUTE``, then 429) and logged at most once a minute per address.

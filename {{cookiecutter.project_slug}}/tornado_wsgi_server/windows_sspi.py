@@ -25,6 +25,7 @@ _ULONG = 0xFFFFFFFF  # pywin32 may give attributes and flags as signed 32-bit nu
 
 _names: dict[str, tuple[float, str | None]] = {}  # SID string -> (looked up at, DOMAIN\Name or None)
 _names_lock = threading.Lock()
+_clock = time.monotonic
 
 
 def channel_bindings_struct(bindings) -> bytes:
@@ -46,7 +47,7 @@ def channel_bindings_struct(bindings) -> bytes:
 def account_name(win32security, sid, sid_text: str) -> str | None:
     """``DOMAIN\\Name`` of a SID (``Everyone``: a name without a domain), or None when it does
     not resolve (a deleted group, a domain that does not answer); cached for a while."""
-    now = time.monotonic()
+    now = _clock()
     with _names_lock:
         cached = _names.get(sid_text)
     if cached is not None and now - cached[0] < NAME_CACHE_SECONDS:
