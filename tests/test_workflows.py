@@ -342,9 +342,12 @@ def test_the_service_checks_catch_a_broken_service_command(baked_with_venv, old,
 def test_the_fake_fails_what_windows_would_refuse(baked_with_venv):
     """Exit codes the checks rely on: a service that is not installed, a second start, a
     stop of a stopped service, a rule that is not there, an unknown command, a user name
-    net user refuses or already has, removing a user that is not there."""
+    net user refuses or already has, removing a user that is not there, and the same for
+    net localgroup's groups and members."""
     project, vpython = baked_with_venv
     done = run_ci_script(vpython, project, """
+import tempfile
+from pathlib import Path
 from windows import FakeWindows
 fake = FakeWindows()
 assert fake.service("start").code == 1060
@@ -360,6 +363,15 @@ assert fake.add_local_user("a/b", "Pw-1234-abc").code == 2
 assert fake.add_local_user("signon1", "Pw-1234-abc").code == 0
 assert fake.add_local_user("SIGNON1", "Pw-1234-abc").code == 2
 assert fake.add_local_user("signon2", "Pw-1234-abcdefg").code == 2  # net user would ask (Y/N)
+assert fake.add_local_group("Site Editors").code == 0
+assert fake.add_local_group("site editors").code == 2 and fake.add_local_group("a,b").code == 2
+assert fake.add_to_local_group("Nope", "signon1").code == 2  # no such group
+assert fake.add_to_local_group("Site Editors", "nobody").code == 2  # no such user
+assert fake.add_to_local_group("Site Editors", "signon1").code == 0
+assert fake.add_to_local_group("site editors", "signon1").code == 2  # already a member
+env = fake.signon_env(Path(tempfile.mkdtemp()))
+assert Path(env["NTLM_GROUP_FILE"]).read_text() == "FAKEHOST\\\\signon1: Site Editors\\n"
+assert fake.remove_local_group("Site Editors").code == 0 and fake.remove_local_group("Site Editors").code == 2
 assert fake.remove_local_user("signon1").code == 0 and fake.remove_local_user("signon1").code == 2
 print("fine")
 """)

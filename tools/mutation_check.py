@@ -1440,8 +1440,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "KB1", "Windows sign-on: Kerberos' mutual-authentication token goes back in the 200",
         "tornado_wsgi_server/windows_auth.py",
-        "task.signon = SignedOn(state.user, reply)",
-        "task.signon = SignedOn(state.user, None)",
+        "task.signon = SignedOn(state.user, reply, groups)",
+        "task.signon = SignedOn(state.user, None, groups)",
         (f"{KERBEROS}::test_kerberos_signs_on_in_one_request_with_mutual_authentication",),
     ),
     Mutation(
@@ -1627,6 +1627,20 @@ MUTATIONS: tuple[Mutation, ...] = (
         "    return user if user.get_username() == (clean(remote_user) if clean else remote_user) else None\n",
         "    return user\n",
         ("tests/test_windows_groups.py::test_a_user_the_sign_on_did_not_replace_keeps_its_rights",),
+    ),
+    Mutation(
+        "WS1", "Windows sign-on: the user's groups come only with the request that completed the handshake",
+        "tornado_wsgi_server/windows_auth.py",
+        "task.signon = SignedOn(state.user, None)\n",
+        "task.signon = SignedOn(state.user, None, ())\n",
+        (f"{SIGNON}::test_the_request_that_signs_on_carries_the_users_groups_and_later_ones_do_not",),
+    ),
+    Mutation(
+        "WS2", "Windows sign-on: groups only for deny (a UAC-filtered token) are not the user's groups",
+        "tornado_wsgi_server/windows_sspi.py",
+        "attributes & deny_only or ",
+        "",
+        ("tests/server/test_windows_sspi.py::test_groups_are_the_enabled_ones_as_sid_and_name_and_the_token_is_closed",),
     ),
 )
 

@@ -83,6 +83,15 @@ class Windows:
     def remove_local_user(self, name: str) -> Outcome:
         return self.run(["net", "user", name, "/delete"])
 
+    def add_local_group(self, name: str) -> Outcome:
+        return self.run(["net", "localgroup", name, "/add"])
+
+    def add_to_local_group(self, group: str, user: str) -> Outcome:
+        return self.run(["net", "localgroup", group, user, "/add"])
+
+    def remove_local_group(self, name: str) -> Outcome:
+        return self.run(["net", "localgroup", name, "/delete"])
+
     def local_domain(self) -> str:
         """The domain part of a local account's name (``COMPUTER\\user``): the computer's name."""
         return os.environ["COMPUTERNAME"]
@@ -270,6 +279,7 @@ class FakeWindows(Windows):
     acls: dict = field(default_factory=dict)  # folder -> {trustee: rights} icacls granted
     manager: FakeServiceManager | None = None
     users: dict = field(default_factory=dict)  # local user name -> password, as net user keeps them
+    groups: dict = field(default_factory=dict)  # local group name -> its members, as net localgroup keeps them
 
     def __post_init__(self) -> None:
         self.manager = FakeServiceManager(self)
@@ -367,16 +377,59 @@ class FakeWindows(Windows):
             return Outcome(2, "The user name could not be found.")
         return Outcome(0, "The command completed successfully.")
 
+    def add_local_group(self, name: str) -> Outcome:
+        """``net localgroup NAME /add`` with Windows' refusals: a name of 1-256 characters
+        without ``"/\\[]:|<>+=;?*,``, not taken by a group or a user."""
+        scripted = self.scripted("net", "localgroup", name, "/add")
+        if scripted is not None:
+            return scripted
+        if not 0 < len(name) <= 256 or any(char in name for char in '"/\\[]:|<>+=;?*,'):
+            return Outcome(2, "The syntax of this command is:\n\nNET LOCALGROUP")
+        if name.lower() in (taken.lower() for taken in [*self.groups, *self.users]):
+            return Outcome(2, "The account already exists.")
+        self.groups[name] = []
+        return Outcome(0, "The command completed successfully.")
+
+    def add_to_local_group(self, group: str, user: str) -> Outcome:
+        scripted = self.scripted("net", "localgroup", group, user, "/add")
+        if scripted is not None:
+            return scripted
+        members = next((self.groups[name] for name in self.groups if name.lower() == group.lower()), None)
+        if members is None:
+            return Outcome(2, "The specified local group does not exist.")
+        if user.lower() not in (name.lower() for name in self.users):
+            return Outcome(2, f"There is no such global user or group: {user}.")
+        if user.lower() in (member.lower() for member in members):
+            return Outcome(2, "The specified account name is already a member of the group.")
+        members.append(user)
+        return Outcome(0, "The command completed successfully.")
+
+    def remove_local_group(self, name: str) -> Outcome:
+        scripted = self.scripted("net", "localgroup", name, "/delete")
+        if scripted is not None:
+            return scripted
+        found = next((group for group in self.groups if group.lower() == name.lower()), None)
+        if found is None:
+            return Outcome(2, "The specified local group does not exist.")
+        del self.groups[found]
+        return Outcome(0, "The command completed successfully.")
+
     def local_domain(self) -> str:
         return "FAKEHOST"
 
     def signon_env(self, folder: Path) -> dict:
         """pyspnego's NTLM outside Windows checks passwords against NTLM_USER_FILE: the users
-        net user made, as ``DOMAIN:user:password`` lines."""
+        net user made, as ``DOMAIN:user:password`` lines; their local groups go in
+        NTLM_GROUP_FILE (``DOMAIN\\user: Group, Group``), where Windows has them in the token."""
         path = Path(folder) / "ntlm-users"
         path.write_text("".join(f"{self.local_domain()}:{name}:{password}\n"
                                 for name, password in self.users.items()), encoding="utf-8")
-        return {"NTLM_USER_FILE": str(path)}
+        groups = Path(folder) / "ntlm-groups"
+        groups.write_text("".join(
+            f"{self.local_domain()}\\{user}: "
+            + ", ".join(group for group, members in self.groups.items() if user in members) + "\n"
+            for user in self.users), encoding="utf-8")
+        return {"NTLM_USER_FILE": str(path), "NTLM_GROUP_FILE": str(groups)}
 
     def run_native(self, command: list[str]) -> Outcome:
         """A command the project's own code builds (windows_admin.py), through the fakes above."""

@@ -1,11 +1,13 @@
-"""Windows sign-on for real: a local user made for this run (``net user``) signs on through
-SSPI to the server started with ``--windows-auth negotiate``, and Django sees that user as
-REMOTE_USER (``COMPUTER\\user``); no credentials and a wrong password get 401.
+"""Windows sign-on for real: a local user made for this run (``net user``), in a local group
+made for it (``net localgroup``), signs on through SSPI to the server started with
+``--windows-auth negotiate``, and Django sees that user as REMOTE_USER (``COMPUTER\\user``)
+and the group among the groups the server read from the token (``COMPUTER\\group``); no
+credentials and a wrong password get 401.
 
 Run by the Windows job of .github/workflows/ci.yml (``python ci/windows_signon_check.py``)
 from an Administrator's shell (creating a user needs one). The calls that are Windows' own go
-through ``ci/windows.py``; elsewhere its fake keeps the users and hands them to pyspnego's
-NTLM (NTLM_USER_FILE), so this runs on Linux as far as it can. Exits 0 when every check
+through ``ci/windows.py``; elsewhere its fake keeps the users and groups and hands them to
+pyspnego's NTLM (NTLM_USER_FILE, NTLM_GROUP_FILE), so this runs on Linux as far as it can. Exits 0 when every check
 passed, else 1.
 """
 
@@ -27,7 +29,7 @@ from console_checks import ConsoleServer, console_env  # noqa: E402
 from windows import PROJECT_DIR, Windows, system  # noqa: E402
 from windows_service_checks import free_port  # noqa: E402
 
-USER_VIEW = "/__test__/user"  # tests/views.py: who Django says is signed in, and REMOTE_USER
+USER_VIEW = "/__test__/user"  # tests/views.py: who Django says is signed in, REMOTE_USER, the groups
 
 
 def get(conn: http.client.HTTPConnection, authorization: str | None = None):
@@ -44,7 +46,9 @@ class SignOnChecks:
         # most 14 characters (net user asks "continue (Y/N)?" for a longer one).
         self.user = f"signon{secrets.token_hex(4)}"
         self.password = f"Sg-{secrets.token_hex(4)}-9a"
+        self.group = f"Signon Editors {secrets.token_hex(3)}"  # a space, as group names often have
         self.created = False
+        self.group_created = False
         self.server: ConsoleServer | None = None
 
     def connect(self) -> http.client.HTTPConnection:
@@ -78,6 +82,14 @@ class SignOnChecks:
         done = self.windows.add_local_user(self.user, self.password)
         expect(done.code == 0, f"net user {self.user} /add exited with {done.code}: {done.output}")
         self.created = True
+
+    def local_group_is_created_with_the_user_in_it(self) -> None:
+        done = self.windows.add_local_group(self.group)
+        expect(done.code == 0, f"net localgroup {self.group} /add exited with {done.code}: {done.output}")
+        self.group_created = True
+        done = self.windows.add_to_local_group(self.group, self.user)
+        expect(done.code == 0, f"net localgroup {self.group} {self.user} /add exited with {done.code}: "
+                               f"{done.output}")
 
     def server_starts_with_negotiate(self) -> None:
         env = self.windows.signon_env(self.folder)
@@ -115,6 +127,14 @@ class SignOnChecks:
     def user_signs_on_with_negotiate(self) -> None:
         self.expect_signed_on("negotiate")
 
+    def django_sees_the_users_local_group(self) -> None:
+        response, body, legs = self.sign_on("ntlm", self.password)
+        expect(response.status == 200, f"{response.status} after {legs} request(s): {body[:300]!r}")
+        groups = json.loads(body)["groups"]
+        wanted = f"{self.windows.local_domain()}\\{self.group}".lower()
+        expect(groups is not None and wanted in (group.lower() for group in groups),
+               f"the signed-on request's groups {groups} lack {wanted}")
+
     def wrong_password_gets_401(self) -> None:
         response, body, legs = self.sign_on("ntlm", self.password + "x")
         expect(response.status == 401, f"a wrong password got {response.status}: {body[:300]!r}")
@@ -124,14 +144,19 @@ class SignOnChecks:
             self.server.kill()
         if self.created:
             self.windows.remove_local_user(self.user)
+        if self.group_created:
+            self.windows.remove_local_group(self.group)
 
     def checks(self) -> list:
         return [
             ("a local user is created (net user /add)", self.local_user_is_created),
+            ("a local group is created with the user in it (net localgroup /add)",
+             self.local_group_is_created_with_the_user_in_it),
             ("the server starts with --windows-auth negotiate", self.server_starts_with_negotiate),
             ("no credentials get 401 offering Negotiate and NTLM", self.no_credentials_get_401),
             ("the user signs on with NTLM and Django sees COMPUTER\\user", self.user_signs_on_with_ntlm),
             ("the user signs on with Negotiate (SPNEGO)", self.user_signs_on_with_negotiate),
+            ("Django sees COMPUTER\\group among the signed-on request's groups", self.django_sees_the_users_local_group),
             ("a wrong password gets 401", self.wrong_password_gets_401),
         ]
 

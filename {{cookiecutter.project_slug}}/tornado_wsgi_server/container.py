@@ -28,7 +28,7 @@ from .request_queue import RequestQueue
 from .static_files import loop_static
 from .task import RequestTask
 from .watchdog import Watchdog
-from .windows_auth import REPLY_KEY, WindowsSignOn, normalise_user, with_reply_header
+from .windows_auth import GROUPS_KEY, REPLY_KEY, WindowsSignOn, normalise_user, with_reply_header
 from .wsgi import BAD_VALUE_CHARS, HOP_BY_HOP, NO_BODY_STATUS, TOKEN, BadRequest, BadResponse, FileWrapper
 
 _HOP_BY_HOP = frozenset("-".join(word.capitalize() for word in name.split("-")) for name in HOP_BY_HOP)
@@ -358,6 +358,8 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
             environ["REMOTE_USER"] = request.signon.user
             if request.signon.reply:
                 environ[REPLY_KEY] = request.signon.reply
+            if request.signon.groups is not None:  # only on the request that completed the handshake
+                environ[GROUPS_KEY] = request.signon.groups
             if environ.get("HTTP_AUTHORIZATION", "")[:4].lower() in ("nego", "ntlm"):
                 del environ["HTTP_AUTHORIZATION"]  # the token is spent: Django has no use for it
         elif claimed_user:

@@ -6,13 +6,16 @@ handshake's state lives on the connection (``ServerConnection.signon``), never a
 another connection could reach. A request without a token on a connection not signed on
 gets 401 with ``WWW-Authenticate: Negotiate`` and ``NTLM``; NTLM then takes two more
 requests on the same keep-alive connection, Kerberos one (its mutual-authentication token
-goes back in the 200's ``WWW-Authenticate``). The acceptor (pyspnego: SSPI on Windows,
-GSSAPI or its own NTLM with ``NTLM_USER_FILE`` elsewhere) runs on a small thread pool off
+goes back in the 200's ``WWW-Authenticate``). The acceptor (SSPI through pywin32 on
+Windows; pyspnego's GSSAPI, or its own NTLM with ``NTLM_USER_FILE``) runs on a small thread pool off
 the event loop, each step bounded by ``STEP_TIMEOUT``: a domain controller that is slow to
 answer holds neither the loop nor Django's threads. Failed handshakes are counted per
 address (``FAILURES_PER_MINUTE``, then 429) and logged at most once a minute per address.
 
-``new_acceptor()`` is the one place a handshake's acceptor is made.
+``new_acceptor()`` is the one place a handshake's acceptor is made. The request that completes
+a handshake also carries the user's Windows groups (``GROUPS_KEY``), looked up on the same
+threads: from the token on Windows (windows_sspi.py), from ``NTLM_GROUP_FILE`` with
+``NTLM_USER_FILE``; none with Kerberos through GSSAPI.
 """
 
 from __future__ import annotations
@@ -48,10 +51,12 @@ _CHALLENGE_TEXT = b"Windows sign-on required.\n"
 
 
 class SignedOn(NamedTuple):
-    """What a request carries to the environ: the user, and the token for the response."""
+    """What a request carries to the environ: the user, the token for the response, and the
+    user's groups (only on the request that completed the handshake, None if unknown)."""
 
     user: str
     reply: str | None
+    groups: tuple[str, ...] | None = None
 
 
 class ConnectionSignOn:
@@ -66,20 +71,75 @@ class ConnectionSignOn:
 
 
 def new_acceptor(protocol: str, channel_bindings=None):
-    """pyspnego's server context for one handshake. ``protocol``: "negotiate" (Kerberos or
-    NTLM inside SPNEGO) or "ntlm" (a raw NTLM token). On Windows it is SSPI with the account
+    """The server's context for one handshake. ``protocol``: "negotiate" (Kerberos or NTLM
+    inside SPNEGO) or "ntlm" (a raw NTLM token). On Windows it is SSPI through pywin32
+    (windows_sspi.py, which can also read the user's groups from the token) with the account
     the server runs as (for a service, the computer account on the network). Elsewhere it is
-    GSSAPI when python-gssapi is installed (Kerberos, with any key of the keytab that
+    pyspnego's: GSSAPI when python-gssapi is installed (Kerberos, with any key of the keytab that
     ``KRB5_KTNAME`` names), and pyspnego's own NTLM, which checks passwords against the file
     ``NTLM_USER_FILE`` names (``DOMAIN:user:password`` lines). With ``NTLM_USER_FILE`` set,
     NTLM is pyspnego's own on Windows too (SSPI would check Windows' accounts instead), so
     the same tests and trials run there; Kerberos inside Negotiate still goes to SSPI/GSSAPI."""
+    if sys.platform == "win32" and not os.environ.get("NTLM_USER_FILE"):
+        from .windows_sspi import SSPIAcceptor
+
+        return SSPIAcceptor(protocol, channel_bindings)
     import spnego
 
     options = spnego.NegotiateOptions.none
     if os.environ.get("NTLM_USER_FILE"):
         options = spnego.NegotiateOptions.use_negotiate if protocol == "negotiate" else spnego.NegotiateOptions.use_ntlm
     return spnego.server(protocol=protocol, channel_bindings=channel_bindings, options=options)
+
+
+GROUP_FILE_FORMAT = "DOMAIN\\user: Group One, Group Two"
+
+
+def load_group_file(path: str) -> dict[str, tuple[str, ...]]:
+    """``NTLM_GROUP_FILE``: each user's groups for pyspnego's NTLM (trials and tests without a
+    domain), lines ``DOMAIN\\user: Group One, OTHER\\Group Two``; blank lines and lines
+    starting with ``#`` are skipped. Keys are the lower-case user names (Windows names ignore
+    case); a group without a domain stays so here and gets the signed-on user's domain in
+    ``qualified_groups()``. Read once: a change needs a restart. Raises ValueError naming the
+    file and line."""
+    try:
+        with open(path, encoding="utf-8-sig") as file:
+            lines = file.read().splitlines()
+    except OSError as exc:
+        raise ValueError(f"NTLM_GROUP_FILE {path}: cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"NTLM_GROUP_FILE {path}: not UTF-8 text") from None
+    groups: dict[str, tuple[str, ...]] = {}
+    seen_at: dict[str, int] = {}
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        where = f"NTLM_GROUP_FILE {path}, line {number}"
+        user, colon, names = line.partition(":")
+        domain, backslash, account = user.strip().partition("\\")
+        if not colon or not backslash or not domain.strip() or not account.strip():
+            raise ValueError(f'{where}: expected "{GROUP_FILE_FORMAT}", got "{line}"')
+        key = f"{domain.strip()}\\{account.strip()}".lower()
+        if key in seen_at:
+            raise ValueError(f"{where}: {user.strip()} already has its groups on line {seen_at[key]}")
+        found = []
+        for name in names.split(",") if names.strip() else []:
+            group_domain, qualified, group = name.strip().rpartition("\\")
+            if not group.strip() or "=" in name or ":" in name or (qualified and not group_domain.strip()):
+                raise ValueError(f'{where}: "{name.strip()}" is not a group name (names are separated by '
+                                 "commas and cannot contain , : or =)")
+            found.append(f"{group_domain.strip()}\\{group.strip()}" if qualified else group.strip())
+        seen_at[key] = number
+        groups[key] = tuple(found)
+    return groups
+
+
+def qualified_groups(group_file: dict, user: str) -> tuple[str, ...]:
+    """``user``'s groups in NTLM_GROUP_FILE, each as ``DOMAIN\\Name`` (the user's domain for a
+    name given without one); none if the file has no line for the user."""
+    domain = user.partition("\\")[0]
+    return tuple(name if "\\" in name else f"{domain}\\{name}" for name in group_file.get(user.lower(), ()))
 
 
 def normalise_user(name: str, user_format: str) -> str:
@@ -175,6 +235,15 @@ class WindowsSignOn:
         self.paths = options.windows_auth_paths if options.windows_auth == "paths" else None
         self.user_format = options.windows_auth_user_format
         self.bindings = channel_bindings(options)
+        self.group_file = None  # lower-case DOMAIN\user -> groups, from NTLM_GROUP_FILE
+        if os.environ.get("NTLM_GROUP_FILE"):
+            if not os.environ.get("NTLM_USER_FILE"):
+                raise SystemExit("ERROR: NTLM_GROUP_FILE is set without NTLM_USER_FILE: it gives the "
+                                 "groups of NTLM_USER_FILE's users (see docs/windows-signon.md)")
+            try:
+                self.group_file = load_group_file(os.environ["NTLM_GROUP_FILE"])
+            except ValueError as exc:
+                raise SystemExit(f"ERROR: {exc}") from None
         self.pool = StepThreads(STEP_THREADS)
         self.failures: dict = {}  # address -> (minute start, failed handshakes in it)
         if sys.platform != "win32" and not os.environ.get("NTLM_USER_FILE"):
@@ -228,12 +297,25 @@ class WindowsSignOn:
         return self.container.proxies.trusts(task.request_conn.context.remote_ip)
 
     def _step(self, state: ConnectionSignOn, scheme: str, data: bytes):
-        """On a sign-on thread: one step of the handshake; (token out or None, user or None)."""
+        """On a sign-on thread: one step of the handshake; (token out or None, user or None,
+        the user's groups or None)."""
         if state.acceptor is None:
             state.acceptor = new_acceptor(scheme.lower(), self.bindings)
         acceptor = state.acceptor
         out = acceptor.step(data)
-        return out, acceptor.client_principal if acceptor.complete else None
+        if not acceptor.complete:
+            return out, None, None
+        user = acceptor.client_principal
+        return out, user, self.groups_of(acceptor, user)
+
+    def groups_of(self, acceptor, user: str) -> tuple[str, ...] | None:
+        """The signed-on user's groups: the token's (Windows' SSPI), NTLM_GROUP_FILE's for
+        pyspnego's NTLM, else None (Kerberos through GSSAPI cannot tell)."""
+        if hasattr(acceptor, "groups"):
+            return acceptor.groups()
+        if self.group_file is not None and getattr(acceptor, "negotiated_protocol", None) == "ntlm":
+            return qualified_groups(self.group_file, user)
+        return None
 
     def _stepped(self, task, state: ConnectionSignOn, scheme: str, done) -> None:
         if task.closed or task.server_conn.stream.closed():
@@ -242,7 +324,7 @@ class WindowsSignOn:
             task.log_access(499, 0)
             return
         try:
-            out, user = done.result()
+            out, user, groups = done.result()
         except gen.TimeoutError:
             state.acceptor = None
             log.warning("Windows sign-on of %s: no answer within %gs (is the domain controller "
@@ -260,7 +342,7 @@ class WindowsSignOn:
             return
         state.acceptor = None  # done: the connection keeps only the user
         state.user = normalise_user(user, self.user_format)
-        task.signon = SignedOn(state.user, reply)
+        task.signon = SignedOn(state.user, reply, groups)
         task.dispatch()
 
     def blocked(self, address: str) -> bool:

@@ -1,6 +1,7 @@
 """Windows sign-on (--windows-auth, docs/windows-signon.md) end to end: the real server, a real
 socket and pyspnego's client with a user name and password; the server's acceptor is
-pyspnego's NTLM, which checks passwords against NTLM_USER_FILE (Kerberos has its own test)."""
+pyspnego's NTLM, which checks passwords against NTLM_USER_FILE, and the users' groups come
+from NTLM_GROUP_FILE (Kerberos has its own test)."""
 
 from __future__ import annotations
 
@@ -28,20 +29,32 @@ DOMAIN = "TESTDOM"
 PASSWORD = "Sign-on-Passw0rd"
 USER_HEADERS = {"Remote-User": "mallory", "X-Remote-User": "mallory", "X-Forwarded-User": "mallory",
                 "Remote_User": "mallory", "X-Authenticated-User": "mallory", "Auth-User": "mallory"}
+# Headers posing as the server's groups key (windows_auth.GROUPS_KEY) or naming groups.
+GROUP_HEADERS = {"X-Windows-Groups": "BUILTIN\\Administrators",
+                 "Tornado-Wsgi-Server.Windows-Auth.Groups": "BUILTIN\\Administrators",
+                 "tornado_wsgi_server.windows_auth.groups": "BUILTIN\\Administrators"}
+GROUPS_KEY = "tornado_wsgi_server.windows_auth.groups"
+NOBODY = {"user": None, "remote_user": None, "users_with_that_name": 0, "headers": [], "groups": None,
+          "groups_type": "NoneType", "group_keys": []}
 
 
 @pytest.fixture(scope="module")
 def users(tmp_path_factory) -> dict:
     """Names new to the test database (so a sign-on must create them), in NTLM_USER_FILE."""
     names = {key: f"{key}{secrets.token_hex(3)}" for key in ("alice", "bob", "carol", "dave", "erin")}
-    path = tmp_path_factory.mktemp("ntlm") / "users"
+    folder = tmp_path_factory.mktemp("ntlm")
+    path = folder / "users"
     path.write_text("".join(f"{DOMAIN}:{name}:{PASSWORD}\n" for name in names.values()))
-    return {**names, "file": str(path)}
+    groups = folder / "groups"  # alice's name in another case: Windows' names ignore case
+    groups.write_text(f"# NTLM_GROUP_FILE\n\n{DOMAIN.lower()}\\{names['alice'].upper()}: Site Editors, BUILTIN\\Users\n"
+                      f"{DOMAIN}\\{names['bob']}:Reviewers\n", encoding="utf-8")
+    return {**names, "file": str(path), "groups": str(groups)}
 
 
 @pytest.fixture(scope="module")
 def server(start_module_server, users):
-    return start_module_server("--windows-auth", "negotiate", env={"NTLM_USER_FILE": users["file"]})
+    return start_module_server("--windows-auth", "negotiate",
+                               env={"NTLM_USER_FILE": users["file"], "NTLM_GROUP_FILE": users["groups"]})
 
 
 def connect(server, source: str = "127.0.0.1") -> http.client.HTTPConnection:
@@ -123,6 +136,7 @@ def test_negotiate_scheme_carries_ntlm_inside_spnego(server, users):
     response, body, _ = sign_on(conn, users["bob"], protocol="negotiate")
     assert response.status == 200, body
     assert json.loads(body)["user"] == f"{DOMAIN}\\{users['bob']}"
+    assert json.loads(body)["groups"] == [f"{DOMAIN}\\Reviewers"]
     conn.close()
 
 
@@ -154,8 +168,85 @@ def test_client_user_headers_are_removed_with_sign_on_off(start_server):
     conn = connect(server)
     response, body = get(conn, headers=USER_HEADERS)
     assert response.status == 200
-    assert json.loads(body) == {"user": None, "remote_user": None, "users_with_that_name": 0, "headers": []}
+    assert json.loads(body) == NOBODY
     conn.close()
+
+
+def test_the_request_that_signs_on_carries_the_users_groups_and_later_ones_do_not(server, users):
+    conn = connect(server)
+    response, body, sent = sign_on(conn, users["alice"])
+    assert (response.status, sent) == (200, 2), body
+    seen = json.loads(body)
+    assert seen["groups"] == [f"{DOMAIN}\\Site Editors", "BUILTIN\\Users"]
+    assert seen["groups_type"] == "tuple" and seen["group_keys"] == [GROUPS_KEY]
+    # The connection stays signed on; its later requests carry no groups (Django has them).
+    response, body = get(conn)
+    seen = json.loads(body)
+    assert (response.status, seen["user"]) == (200, f"{DOMAIN}\\{users['alice']}")
+    assert (seen["groups"], seen["group_keys"]) == (None, [])
+    conn.close()
+
+
+def test_each_user_gets_only_their_own_groups(server, users):
+    alice, bob, carol = connect(server), connect(server), connect(server)
+    assert json.loads(sign_on(alice, users["alice"])[1])["groups"] == [f"{DOMAIN}\\Site Editors", "BUILTIN\\Users"]
+    assert json.loads(sign_on(bob, users["bob"])[1])["groups"] == [f"{DOMAIN}\\Reviewers"]
+    seen = json.loads(sign_on(carol, users["carol"])[1])  # in NTLM_USER_FILE, not in NTLM_GROUP_FILE
+    assert (seen["user"], seen["groups"], seen["group_keys"]) == (f"{DOMAIN}\\{users['carol']}", [], [GROUPS_KEY])
+    for conn in (alice, bob, carol):
+        assert json.loads(get(conn)[1])["groups"] is None
+        conn.close()
+
+
+def test_a_header_naming_groups_never_reaches_the_groups_key(server, users):
+    conn = connect(server)
+    response, body = get(conn, headers=GROUP_HEADERS)
+    assert response.status == 401
+    response, body, _ = sign_on(conn, users["dave"], headers=GROUP_HEADERS)
+    seen = json.loads(body)
+    assert seen["user"] == f"{DOMAIN}\\{users['dave']}"
+    assert seen["groups"] == []  # dave has no line in NTLM_GROUP_FILE: none of the headers' groups
+    assert GROUPS_KEY in seen["group_keys"]
+    response, body = get(conn, headers=GROUP_HEADERS)  # signed on, no handshake: no groups at all
+    seen = json.loads(body)
+    assert seen["user"] == f"{DOMAIN}\\{users['dave']}" and seen["groups"] is None
+    assert GROUPS_KEY not in seen["group_keys"], seen["group_keys"]
+    conn.close()
+
+
+def test_without_sign_on_a_header_cannot_set_the_groups_key(start_server):
+    server = start_server()
+    conn = connect(server)
+    response, body = get(conn, headers=GROUP_HEADERS)
+    seen = json.loads(body)
+    assert response.status == 200 and seen["groups"] is None
+    # The headers arrive as headers (HTTP_...), never as the server's key.
+    assert seen["group_keys"] == ["HTTP_TORNADO_WSGI_SERVER.WINDOWS_AUTH.GROUPS", "HTTP_X_WINDOWS_GROUPS"]
+    conn.close()
+
+
+@pytest.mark.parametrize("content, error", [
+    (None, "cannot be read"),
+    ("TESTDOM\\alice: Editors\nTESTDOM\\bob Editors\n", "line 2: expected \"DOMAIN\\user: Group One, Group Two\", got \"TESTDOM\\bob Editors\""),
+    ("alice: Editors\n", "line 1: expected"),
+    ("\nTESTDOM\\alice: Editors,, Readers\n", "line 2: \"\" is not a group name"),
+    ("TESTDOM\\alice: Editors=all\n", "line 1: \"Editors=all\" is not a group name"),
+    ("TESTDOM\\alice: Editors\n# a note\ntestdom\\ALICE: Readers\n", "line 3: testdom\\ALICE already has its groups on line 1"),
+])
+def test_a_bad_group_file_stops_the_server_with_the_line_at_fault(start_server, users, tmp_path, content, error):
+    path = tmp_path / "groups"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    server = start_server("--windows-auth", "negotiate", wait=False,
+                          env={"NTLM_USER_FILE": users["file"], "NTLM_GROUP_FILE": str(path)})
+    assert server.process.wait(60) != 0
+    assert f"ERROR: NTLM_GROUP_FILE {path}" in server.output() and error in server.output(), server.output()
+
+
+def test_a_group_file_without_a_user_file_stops_the_server(start_server, users):
+    server = start_server("--windows-auth", "negotiate", wait=False, env={"NTLM_GROUP_FILE": users["groups"]})
+    assert server.process.wait(60) != 0
+    assert "ERROR: NTLM_GROUP_FILE is set without NTLM_USER_FILE" in server.output(), server.output()
 
 
 def test_failed_handshakes_are_limited_per_address(start_server, users):
@@ -200,7 +291,7 @@ def test_iis_header_is_believed_from_a_trusted_proxy_only(start_server, header):
     trusted.close()
     untrusted = connect(server)
     response, body = get(untrusted, headers={header: f"CORP\\{name}"})
-    assert json.loads(body) == {"user": None, "remote_user": None, "users_with_that_name": 0, "headers": []}
+    assert json.loads(body) == NOBODY
     untrusted.close()
 
 
@@ -254,7 +345,7 @@ def test_behind_a_proxy_that_signs_on_the_user_header_is_believed_from_it_only(s
         process.wait(20)
     direct = connect(server, source="127.0.0.2")  # not through the proxy: not believed
     response, body = get(direct, headers={"X-Forwarded-User": name})
-    assert json.loads(body) == {"user": None, "remote_user": None, "users_with_that_name": 0, "headers": []}
+    assert json.loads(body) == NOBODY
     direct.close()
 
 
