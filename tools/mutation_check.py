@@ -1518,9 +1518,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "ST4", "`service.bat status` ... use the port the service was installed with",
-        "tornado_wsgi_server/windows_service.py",
-        'options = build_options(project, facts.get("stored_options") or [])',
-        "options = build_options(project, [])",
+        "tornado_wsgi_server/service_control.py",
+        'options = build_options(self.project, facts.get("stored_options") or [])',
+        "options = build_options(self.project, [])",
         (f"{STATUS}::test_service_status_shows_account_start_type_and_stored_options",),
     ),
     Mutation(

@@ -184,6 +184,16 @@ class FakeServiceManager:
             return ServiceState("running")
         return ServiceState("start_pending")
 
+    def details(self, name: str):
+        from tornado_wsgi_server.service_control import ServiceDetails
+
+        service = self.services.get(name)
+        if service is None:
+            return None
+        process = service.get("process")
+        running = process is not None and process.poll() is None
+        return ServiceDetails(process.pid if running else None, service["account"], service["startup"])
+
     def installed_class(self, name: str):
         return self.services.get(name, {}).get("class")
 

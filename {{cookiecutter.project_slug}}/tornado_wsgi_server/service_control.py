@@ -6,6 +6,7 @@ No pywin32 here. ``manager`` is the seam (windows_service.Win32ServiceManager on
 in the tests and in ci/windows.py), with these methods:
 
 - ``state(name)`` -> ``ServiceState`` or None when no such service is installed;
+- ``details(name)`` -> ``ServiceDetails`` (its process, account and start type) or None;
 - ``installed_class(name)`` -> the PythonClass value (``<folder>\\<module>.<class>``) or None;
 - ``create(spec)`` / ``update(spec)`` with a ``ServiceSpec``;
 - ``get_option(name, option, default)`` / ``set_option(name, option, value)``: the service's
@@ -23,6 +24,7 @@ A manager method that fails raises ``ServiceManagerError``.
 from __future__ import annotations
 
 import getpass
+import json
 import ntpath
 import os
 import re
@@ -92,6 +94,17 @@ class CommandError(Exception):
 class ServiceState:
     state: str  # "start_pending", "running", "stop_pending", "stopped"
     exit_code: int = 0  # the service's exit code once stopped (0: a clean stop)
+
+
+@dataclass
+class ServiceDetails:
+    pid: int | None  # its process while it runs
+    account: str
+    startup: str  # as ServiceSpec has it: delayed | auto | manual | disabled (else Windows' number)
+
+
+# How `status` names the start types.
+START_TYPES = {"delayed": "automatic (delayed)", "auto": "automatic", "manual": "manual", "disabled": "disabled"}
 
 
 @dataclass
@@ -466,8 +479,24 @@ class ServiceCommands:
         return OK
 
     def status(self, command: Command) -> int:
-        self.say(f"{self.name}: {describe(self.state().state)}")
-        return OK
+        """What the service manager says of the service (state, PID, account, start type, the
+        options stored at install), then what the server itself says (server_status.py), reached
+        on the port those options give. Exit code 0 running, 3 not (not installed included)."""
+        from . import server_status
+
+        state, details = self.manager.state(self.name), self.manager.details(self.name)
+        facts: dict = {"installed": False}
+        if state is not None and details is not None:
+            facts = {"installed": True, "state": describe(state.state), "pid": details.pid,
+                     "account": details.account, "start_type": START_TYPES.get(details.startup, details.startup),
+                     "stored_options": stored_args(self.manager, self.name)}
+        try:  # the port and log file the service was installed with
+            options = build_options(self.project, facts.get("stored_options") or [])
+        except ServiceError as exc:
+            raise CommandError(f"the service's settings are wrong: {exc}", USAGE) from None
+        report = server_status.collect(self.project, options, facts, self.name)
+        self.say(json.dumps(report, indent=2) if command.as_json else server_status.render(report))
+        return server_status.exit_code(report)
 
     def run(self, command: Command) -> int:
         handler = {"install": self.install, "update": self.install, "start": self.start, "stop": self.stop,
@@ -480,13 +509,11 @@ def describe(state: str) -> str:
     return {"start_pending": "starting", "stop_pending": "stopping"}.get(state, state)
 
 
-def main(project: Project, argv: list[str], manager, print_status=None, **kwargs) -> int:
+def main(project: Project, argv: list[str], manager, **kwargs) -> int:
     """``tornado_server.py service ARGS`` but ``run``: parse, act, report; the exit code."""
     try:
         command = parse(argv)
         name = service_name(project, command.name)
-        if command.command == "status" and print_status is not None:
-            return print_status(name, command.as_json)
         return ServiceCommands(project, manager, name, **kwargs).run(command)
     except CommandError as exc:
         print(f"ERROR: {exc}", file=kwargs.get("out") or sys.stderr, flush=True)

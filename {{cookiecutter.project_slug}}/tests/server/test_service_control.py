@@ -15,9 +15,9 @@ import pytest
 
 from tornado_wsgi_server import service_control, windows_admin
 from tornado_wsgi_server.project import load_project
-from tornado_wsgi_server.service_control import ServiceState
 
 from ..conftest import PROJECT_DIR
+from .service_fakes import FakeManager
 
 PROJECT = load_project(PROJECT_DIR)
 SLUG = PROJECT.slug
@@ -33,74 +33,6 @@ def restore_environment():
     yield
     os.environ.clear()
     os.environ.update(saved)
-
-
-class FakeManager:
-    """One service manager: ``script[name]`` lists the states a service goes through after a
-    start or stop request, one per poll; the last one stays."""
-
-    def __init__(self, installed_from: Path | None = None, state: str = "stopped") -> None:
-        self.services: dict[str, dict] = {}
-        self.calls: list = []
-        self.commands: list[list[str]] = []
-        self.after_start = ["start_pending", "running"]
-        self.after_stop = ["stop_pending", "stopped"]
-        self.queue: list[str] = []
-        self.events: list[str] = []
-        self.exit_code = 0
-        if installed_from is not None:
-            self.services[SLUG] = {"class": f"{installed_from}\\{service_control.SERVICE_MODULE}."
-                                            f"{service_control.SERVICE_CLASS}", "state": state, "options": {}}
-
-    def state(self, name):
-        service = self.services.get(name)
-        if service is None:
-            return None
-        if self.queue:
-            service["state"] = self.queue.pop(0)
-        return ServiceState(service["state"], self.exit_code if service["state"] == "stopped" else 0)
-
-    def installed_class(self, name):
-        return self.services.get(name, {}).get("class")
-
-    def create(self, spec):
-        self.calls.append(("create", spec))
-        self.services[spec.name] = {"class": spec.class_string, "state": "stopped", "options": {}}
-
-    def update(self, spec):
-        self.calls.append(("update", spec))
-        self.services[spec.name]["class"] = spec.class_string
-
-    def get_option(self, name, option, default=None):
-        return self.services[name]["options"].get(option, default)
-
-    def set_option(self, name, option, value):
-        self.services[name]["options"][option] = value
-
-    def start(self, name, args):
-        self.calls.append(("start", name))
-        self.queue = list(self.after_start)
-
-    def stop(self, name):
-        self.calls.append(("stop", name))
-        self.queue = list(self.after_stop)
-
-    def delete(self, name):
-        self.calls.append(("delete", name))
-        del self.services[name]
-
-    def prepare_host(self, name):
-        self.calls.append(("prepare_host", name))
-
-    def grant_logon_right(self, account):
-        self.calls.append(("grant_logon_right", account))
-
-    def last_event(self, name, since):
-        return self.events[-1] if self.events else None
-
-    def run(self, command):
-        self.commands.append(command)
-        return 0, ""
 
 
 class Clock:
@@ -323,8 +255,10 @@ def test_start_of_a_running_service_and_stop_of_a_stopped_one_are_refused():
     assert run(FakeManager(installed_from=PROJECT_DIR, state="running"), "start")[0] == 1056
     assert run(FakeManager(installed_from=PROJECT_DIR), "stop")[0] == 1062
     assert run(FakeManager(installed_from=PROJECT_DIR), "reload")[0] == 1062
-    for command in ("start", "stop", "restart", "reload", "remove", "status"):
+    for command in ("start", "stop", "restart", "reload", "remove"):
         assert run(FakeManager(), command)[0] == 1060
+    code, output = run(FakeManager(), "status")  # as every status: 3 when it does not run
+    assert code == 3 and f"{SLUG}: not installed" in output, output
 
 
 def test_stop_waits_for_the_drain_time_plus_the_margin(monkeypatch):
