@@ -1607,6 +1607,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         'LOCKED_FILE_ERRORS = ("[WinError 5]", "[WinError 32]")',
         ("tests/test_bootstrap.py::test_pip_is_tried_again_when_a_file_it_must_change_is_held",),
     ),
+    Mutation(
+        "SN7", "`install` under a second name in a folder that already runs a service is refused (exit code 2)",
+        "tornado_wsgi_server/service_control.py",
+        "        if other.casefold() != name.casefold() and folder is not None and same_folder(",
+        "        if False and folder is not None and same_folder(",
+        (f"{SERVICE_CONTROL}::test_a_second_service_name_from_the_same_folder_is_refused_but_a_reinstall_is_not",),
+    ),
 )
 
 

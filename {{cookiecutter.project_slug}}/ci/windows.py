@@ -194,6 +194,9 @@ class FakeServiceManager:
         running = process is not None and process.poll() is None
         return ServiceDetails(process.pid if running else None, service["account"], service["startup"])
 
+    def python_services(self) -> dict:
+        return {name: service["class"] for name, service in self.services.items()}
+
     def installed_class(self, name: str):
         return self.services.get(name, {}).get("class")
 

@@ -7,7 +7,7 @@ and checks each outcome and exit code (each command waits: the site answers righ
 ``start`` and is gone right after ``stop``), a failed start reported with its reason, the
 restart actions, delayed start and firewall rule, the rule following a port change in ``.env``,
 the Event Log, the service's own account and what it may write, and a second install from
-another folder refused. Exits 0 when every check passed, else 1.
+another folder (or under a second name from the same folder) refused. Exits 0 when every check passed, else 1.
 
 Every Windows-only call goes through ``ci/windows.py``; elsewhere its fake answers them and
 the service runs as ``tornado_server.py service run``, so this script runs on Linux too.
@@ -257,13 +257,19 @@ class ServiceChecks:
             self.windows.service("remove", folder=self.project_dir)
 
     def second_install_from_another_folder(self) -> None:
-        """A copy of the project (staging beside live) installing the same service name is
-        refused, naming both folders; under a name of its own it installs beside it."""
+        """A second service name from the same folder is refused. A copy of the project
+        (staging beside live) installing the same service name is refused, naming both folders;
+        under a name of its own it installs beside it."""
         copy = self.scratch / "staging copy"
         shutil.copytree(self.project_dir, copy, ignore=shutil.ignore_patterns(
             ".venv", ".git", "logs", "data", "staticfiles", "__pycache__", "*.sqlite3"))
         self.service("install", "--", "--port", str(free_port()))
         try:
+            # A second name from the same folder would share its data\ and logs\: refused.
+            other = self.windows.service("--name", f"{self.name}_second", "install")
+            expect(other.code == 2 and f"already runs the service {self.name}" in other.output
+                   and self.windows.service_folder(f"{self.name}_second") is None,
+                   f"a second service name from the same folder was not refused: {other.output.strip()}")
             second = self.windows.service("install", "--", "--port", str(free_port()), folder=copy,
                                           python=venv_python(self.project_dir))
             # Resolved: a temporary folder may be named by its short (8.3) name on Windows.

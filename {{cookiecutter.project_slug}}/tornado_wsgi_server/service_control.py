@@ -8,6 +8,7 @@ in the tests and in ci/windows.py), with these methods:
 - ``state(name)`` -> ``ServiceState`` or None when no such service is installed;
 - ``details(name)`` -> ``ServiceDetails`` (its process, account and start type) or None;
 - ``installed_class(name)`` -> the PythonClass value (``<folder>\\<module>.<class>``) or None;
+- ``python_services()`` -> {name: PythonClass value} of every service that has one;
 - ``create(spec)`` / ``update(spec)`` with a ``ServiceSpec``;
 - ``get_option(name, option, default)`` / ``set_option(name, option, value)``: the service's
   stored values;
@@ -229,6 +230,19 @@ def check_owner(manager, name: str, project: Project, action: str) -> None:
         f"(or {NAME_VARIABLE}={name}_2 in this folder's .env).")
 
 
+def check_one_service_per_folder(manager, name: str, project: Project) -> None:
+    """Refuse a second service name for this folder: both would run the same data\\ and logs\\
+    (the SQLite database, the control file), each server believing it is the only one."""
+    for other, installed in sorted(manager.python_services().items()):
+        folder = class_folder(installed)
+        if other.casefold() != name.casefold() and folder is not None and same_folder(folder, str(project.directory)):
+            raise CommandError(
+                f"this folder, {project.directory}, already runs the service {other}: a second service "
+                f"{name} would share its data\\ and logs\\ (the SQLite database, the control file). Remove "
+                f"it first (service.bat remove --name {other}), or install {name} from a separate copy of "
+                "the project in another folder.", USAGE)
+
+
 def stored_args(manager, name: str) -> list[str]:
     return shlex.split(manager.get_option(name, SERVER_ARGS_OPTION, "") or "")
 
@@ -350,6 +364,8 @@ class ServiceCommands:
         existing = self.manager.state(self.name) is not None
         if existing:
             check_owner(self.manager, self.name, self.project, command.command)
+        else:
+            check_one_service_per_folder(self.manager, self.name, self.project)
         account = self.account_for(command.account, existing)
         self.check_python(account)
         for folder in (self.project.data_dir, self.project.directory / "logs"):

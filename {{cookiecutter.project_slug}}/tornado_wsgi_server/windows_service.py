@@ -8,6 +8,7 @@ in a console on any OS, where everything but pywin32 is tested.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shlex
 import sys
@@ -198,6 +199,22 @@ class Win32ServiceManager:
                                      rf"SYSTEM\CurrentControlSet\Services\{name}\PythonClass")
         except OSError:
             return None
+
+    def python_services(self):
+        """{name: PythonClass} of every service pywin32 installed (its PythonClass key)."""
+        import winreg
+
+        found = {}
+        with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, r"SYSTEM\CurrentControlSet\Services") as services:
+            for index in itertools.count():
+                try:
+                    name = winreg.EnumKey(services, index)
+                except OSError:  # no more keys
+                    return found
+                try:
+                    found[name] = winreg.QueryValue(services, rf"{name}\PythonClass")
+                except OSError:  # noqa: S110 - not a pywin32 service
+                    pass
 
     @staticmethod
     def _account(spec):

@@ -46,6 +46,9 @@ class FakeManager:
             return None
         return ServiceDetails(service.get("pid"), service.get("account", "LocalSystem"), service.get("startup", "auto"))
 
+    def python_services(self):
+        return {name: service["class"] for name, service in self.services.items() if service.get("class")}
+
     def installed_class(self, name):
         return self.services.get(name, {}).get("class")
 

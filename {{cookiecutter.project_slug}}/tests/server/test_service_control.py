@@ -150,6 +150,22 @@ def test_install_refuses_to_take_over_a_service_installed_from_another_folder():
     assert not [command for command in manager.commands if command[0] == "netsh"]  # its rule is untouched
 
 
+def test_a_second_service_name_from_the_same_folder_is_refused_but_a_reinstall_is_not():
+    """Two services from one folder would share data\\ and logs\\ (the database, the control
+    file): install under another name says which service runs the folder and the two fixes."""
+    manager = FakeManager(installed_from=PROJECT_DIR, state="running")
+    code, output = run(manager, "--name", "site_b", "install")
+    assert code == 2, output
+    assert f"already runs the service {SLUG}" in output and str(PROJECT_DIR) in output, output
+    assert f"service.bat remove --name {SLUG}" in output and "another folder" in output, output
+    assert set(manager.services) == {SLUG} and not manager.calls and not manager.commands
+    # The same name is a reinstall.
+    assert run(manager, "install")[0] == 0 and manager.calls[0][0] == "update"
+    # A service of that other name from another folder does not count.
+    elsewhere = FakeManager(installed_from=Path("C:\\Sites\\live"))
+    assert run(elsewhere, "--name", "site_b", "install")[0] == 0
+
+
 def test_a_service_of_another_program_with_that_name_is_refused_too():
     manager = FakeManager()
     manager.services[SLUG] = {"class": None, "state": "running", "options": {}}
