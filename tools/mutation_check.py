@@ -1614,6 +1614,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        if False and folder is not None and same_folder(",
         (f"{SERVICE_CONTROL}::test_a_second_service_name_from_the_same_folder_is_refused_but_a_reinstall_is_not",),
     ),
+    Mutation(
+        "SN8", "`remove` takes back the folder rights its virtual account was given",
+        "tornado_wsgi_server/service_control.py",
+        "        left = self.take_back_rights()\n",
+        "        left = []\n",
+        (f"{SERVICE_CONTROL}::test_remove_takes_back_the_folder_rights_install_gave_while_the_account_still_resolves",),
+    ),
 )
 
 

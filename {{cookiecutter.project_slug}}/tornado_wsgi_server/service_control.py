@@ -30,6 +30,7 @@ import ntpath
 import os
 import re
 import shlex
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -47,6 +48,7 @@ SERVER_ARGS_OPTION = "ServerArgs"  # options given after `install --`: they win 
 PYTHON_OPTION = "Python"
 ACCOUNT_OPTION = "Account"  # kept for the next install unless --account says otherwise
 FIREWALL_OPTION = "Firewall"  # what the rule opened last: "TCP <port>" or "none"
+RIGHTS_OPTION = "FolderRights"  # the folders install gave the account rights on (a JSON list)
 SERVICE_CLASS = "DjangoTornadoService"
 SERVICE_MODULE = "tornado_wsgi_server.windows_service"
 
@@ -322,6 +324,10 @@ class ServiceCommands:
         check_owner(self.manager, self.name, self.project, action)
         return state
 
+    def named(self) -> str:
+        """What the commands of this service need on the command line: its --name."""
+        return f" --name {self.name}" if self.name != self.project.slug else ""
+
     def run_native(self, commands: list[list[str]]) -> int:
         return windows_admin.run_commands(commands, self.manager.run)
 
@@ -384,8 +390,12 @@ class ServiceCommands:
                                                   delayed_start=spec.startup == "delayed")
         if windows_admin.account_kind(account) != "system":
             commands.append(windows_admin.service_sid_command(self.name))
-            commands += windows_admin.folder_rights_commands(
-                account, str(self.project.directory), self.installer(), [self.base_prefix])
+            rights = windows_admin.folder_rights_commands(account, str(self.project.directory), self.installer(),
+                                                          [self.base_prefix])
+            commands += rights
+            # Kept for remove, with those of earlier installs (a .venv made since from another Python).
+            folders = self.granted_folders() + [command[1] for command in rights]
+            self.manager.set_option(self.name, RIGHTS_OPTION, json.dumps(list(dict.fromkeys(folders))))
         failures = self.run_native(commands)
         database = sqlite_outside_data(self.project, os.environ.get("DATABASE_URL"))
         if database and windows_admin.account_kind(account) != "system":
@@ -405,8 +415,7 @@ class ServiceCommands:
         if existing and self.manager.state(self.name).state != "stopped":
             self.say("It runs with the old settings until service.bat restart.")
         else:
-            named = f" --name {self.name}" if self.name != self.project.slug else ""
-            self.say(f"Start it with: service.bat{named} start")
+            self.say(f"Start it with: service.bat{self.named()} start")
         return OK
 
     # --- start, stop, restart, reload, remove ---------------------------------------------------
@@ -485,14 +494,51 @@ class ServiceCommands:
             if code:
                 self.say(f"ERROR: {self.name} was not removed: it did not stop.")
                 return code
+        # While the service is there: the name of its account resolves only then.
+        left = self.take_back_rights()
+        if left:
+            self.say(f"ERROR: {self.name} was not removed: the rights of {windows_admin.virtual_account(self.name)} "
+                     f"on {', '.join(left)} could not be taken back (above). Once that is fixed: "
+                     f"service.bat{self.named()} remove")
+            return FAILED
         self.manager.delete(self.name)
         if wait_for(self.manager, self.name, "stopped", DELETE_TIMEOUT, self.clock, self.sleep) is not None:
             self.say(f"ERROR: {self.name} is marked for deletion: Windows removes it once every program "
                      "that has it open (the Services console, Event Viewer) is closed.")
             return FAILED
         self.run_native(windows_admin.remove_commands(self.name))
-        self.say(f"{self.name}: removed (the folder rights it had are left as they are).")
+        self.say(f"{self.name}: removed, with its firewall rule and the folder rights of "
+                 f"{windows_admin.virtual_account(self.name)}.")
         return OK
+
+    def granted_folders(self) -> list[str]:
+        """The folders installs gave the account rights on; for a service installed without that
+        record, those install gives today."""
+        try:
+            return list(json.loads(self.manager.get_option(self.name, RIGHTS_OPTION, None) or "[]"))
+        except ValueError:
+            return []
+
+    def take_back_rights(self) -> list[str]:
+        """Take the virtual account's folder rights back (a named account keeps its own: it
+        may need them elsewhere; remove says how to take them back). Returns the folders where
+        that failed; a folder that no longer exists is passed over."""
+        folders = self.granted_folders() or [
+            command[1] for command in windows_admin.folder_rights_commands(
+                "-", str(self.project.directory), "-", [self.base_prefix])]
+        account = self.manager.get_option(self.name, ACCOUNT_OPTION, None) or ""
+        if windows_admin.account_kind(account) == "user":
+            self.say(f"{account} keeps its folder rights and \"Log on as a service\" (it may serve elsewhere); "
+                     f"to take them back: icacls <folder> /remove {account}, for {', '.join(folders)}")
+        left = []
+        for folder in folders:
+            command = windows_admin.rights_removal_command(windows_admin.virtual_account(self.name), folder)
+            self.say(f"> {subprocess.list2cmdline(command)}")
+            code, output = self.manager.run(command)
+            if code and Path(folder.replace("\\", "/")).exists():
+                self.say(f"  failed (exit code {code}): {output.strip()}")
+                left.append(folder)
+        return left
 
     def status(self, command: Command) -> int:
         """What the service manager says of the service (state, PID, account, start type, the

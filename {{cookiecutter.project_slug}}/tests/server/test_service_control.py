@@ -307,11 +307,54 @@ def test_remove_stops_first_then_deletes_the_service_and_its_rule():
     code, output = run(manager, "remove")
     assert code == 0, output
     assert [call[0] for call in manager.calls] == ["stop", "delete"]
-    assert manager.commands == [["netsh", "advfirewall", "firewall", "delete", "rule", f"name={SLUG}-web"]]
+    assert manager.commands[-1] == ["netsh", "advfirewall", "firewall", "delete", "rule", f"name={SLUG}-web"]
     manager = FakeManager(installed_from=PROJECT_DIR, state="running")
     manager.after_stop = ["stop_pending"]
     code, output = run(manager, "remove")
     assert code == 1 and "was not removed" in output and SLUG in manager.services
+
+
+def removals(manager) -> list[list[str]]:
+    return [command for command in manager.commands if command[2:3] == ["/remove"]]
+
+
+def test_remove_takes_back_the_folder_rights_install_gave_while_the_account_still_resolves():
+    manager = FakeManager()
+    assert run(manager, "install", base_prefix="C:\\Python\\A")[0] == 0
+    assert run(manager, "install", base_prefix="C:\\Python\\B")[0] == 0  # .venv made again from another Python
+    present = []
+    recorded = manager.run
+    manager.run = lambda command: present.append(SLUG in manager.services) or recorded(command)
+    code, output = run(manager, "remove")
+    assert code == 0 and SLUG not in manager.services, output
+    account, project = f"NT SERVICE\\{SLUG}", str(PROJECT_DIR)
+    assert removals(manager) == [["icacls", folder, "/remove", account] for folder in
+                                 (project, "C:\\Python\\A", f"{project}\\data", f"{project}\\logs", "C:\\Python\\B")]
+    assert all(present[:5]), "the rights must go before the service: its account's name resolves only then"
+    assert f"removed, with its firewall rule and the folder rights of {account}" in output, output
+
+
+def test_remove_passes_over_a_folder_that_is_gone_and_keeps_the_service_when_rights_stay(tmp_path):
+    manager = FakeManager(installed_from=PROJECT_DIR)  # installed before the folders were recorded
+    manager.run = lambda command: ((2, "The system cannot find the file specified.")
+                                   if command[1] == ALL_USERS_PYTHON else (0, "processed file"))
+    code, output = run(manager, "remove")
+    assert code == 0 and SLUG not in manager.services, output
+    manager = FakeManager(installed_from=PROJECT_DIR)
+    manager.run = lambda command: (5, "Access is denied.") if command[1] == str(PROJECT_DIR) else (0, "")
+    code, output = run(manager, "remove")
+    assert code == 1 and SLUG in manager.services, output
+    assert "Access is denied." in output and f"{SLUG} was not removed" in output and str(PROJECT_DIR) in output
+
+
+def test_remove_leaves_a_named_accounts_rights_and_says_how_to_take_them_back():
+    manager = FakeManager()
+    assert run(manager, "install", "--account", "CORP\\svc-web",
+               environ={**ENVIRON, "SERVICE_ACCOUNT_PASSWORD": "pw"})[0] == 0
+    code, output = run(manager, "remove")
+    assert code == 0, output
+    assert not [command for command in removals(manager) if "CORP\\svc-web" in command]
+    assert "CORP\\svc-web keeps its folder rights" in output and "icacls <folder> /remove CORP\\svc-web" in output
 
 
 def test_firewall_at_service_start_follows_a_changed_port_or_says_why_not():
