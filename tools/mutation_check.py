@@ -1617,6 +1617,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "SN8", "`remove` takes back the folder rights its virtual account was given",
         "tornado_wsgi_server/service_control.py",
+        "        # While the service is there: the name of its account resolves only then.\n"
         "        left = self.take_back_rights()\n",
         "        left = []\n",
         (f"{SERVICE_CONTROL}::test_remove_takes_back_the_folder_rights_install_gave_while_the_account_still_resolves",),

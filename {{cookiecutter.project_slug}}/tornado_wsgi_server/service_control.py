@@ -328,8 +328,19 @@ class ServiceCommands:
         """What the commands of this service need on the command line: its --name."""
         return f" --name {self.name}" if self.name != self.project.slug else ""
 
-    def run_native(self, commands: list[list[str]]) -> int:
-        return windows_admin.run_commands(commands, self.manager.run)
+    def run_native(self, commands: list[list[str]]) -> list[str]:
+        """Run each command, printing it and, when it fails, its exit code and output; returns
+        the failures, each as "`command` (exit code N: output)". A firewall rule that is not
+        there to delete is no failure."""
+        failures = []
+        for command in commands:
+            shown = subprocess.list2cmdline(command)
+            self.say(f"> {shown}")
+            code, output = self.manager.run(command)
+            if code and command[:5] != windows_admin.firewall_close_command("")[:5]:
+                self.say(f"  failed (exit code {code}): {output.strip()}")
+                failures.append(f"`{shown}` (exit code {code}: {' '.join(output.split()) or 'no output'})")
+        return failures
 
     # --- install ---------------------------------------------------------------------------
 
@@ -379,24 +390,37 @@ class ServiceCommands:
         _, display, description = service_names(self.project)
         spec = ServiceSpec(self.name, display, description, class_string(self.project), account,
                            self.password_for(account), command.startup or "delayed")
-        (self.manager.update if existing else self.manager.create)(spec)
-        self.manager.set_option(self.name, SERVER_ARGS_OPTION, shlex.join(command.server_args))
-        self.manager.set_option(self.name, PYTHON_OPTION, worker_python(sys.executable))
-        self.manager.set_option(self.name, ACCOUNT_OPTION, account)
-        self.manager.prepare_host(self.name)
-        if windows_admin.account_kind(account) == "user":
-            self.manager.grant_logon_right(account)
-        commands = windows_admin.install_commands(self.name, options.host, options.port,
-                                                  delayed_start=spec.startup == "delayed")
-        if windows_admin.account_kind(account) != "system":
-            commands.append(windows_admin.service_sid_command(self.name))
-            rights = windows_admin.folder_rights_commands(account, str(self.project.directory), self.installer(),
-                                                          [self.base_prefix])
-            commands += rights
-            # Kept for remove, with those of earlier installs (a .venv made since from another Python).
-            folders = self.granted_folders() + [command[1] for command in rights]
-            self.manager.set_option(self.name, RIGHTS_OPTION, json.dumps(list(dict.fromkeys(folders))))
-        failures = self.run_native(commands)
+        try:
+            # What the service needs to run at all; a new service that cannot is removed again.
+            (self.manager.update if existing else self.manager.create)(spec)
+            self.manager.set_option(self.name, SERVER_ARGS_OPTION, shlex.join(command.server_args))
+            self.manager.set_option(self.name, PYTHON_OPTION, worker_python(sys.executable))
+            self.manager.set_option(self.name, ACCOUNT_OPTION, account)
+            self.manager.prepare_host(self.name)
+            if windows_admin.account_kind(account) == "user":
+                self.manager.grant_logon_right(account)
+            failures = []
+            if windows_admin.account_kind(account) != "system":
+                rights = windows_admin.folder_rights_commands(account, str(self.project.directory),
+                                                              self.installer(), [self.base_prefix])
+                # Kept for remove, with those of earlier installs (a .venv made since from another Python).
+                folders = self.granted_folders() + [command[1] for command in rights]
+                self.manager.set_option(self.name, RIGHTS_OPTION, json.dumps(list(dict.fromkeys(folders))))
+                failures = self.run_native([windows_admin.service_sid_command(self.name), *rights])
+        except ServiceManagerError as exc:
+            if not existing:
+                self.undo_install(f"{exc} (Windows error {exc.code})")
+            raise
+        if failures and not existing:
+            return self.undo_install(f"{len(failures)} set-up command(s) failed: {'; '.join(failures)}")
+        if failures:
+            self.say(f"ERROR: {len(failures)} set-up command(s) failed: {'; '.join(failures)}. The service "
+                     f"{self.name} is updated but may not start as {account}: fix the cause, then "
+                     f"service.bat{self.named()} install again.")
+            return FAILED
+        # What makes it start at boot, restart, and be reached: it can run without them.
+        failures = self.run_native(windows_admin.install_commands(self.name, options.host, options.port,
+                                                                  delayed_start=spec.startup == "delayed"))
         database = sqlite_outside_data(self.project, os.environ.get("DATABASE_URL"))
         if database and windows_admin.account_kind(account) != "system":
             self.say(f"WARNING: the SQLite database {database} is not in data\\: {account} may not change it. "
@@ -410,7 +434,10 @@ class ServiceCommands:
         if not windows_admin.serves_other_computers(options.host):
             self.say(f"No firewall rule: the service listens on {options.host} only.")
         if failures:
-            self.say(f"ERROR: {failures} set-up command(s) failed (above).")
+            self.say(f"ERROR: {len(failures)} set-up command(s) failed: {'; '.join(failures)}. The service "
+                     f"{self.name} is {'updated' if existing else 'installed'} and can start, without what those "
+                     f"set. Fix the cause, then service.bat{self.named()} install again (or "
+                     f"service.bat{self.named()} remove).")
             return FAILED
         if existing and self.manager.state(self.name).state != "stopped":
             self.say("It runs with the old settings until service.bat restart.")
@@ -418,9 +445,31 @@ class ServiceCommands:
             self.say(f"Start it with: service.bat{self.named()} start")
         return OK
 
+    def undo_install(self, reason: str) -> int:
+        """Remove the service this install made but could not make usable; says what is left."""
+        if self.manager.state(self.name) is None:  # not even made
+            return FAILED
+        self.say(f"ERROR: {reason}, so the service {self.name} cannot run. Removing it again.")
+        left = self.take_back_rights()
+        try:
+            if not left:
+                self.manager.delete(self.name)
+            gone = wait_for(self.manager, self.name, "stopped", DELETE_TIMEOUT, self.clock, self.sleep) is None
+        except ServiceManagerError as exc:
+            self.say(f"  failed: {exc} (Windows error {exc.code})")
+            gone = False
+        if gone:
+            self.say(f"The service {self.name} was not installed; nothing of it is left. Fix the cause (above), "
+                     "then install again.")
+        else:
+            rights = f", with the rights of its account on {', '.join(left)}" if left else ""
+            self.say(f"The service {self.name} was not installed, but it is left (stopped){rights}: "
+                     f"service.bat{self.named()} remove removes it once the cause (above) is fixed.")
+        return FAILED
+
     # --- start, stop, restart, reload, remove ---------------------------------------------------
 
-    def sync_firewall(self, options: ServerOptions) -> int:
+    def sync_firewall(self, options: ServerOptions) -> list[str]:
         """The rule follows the port and host the service is about to serve."""
         failures = self.run_native(windows_admin.firewall_sync_commands(self.name, options.host, options.port))
         if not failures:

@@ -357,6 +357,66 @@ def test_remove_leaves_a_named_accounts_rights_and_says_how_to_take_them_back():
     assert "CORP\\svc-web keeps its folder rights" in output and "icacls <folder> /remove CORP\\svc-web" in output
 
 
+def failing(manager, program: str, word: str, output: str, code: int = 5) -> None:
+    """The manager's native commands, with ``program word ...`` failing as Windows would."""
+    recorded = manager.run
+    manager.run = lambda command: (code, output) if command[:2] == [program, word] else recorded(command)
+
+
+def test_install_that_cannot_make_the_service_usable_removes_it_and_says_why():
+    """sc.exe sidtype fails: the virtual account could not use its folder rights, so the new
+    service is taken away again, its rights first; exit 1 with the command and its output."""
+    manager = FakeManager()
+    failing(manager, "sc.exe", "sidtype", "[SC] ChangeServiceConfig2 FAILED 5:\n\nAccess is denied.")
+    code, output = run(manager, "install")
+    assert code == 1, output
+    assert f"`sc.exe sidtype {SLUG} unrestricted` (exit code 5: [SC] ChangeServiceConfig2 FAILED 5:" in output
+    assert "Access is denied." in output and "nothing of it is left" in output, output
+    assert SLUG not in manager.services and removals(manager), output
+    assert not [command for command in manager.commands if command[0] == "netsh"]  # no rule was made
+
+
+def test_install_whose_account_windows_refuses_leaves_no_service():
+    manager = FakeManager()
+    made = manager.create
+
+    def create(spec):
+        made(spec)  # made as LocalSystem, then given its account, as Windows does
+        raise service_control.ServiceManagerError(1057, "The account name is invalid or does not exist")
+
+    manager.create = create
+    code, output = run(manager, "install", "--account", "CORP\\nobody", environ={**ENVIRON, "SERVICE_ACCOUNT_PASSWORD": "x"})
+    assert code == 1057 and "account name is invalid" in output, output
+    assert SLUG not in manager.services and "nothing of it is left" in output, output
+
+
+@pytest.mark.parametrize("program,word,output", [
+    ("sc.exe", "failure", "[SC] ChangeServiceConfig2 FAILED 1072:\n\nThe specified service has been marked for deletion."),
+    ("sc.exe", "sdset", "[SC] SetServiceObjectSecurity FAILED 87:\n\nThe parameter is incorrect."),
+    ("netsh", "advfirewall", "An error occurred while attempting to contact the Windows Defender Firewall service."),
+])
+def test_install_whose_other_set_up_fails_exits_1_with_the_command_and_keeps_a_usable_service(
+        monkeypatch, program, word, output):
+    monkeypatch.setenv("SERVER_HOST", "0.0.0.0")
+    manager = FakeManager()
+    failing(manager, program, word, output)
+    code, said = run(manager, "install")
+    assert code == 1, said
+    assert said.count("(exit code 5: ") >= 1 and output.splitlines()[-1] in said, said
+    assert "is installed and can start" in said and "service.bat install again" in said, said
+    assert SLUG in manager.services and not removals(manager)
+    if program == "netsh":  # deleting a rule that is not there is not a failure; adding one is
+        assert "add rule" in said.split("ERROR:")[-1]
+
+
+def test_a_reinstall_whose_rights_fail_keeps_the_service_and_says_what_to_do():
+    manager = FakeManager(installed_from=PROJECT_DIR)
+    failing(manager, "icacls", str(PROJECT_DIR), "Access is denied.")
+    code, output = run(manager, "install")
+    assert code == 1 and SLUG in manager.services, output
+    assert f"`icacls {PROJECT_DIR} /inheritance:r" in output and "is updated but may not start" in output, output
+
+
 def test_firewall_at_service_start_follows_a_changed_port_or_says_why_not():
     from tornado_wsgi_server.options import ServerOptions
     from tornado_wsgi_server.windows_service import sync_firewall_at_start
