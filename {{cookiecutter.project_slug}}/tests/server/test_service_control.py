@@ -336,10 +336,13 @@ def test_remove_takes_back_the_folder_rights_install_gave_while_the_account_stil
 
 def test_remove_passes_over_a_folder_that_is_gone_and_keeps_the_service_when_rights_stay(tmp_path):
     manager = FakeManager(installed_from=PROJECT_DIR)  # installed before the folders were recorded
-    manager.run = lambda command: ((2, "The system cannot find the file specified.")
-                                   if command[1] == ALL_USERS_PYTHON else (0, "processed file"))
-    code, output = run(manager, "remove")
+    deleted_python = str(tmp_path / "Python313")  # the base Python, uninstalled since
+    ran = []
+    manager.run = lambda command: ran.append(command) or ((2, "The system cannot find the file specified.")
+                                                          if command[1] == deleted_python else (0, "processed file"))
+    code, output = run(manager, "remove", base_prefix=deleted_python)
     assert code == 0 and SLUG not in manager.services, output
+    assert ["icacls", deleted_python, "/remove", f"NT SERVICE\\{SLUG}"] in ran
     manager = FakeManager(installed_from=PROJECT_DIR)
     manager.run = lambda command: (5, "Access is denied.") if command[1] == str(PROJECT_DIR) else (0, "")
     code, output = run(manager, "remove")
