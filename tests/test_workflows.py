@@ -319,10 +319,14 @@ finally:
                  "not run as NT SERVICE", id="account"),
     pytest.param("        self.sync_firewall(options)\n", "", "firewall_follows_env()",
                  "the firewall rule did not follow SERVER_PORT", id="firewall"),
+    pytest.param("        # While the service is there: the name of its account resolves only then.\n"
+                 "        left = self.take_back_rights()\n", "        left = []\n", "remove_takes_back_the_rights()",
+                 "keeps rights after remove", id="rights"),
 ])
 def test_the_service_checks_catch_a_broken_service_command(baked_with_venv, old, new, check, message):
     """The Windows job's service checks, run here through the fake on the project's own
-    service_control.py, fail when a refusal, a wait, the account or the rule's re-sync goes."""
+    service_control.py, fail when a refusal, a wait, the account, the rule's re-sync or the rights
+    taken back at remove go."""
     project, vpython = baked_with_venv
     control = project / "tornado_wsgi_server" / "service_control.py"
     original = control.read_text(encoding="utf-8")

@@ -1518,9 +1518,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "ST4", "`service.bat status` ... use the port the service was installed with",
-        "tornado_wsgi_server/windows_service.py",
-        'options = build_options(project, facts.get("stored_options") or [])',
-        "options = build_options(project, [])",
+        "tornado_wsgi_server/service_control.py",
+        'options = build_options(self.project, facts.get("stored_options") or [])',
+        "options = build_options(self.project, [])",
         (f"{STATUS}::test_service_status_shows_account_start_type_and_stored_options",),
     ),
     Mutation(
@@ -1641,6 +1641,21 @@ MUTATIONS: tuple[Mutation, ...] = (
         "attributes & deny_only or ",
         "",
         ("tests/server/test_windows_sspi.py::test_groups_are_the_enabled_ones_as_sid_and_name_and_the_token_is_closed",),
+    ),
+    Mutation(
+        "SN7", "`install` under a second name in a folder that already runs a service is refused (exit code 2)",
+        "tornado_wsgi_server/service_control.py",
+        "        if other.casefold() != name.casefold() and folder is not None and same_folder(",
+        "        if False and folder is not None and same_folder(",
+        (f"{SERVICE_CONTROL}::test_a_second_service_name_from_the_same_folder_is_refused_but_a_reinstall_is_not",),
+    ),
+    Mutation(
+        "SN8", "`remove` takes back the folder rights its virtual account was given",
+        "tornado_wsgi_server/service_control.py",
+        "        # While the service is there: the name of its account resolves only then.\n"
+        "        left = self.take_back_rights()\n",
+        "        left = []\n",
+        (f"{SERVICE_CONTROL}::test_remove_takes_back_the_folder_rights_install_gave_while_the_account_still_resolves",),
     ),
 )
 

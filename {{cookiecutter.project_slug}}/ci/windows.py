@@ -193,6 +193,19 @@ class FakeServiceManager:
             return ServiceState("running")
         return ServiceState("start_pending")
 
+    def details(self, name: str):
+        from tornado_wsgi_server.service_control import ServiceDetails
+
+        service = self.services.get(name)
+        if service is None:
+            return None
+        process = service.get("process")
+        running = process is not None and process.poll() is None
+        return ServiceDetails(process.pid if running else None, service["account"], service["startup"])
+
+    def python_services(self) -> dict:
+        return {name: service["class"] for name, service in self.services.items()}
+
     def installed_class(self, name: str):
         return self.services.get(name, {}).get("class")
 
@@ -443,12 +456,26 @@ class FakeWindows(Windows):
         return Outcome(9009, f"'{program}' is not recognized as an internal or external command")
 
     def icacls(self, path: Path, *args: str) -> Outcome:
-        """``icacls PATH [/inheritance:r] /grant[:r] TRUSTEE:RIGHTS...`` kept per folder, and
-        ``icacls PATH`` showing them as Windows does (``NT SERVICE\\x:(OI)(CI)(RX)``)."""
+        """``icacls PATH [/inheritance:r] /grant[:r] TRUSTEE:RIGHTS...`` and ``icacls PATH
+        /remove TRUSTEE`` kept per folder, and ``icacls PATH`` showing them as Windows does
+        (``NT SERVICE\\x:(OI)(CI)(RX)``). A service's virtual account has a name only while the
+        service exists; a folder that is not there is refused."""
         scripted = self.scripted("icacls", str(path), *args)
         if scripted is not None:
             return scripted
         key = str(path) if IS_WINDOWS else str(path).replace("\\", "/")  # the project's commands use \
+        if not Path(key).exists():
+            return Outcome(2, f"{path}: The system cannot find the file specified.\n"
+                              "Successfully processed 0 files; Failed processing 1 files")
+        for trustee in (arg.rsplit(":", 1)[0] if ":" in arg else arg for arg in args if not arg.startswith("/")):
+            if trustee.casefold().startswith("nt service\\") and trustee.split("\\", 1)[1] not in self.manager.services:
+                return Outcome(1332, f"{trustee}: No mapping between account names and security IDs was done.\n"
+                                     "Successfully processed 0 files; Failed processing 1 files")
+        if args[:1] == ("/remove",) and len(args) > 1:
+            acl = self.acls.setdefault(key, {})
+            for trustee in args[1:]:
+                acl.pop(trustee, None)
+            return Outcome(0, "processed file: " + key)
         if not args:
             grants = self.acls.get(key, {})
             shown = [f"{trustee}:{rights}" for trustee, rights in grants.items()]

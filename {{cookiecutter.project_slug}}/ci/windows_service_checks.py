@@ -6,8 +6,9 @@ database in ``data``), then installs, starts, restarts, reloads, stops and remov
 and checks each outcome and exit code (each command waits: the site answers right after
 ``start`` and is gone right after ``stop``), a failed start reported with its reason, the
 restart actions, delayed start and firewall rule, the rule following a port change in ``.env``,
-the Event Log, the service's own account and what it may write, and a second install from
-another folder refused. Exits 0 when every check passed, else 1.
+the Event Log, the service's own account and what it may write (and no longer, once removed),
+and a second install from another folder (or under a second name from the same folder)
+refused. Exits 0 when every check passed, else 1.
 
 Every Windows-only call goes through ``ci/windows.py``; elsewhere its fake answers them and
 the service runs as ``tornado_server.py service run``, so this script runs on Linux too.
@@ -257,13 +258,19 @@ class ServiceChecks:
             self.windows.service("remove", folder=self.project_dir)
 
     def second_install_from_another_folder(self) -> None:
-        """A copy of the project (staging beside live) installing the same service name is
-        refused, naming both folders; under a name of its own it installs beside it."""
+        """A second service name from the same folder is refused. A copy of the project
+        (staging beside live) installing the same service name is refused, naming both folders;
+        under a name of its own it installs beside it."""
         copy = self.scratch / "staging copy"
         shutil.copytree(self.project_dir, copy, ignore=shutil.ignore_patterns(
             ".venv", ".git", "logs", "data", "staticfiles", "__pycache__", "*.sqlite3"))
         self.service("install", "--", "--port", str(free_port()))
         try:
+            # A second name from the same folder would share its data\ and logs\: refused.
+            other = self.windows.service("--name", f"{self.name}_second", "install")
+            expect(other.code == 2 and f"already runs the service {self.name}" in other.output
+                   and self.windows.service_folder(f"{self.name}_second") is None,
+                   f"a second service name from the same folder was not refused: {other.output.strip()}")
             second = self.windows.service("install", "--", "--port", str(free_port()), folder=copy,
                                           python=venv_python(self.project_dir))
             # Resolved: a temporary folder may be named by its short (8.3) name on Windows.
@@ -311,6 +318,20 @@ class ServiceChecks:
         finally:
             self.service("remove")
 
+    def remove_takes_back_the_rights(self) -> None:
+        """After ``service remove`` icacls lists the service's account on none of the folders
+        install gave it rights on."""
+        account = SERVICE_ACCOUNT.format(name=self.name)
+        folders = [self.project_dir / folder for folder in ("", "data", "logs")]
+        self.service("install", "--", "--port", str(free_port()))
+        try:
+            expect(all(self.rights(account, folder) for folder in folders),
+                   f"install gave {account} no rights on one of {folders}")
+        finally:
+            output = self.service("remove")
+        left = {str(folder): self.rights(account, folder) for folder in folders}
+        expect(not any(left.values()), f"{account} keeps rights after remove: {left}; {output.strip()}")
+
     def rights(self, account: str, folder: Path) -> list[str]:
         """The rights ``icacls FOLDER`` lists for ``account``, e.g. ["(OI)(CI)(RX)"]."""
         shown = self.windows.icacls(folder).output
@@ -334,6 +355,7 @@ class ServiceChecks:
             ("firewall rule following a port change in .env", self.firewall_follows_env),
             ("second install from another folder", self.second_install_from_another_folder),
             ("service account", self.check_service_account),
+            ("remove takes back the account's folder rights", self.remove_takes_back_the_rights),
         ]
 
 

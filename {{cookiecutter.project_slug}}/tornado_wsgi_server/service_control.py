@@ -6,7 +6,9 @@ No pywin32 here. ``manager`` is the seam (windows_service.Win32ServiceManager on
 in the tests and in ci/windows.py), with these methods:
 
 - ``state(name)`` -> ``ServiceState`` or None when no such service is installed;
+- ``details(name)`` -> ``ServiceDetails`` (its process, account and start type) or None;
 - ``installed_class(name)`` -> the PythonClass value (``<folder>\\<module>.<class>``) or None;
+- ``python_services()`` -> {name: PythonClass value} of every service that has one;
 - ``create(spec)`` / ``update(spec)`` with a ``ServiceSpec``;
 - ``get_option(name, option, default)`` / ``set_option(name, option, value)``: the service's
   stored values;
@@ -23,10 +25,12 @@ A manager method that fails raises ``ServiceManagerError``.
 from __future__ import annotations
 
 import getpass
+import json
 import ntpath
 import os
 import re
 import shlex
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -44,6 +48,7 @@ SERVER_ARGS_OPTION = "ServerArgs"  # options given after `install --`: they win 
 PYTHON_OPTION = "Python"
 ACCOUNT_OPTION = "Account"  # kept for the next install unless --account says otherwise
 FIREWALL_OPTION = "Firewall"  # what the rule opened last: "TCP <port>" or "none"
+RIGHTS_OPTION = "FolderRights"  # the folders install gave the account rights on (a JSON list)
 SERVICE_CLASS = "DjangoTornadoService"
 SERVICE_MODULE = "tornado_wsgi_server.windows_service"
 
@@ -92,6 +97,17 @@ class CommandError(Exception):
 class ServiceState:
     state: str  # "start_pending", "running", "stop_pending", "stopped"
     exit_code: int = 0  # the service's exit code once stopped (0: a clean stop)
+
+
+@dataclass
+class ServiceDetails:
+    pid: int | None  # its process while it runs
+    account: str
+    startup: str  # as ServiceSpec has it: delayed | auto | manual | disabled (else Windows' number)
+
+
+# How `status` names the start types.
+START_TYPES = {"delayed": "automatic (delayed)", "auto": "automatic", "manual": "manual", "disabled": "disabled"}
 
 
 @dataclass
@@ -216,6 +232,19 @@ def check_owner(manager, name: str, project: Project, action: str) -> None:
         f"(or {NAME_VARIABLE}={name}_2 in this folder's .env).")
 
 
+def check_one_service_per_folder(manager, name: str, project: Project) -> None:
+    """Refuse a second service name for this folder: both would run the same data\\ and logs\\
+    (the SQLite database, the control file), each server believing it is the only one."""
+    for other, installed in sorted(manager.python_services().items()):
+        folder = class_folder(installed)
+        if other.casefold() != name.casefold() and folder is not None and same_folder(folder, str(project.directory)):
+            raise CommandError(
+                f"this folder, {project.directory}, already runs the service {other}: a second service "
+                f"{name} would share its data\\ and logs\\ (the SQLite database, the control file). Remove "
+                f"it first (service.bat remove --name {other}), or install {name} from a separate copy of "
+                "the project in another folder.", USAGE)
+
+
 def stored_args(manager, name: str) -> list[str]:
     return shlex.split(manager.get_option(name, SERVER_ARGS_OPTION, "") or "")
 
@@ -295,8 +324,23 @@ class ServiceCommands:
         check_owner(self.manager, self.name, self.project, action)
         return state
 
-    def run_native(self, commands: list[list[str]]) -> int:
-        return windows_admin.run_commands(commands, self.manager.run)
+    def named(self) -> str:
+        """What the commands of this service need on the command line: its --name."""
+        return f" --name {self.name}" if self.name != self.project.slug else ""
+
+    def run_native(self, commands: list[list[str]]) -> list[str]:
+        """Run each command, printing it and, when it fails, its exit code and output; returns
+        the failures, each as "`command` (exit code N: output)". A firewall rule that is not
+        there to delete is no failure."""
+        failures = []
+        for command in commands:
+            shown = subprocess.list2cmdline(command)
+            self.say(f"> {shown}")
+            code, output = self.manager.run(command)
+            if code and command[:5] != windows_admin.firewall_close_command("")[:5]:
+                self.say(f"  failed (exit code {code}): {output.strip()}")
+                failures.append(f"`{shown}` (exit code {code}: {' '.join(output.split()) or 'no output'})")
+        return failures
 
     # --- install ---------------------------------------------------------------------------
 
@@ -337,6 +381,8 @@ class ServiceCommands:
         existing = self.manager.state(self.name) is not None
         if existing:
             check_owner(self.manager, self.name, self.project, command.command)
+        else:
+            check_one_service_per_folder(self.manager, self.name, self.project)
         account = self.account_for(command.account, existing)
         self.check_python(account)
         for folder in (self.project.data_dir, self.project.directory / "logs"):
@@ -344,20 +390,37 @@ class ServiceCommands:
         _, display, description = service_names(self.project)
         spec = ServiceSpec(self.name, display, description, class_string(self.project), account,
                            self.password_for(account), command.startup or "delayed")
-        (self.manager.update if existing else self.manager.create)(spec)
-        self.manager.set_option(self.name, SERVER_ARGS_OPTION, shlex.join(command.server_args))
-        self.manager.set_option(self.name, PYTHON_OPTION, worker_python(sys.executable))
-        self.manager.set_option(self.name, ACCOUNT_OPTION, account)
-        self.manager.prepare_host(self.name)
-        if windows_admin.account_kind(account) == "user":
-            self.manager.grant_logon_right(account)
-        commands = windows_admin.install_commands(self.name, options.host, options.port,
-                                                  delayed_start=spec.startup == "delayed")
-        if windows_admin.account_kind(account) != "system":
-            commands.append(windows_admin.service_sid_command(self.name))
-            commands += windows_admin.folder_rights_commands(
-                account, str(self.project.directory), self.installer(), [self.base_prefix])
-        failures = self.run_native(commands)
+        try:
+            # What the service needs to run at all; a new service that cannot is removed again.
+            (self.manager.update if existing else self.manager.create)(spec)
+            self.manager.set_option(self.name, SERVER_ARGS_OPTION, shlex.join(command.server_args))
+            self.manager.set_option(self.name, PYTHON_OPTION, worker_python(sys.executable))
+            self.manager.set_option(self.name, ACCOUNT_OPTION, account)
+            self.manager.prepare_host(self.name)
+            if windows_admin.account_kind(account) == "user":
+                self.manager.grant_logon_right(account)
+            failures = []
+            if windows_admin.account_kind(account) != "system":
+                rights = windows_admin.folder_rights_commands(account, str(self.project.directory),
+                                                              self.installer(), [self.base_prefix])
+                # Kept for remove, with those of earlier installs (a .venv made since from another Python).
+                folders = self.granted_folders() + [command[1] for command in rights]
+                self.manager.set_option(self.name, RIGHTS_OPTION, json.dumps(list(dict.fromkeys(folders))))
+                failures = self.run_native([windows_admin.service_sid_command(self.name), *rights])
+        except ServiceManagerError as exc:
+            if not existing:
+                self.undo_install(f"{exc} (Windows error {exc.code})")
+            raise
+        if failures and not existing:
+            return self.undo_install(f"{len(failures)} set-up command(s) failed: {'; '.join(failures)}")
+        if failures:
+            self.say(f"ERROR: {len(failures)} set-up command(s) failed: {'; '.join(failures)}. The service "
+                     f"{self.name} is updated but may not start as {account}: fix the cause, then "
+                     f"service.bat{self.named()} install again.")
+            return FAILED
+        # What makes it start at boot, restart, and be reached: it can run without them.
+        failures = self.run_native(windows_admin.install_commands(self.name, options.host, options.port,
+                                                                  delayed_start=spec.startup == "delayed"))
         database = sqlite_outside_data(self.project, os.environ.get("DATABASE_URL"))
         if database and windows_admin.account_kind(account) != "system":
             self.say(f"WARNING: the SQLite database {database} is not in data\\: {account} may not change it. "
@@ -371,18 +434,42 @@ class ServiceCommands:
         if not windows_admin.serves_other_computers(options.host):
             self.say(f"No firewall rule: the service listens on {options.host} only.")
         if failures:
-            self.say(f"ERROR: {failures} set-up command(s) failed (above).")
+            self.say(f"ERROR: {len(failures)} set-up command(s) failed: {'; '.join(failures)}. The service "
+                     f"{self.name} is {'updated' if existing else 'installed'} and can start, without what those "
+                     f"set. Fix the cause, then service.bat{self.named()} install again (or "
+                     f"service.bat{self.named()} remove).")
             return FAILED
         if existing and self.manager.state(self.name).state != "stopped":
             self.say("It runs with the old settings until service.bat restart.")
         else:
-            named = f" --name {self.name}" if self.name != self.project.slug else ""
-            self.say(f"Start it with: service.bat{named} start")
+            self.say(f"Start it with: service.bat{self.named()} start")
         return OK
+
+    def undo_install(self, reason: str) -> int:
+        """Remove the service this install made but could not make usable; says what is left."""
+        if self.manager.state(self.name) is None:  # not even made
+            return FAILED
+        self.say(f"ERROR: {reason}, so the service {self.name} cannot run. Removing it again.")
+        left = self.take_back_rights()
+        try:
+            if not left:
+                self.manager.delete(self.name)
+            gone = wait_for(self.manager, self.name, "stopped", DELETE_TIMEOUT, self.clock, self.sleep) is None
+        except ServiceManagerError as exc:
+            self.say(f"  failed: {exc} (Windows error {exc.code})")
+            gone = False
+        if gone:
+            self.say(f"The service {self.name} was not installed; nothing of it is left. Fix the cause (above), "
+                     "then install again.")
+        else:
+            rights = f", with the rights of its account on {', '.join(left)}" if left else ""
+            self.say(f"The service {self.name} was not installed, but it is left (stopped){rights}: "
+                     f"service.bat{self.named()} remove removes it once the cause (above) is fixed.")
+        return FAILED
 
     # --- start, stop, restart, reload, remove ---------------------------------------------------
 
-    def sync_firewall(self, options: ServerOptions) -> int:
+    def sync_firewall(self, options: ServerOptions) -> list[str]:
         """The rule follows the port and host the service is about to serve."""
         failures = self.run_native(windows_admin.firewall_sync_commands(self.name, options.host, options.port))
         if not failures:
@@ -456,18 +543,71 @@ class ServiceCommands:
             if code:
                 self.say(f"ERROR: {self.name} was not removed: it did not stop.")
                 return code
+        # While the service is there: the name of its account resolves only then.
+        left = self.take_back_rights()
+        if left:
+            self.say(f"ERROR: {self.name} was not removed: the rights of {windows_admin.virtual_account(self.name)} "
+                     f"on {', '.join(left)} could not be taken back (above). Once that is fixed: "
+                     f"service.bat{self.named()} remove")
+            return FAILED
         self.manager.delete(self.name)
         if wait_for(self.manager, self.name, "stopped", DELETE_TIMEOUT, self.clock, self.sleep) is not None:
             self.say(f"ERROR: {self.name} is marked for deletion: Windows removes it once every program "
                      "that has it open (the Services console, Event Viewer) is closed.")
             return FAILED
         self.run_native(windows_admin.remove_commands(self.name))
-        self.say(f"{self.name}: removed (the folder rights it had are left as they are).")
+        self.say(f"{self.name}: removed, with its firewall rule and the folder rights of "
+                 f"{windows_admin.virtual_account(self.name)}.")
         return OK
 
+    def granted_folders(self) -> list[str]:
+        """The folders installs gave the account rights on; for a service installed without that
+        record, those install gives today."""
+        try:
+            return list(json.loads(self.manager.get_option(self.name, RIGHTS_OPTION, None) or "[]"))
+        except ValueError:
+            return []
+
+    def take_back_rights(self) -> list[str]:
+        """Take the virtual account's folder rights back (a named account keeps its own: it
+        may need them elsewhere; remove says how to take them back). Returns the folders where
+        that failed; a folder that no longer exists is passed over."""
+        folders = self.granted_folders() or [
+            command[1] for command in windows_admin.folder_rights_commands(
+                "-", str(self.project.directory), "-", [self.base_prefix])]
+        account = self.manager.get_option(self.name, ACCOUNT_OPTION, None) or ""
+        if windows_admin.account_kind(account) == "user":
+            self.say(f"{account} keeps its folder rights and \"Log on as a service\" (it may serve elsewhere); "
+                     f"to take them back: icacls <folder> /remove {account}, for {', '.join(folders)}")
+        left = []
+        for folder in folders:
+            command = windows_admin.rights_removal_command(windows_admin.virtual_account(self.name), folder)
+            self.say(f"> {subprocess.list2cmdline(command)}")
+            code, output = self.manager.run(command)
+            if code and Path(folder.replace("\\", "/")).exists():
+                self.say(f"  failed (exit code {code}): {output.strip()}")
+                left.append(folder)
+        return left
+
     def status(self, command: Command) -> int:
-        self.say(f"{self.name}: {describe(self.state().state)}")
-        return OK
+        """What the service manager says of the service (state, PID, account, start type, the
+        options stored at install), then what the server itself says (server_status.py), reached
+        on the port those options give. Exit code 0 running, 3 not (not installed included)."""
+        from . import server_status
+
+        state, details = self.manager.state(self.name), self.manager.details(self.name)
+        facts: dict = {"installed": False}
+        if state is not None and details is not None:
+            facts = {"installed": True, "state": describe(state.state), "pid": details.pid,
+                     "account": details.account, "start_type": START_TYPES.get(details.startup, details.startup),
+                     "stored_options": stored_args(self.manager, self.name)}
+        try:  # the port and log file the service was installed with
+            options = build_options(self.project, facts.get("stored_options") or [])
+        except ServiceError as exc:
+            raise CommandError(f"the service's settings are wrong: {exc}", USAGE) from None
+        report = server_status.collect(self.project, options, facts, self.name)
+        self.say(json.dumps(report, indent=2) if command.as_json else server_status.render(report))
+        return server_status.exit_code(report)
 
     def run(self, command: Command) -> int:
         handler = {"install": self.install, "update": self.install, "start": self.start, "stop": self.stop,
@@ -480,13 +620,11 @@ def describe(state: str) -> str:
     return {"start_pending": "starting", "stop_pending": "stopping"}.get(state, state)
 
 
-def main(project: Project, argv: list[str], manager, print_status=None, **kwargs) -> int:
+def main(project: Project, argv: list[str], manager, **kwargs) -> int:
     """``tornado_server.py service ARGS`` but ``run``: parse, act, report; the exit code."""
     try:
         command = parse(argv)
         name = service_name(project, command.name)
-        if command.command == "status" and print_status is not None:
-            return print_status(name, command.as_json)
         return ServiceCommands(project, manager, name, **kwargs).run(command)
     except CommandError as exc:
         print(f"ERROR: {exc}", file=kwargs.get("out") or sys.stderr, flush=True)

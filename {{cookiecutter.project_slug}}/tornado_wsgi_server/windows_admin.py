@@ -162,6 +162,12 @@ def folder_rights_commands(account: str, project_dir: str, installer: str,
     return commands
 
 
+def rights_removal_command(account: str, path: str) -> list[str]:
+    """Every entry ``account`` has on ``path`` (allowed or denied), taken back; the folders
+    below lose what they inherited from it."""
+    return ["icacls", path, "/remove", account]
+
+
 def service_sid_command(name: str) -> list[str]:
     """The service's own SID in its token, which its virtual account and the folder rights
     granted to ``NT SERVICE\\<name>`` rely on."""

@@ -8,6 +8,7 @@ in a console on any OS, where everything but pywin32 is tested.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shlex
 import sys
@@ -21,6 +22,7 @@ from .service_control import (  # noqa: F401
     PYTHON_OPTION,
     SERVER_ARGS_OPTION,
     SERVICE_CLASS,
+    ServiceDetails,
     ServiceManagerError,
     ServiceState,
 )
@@ -163,6 +165,32 @@ class Win32ServiceManager:
         exit_code = status[4] if status[3] == 1066 else status[3]
         return ServiceState(self._STATE_NAMES.get(status[1], "running"), exit_code)
 
+    _START_TYPES = {2: "auto", 3: "manual", 4: "disabled"}  # SERVICE_AUTO_START...
+
+    def details(self, name):
+        """Its process, account and start type (ServiceDetails), or None when not installed."""
+        import pywintypes
+
+        manager = self._call(win32service.OpenSCManager, None, None, win32service.SC_MANAGER_CONNECT)
+        try:
+            try:
+                handle = win32service.OpenService(
+                    manager, name, win32service.SERVICE_QUERY_STATUS | win32service.SERVICE_QUERY_CONFIG)
+            except pywintypes.error as exc:
+                if exc.winerror == 1060:  # ERROR_SERVICE_DOES_NOT_EXIST
+                    return None
+                raise ServiceManagerError(exc.winerror, exc.strerror) from None
+            try:
+                status = self._call(win32service.QueryServiceStatusEx, handle)
+                config = self._call(win32service.QueryServiceConfig, handle)
+                delayed = config[1] == win32service.SERVICE_AUTO_START and _delayed_start(handle)
+            finally:
+                win32service.CloseServiceHandle(handle)
+        finally:
+            win32service.CloseServiceHandle(manager)
+        startup = "delayed" if delayed else self._START_TYPES.get(config[1], str(config[1]))
+        return ServiceDetails(status["ProcessId"] or None, config[7], startup)
+
     def installed_class(self, name):
         import winreg
 
@@ -171,6 +199,22 @@ class Win32ServiceManager:
                                      rf"SYSTEM\CurrentControlSet\Services\{name}\PythonClass")
         except OSError:
             return None
+
+    def python_services(self):
+        """{name: PythonClass} of every service pywin32 installed (its PythonClass key)."""
+        import winreg
+
+        found = {}
+        with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, r"SYSTEM\CurrentControlSet\Services") as services:
+            for index in itertools.count():
+                try:
+                    name = winreg.EnumKey(services, index)
+                except OSError:  # no more keys
+                    return found
+                try:
+                    found[name] = winreg.QueryValue(services, rf"{name}\PythonClass")
+                except OSError:  # noqa: S110 - not a pywin32 service
+                    pass
 
     @staticmethod
     def _account(spec):
@@ -261,18 +305,7 @@ def handle_command_line(project: Project, argv: list[str]) -> int:
          service_class._svc_description_) = service_names(project)
         return win32serviceutil.HandleCommandLine(service_class, serviceClassString=service_class_string(project),
                                                   argv=argv) or 0
-    return service_control.main(project, argv[1:], Win32ServiceManager(), print_status=lambda name, as_json=False: print_status(name, project, as_json))
-
-
-def stored_overrides(name: str) -> list[str]:
-    """The server options stored at install (``install -- --port 8080``): they win over .env.
-    Empty off Windows or when the service is not installed."""
-    if sys.platform != "win32":
-        return []
-    try:
-        return shlex.split(win32serviceutil.GetServiceCustomOption(name, SERVER_ARGS_OPTION, "") or "")
-    except Exception:  # no such service: nothing stored
-        return []
+    return service_control.main(project, argv[1:], Win32ServiceManager())
 
 
 def sync_firewall_at_start(name: str, options, stored: str | None, run=None) -> str | None:
@@ -361,70 +394,11 @@ def service_environment(existing: list[str], path: str) -> list[str]:
     return [entry for entry in existing if not entry.upper().startswith("PATH=")] + ["PATH=" + path]
 
 
-def print_status(name: str, project: Project, as_json: bool = False, manager=None) -> int:
-    """``service status [--json]``: what the service manager says of the service (state, PID,
-    account, start type, the options stored at install), then what the server itself says
-    (server_status.py), reached on the port those options give. Exit code 0 running, 3 not.
-    ``manager`` stands in for the Windows reads (ServiceManager) in tests."""
-    from . import server_status
-
-    manager = manager or ServiceManager()
-    facts = manager.facts(name)
-    if facts.get("installed"):
-        facts["stored_options"] = manager.stored_options(name)
-    try:
-        options = build_options(project, facts.get("stored_options") or [])
-    except ServiceError as exc:  # stored options (or .env) the server would refuse
-        print(f"ERROR: {exc}", file=sys.stderr)
-        return 2
-    return server_status.print_report(server_status.collect(project, options, facts, name), as_json)
-
-
 def _delayed_start(handle) -> bool:
     try:
         return bool(win32service.QueryServiceConfig2(handle, win32service.SERVICE_CONFIG_DELAYED_AUTO_START_INFO))
     except (win32service.error, TypeError, ValueError):  # not said: plain automatic
         return False
-
-
-class ServiceManager:
-    """The Windows reads of ``service status``: a service's state, process, account and start
-    type, and the server options stored with it at install."""
-
-    def facts(self, name: str) -> dict:
-        """{"installed": False}, or its state ("running", "stopped", "starting", "stopping"),
-        ``pid``, ``account`` and ``start_type``."""
-        states = {win32service.SERVICE_STOPPED: "stopped", win32service.SERVICE_START_PENDING: "starting",
-                  win32service.SERVICE_STOP_PENDING: "stopping", win32service.SERVICE_RUNNING: "running"}
-        start_types = {win32service.SERVICE_AUTO_START: "automatic", win32service.SERVICE_DEMAND_START: "manual",
-                       win32service.SERVICE_DISABLED: "disabled"}
-        manager = win32service.OpenSCManager(None, None, win32service.SC_MANAGER_CONNECT)
-        try:
-            try:
-                handle = win32service.OpenService(
-                    manager, name, win32service.SERVICE_QUERY_STATUS | win32service.SERVICE_QUERY_CONFIG)
-            except win32service.error as exc:
-                if exc.winerror == 1060:  # ERROR_SERVICE_DOES_NOT_EXIST
-                    return {"installed": False}
-                raise
-            try:
-                status = win32service.QueryServiceStatusEx(handle)
-                config = win32service.QueryServiceConfig(handle)
-                delayed = config[1] == win32service.SERVICE_AUTO_START and _delayed_start(handle)
-            finally:
-                win32service.CloseServiceHandle(handle)
-        finally:
-            win32service.CloseServiceHandle(manager)
-        start_type = start_types.get(config[1], str(config[1])) + (" (delayed)" if delayed else "")
-        return {"installed": True, "state": states.get(status["CurrentState"], str(status["CurrentState"])),
-                "pid": status["ProcessId"] or None, "account": config[7], "start_type": start_type}
-
-    def stored_options(self, name: str) -> list[str]:
-        """The server options given after ``--`` at install; they win over .env."""
-        stored_overrides = globals().get("stored_overrides")
-        if stored_overrides is not None:
-            return list(stored_overrides(name))
-        return shlex.split(win32serviceutil.GetServiceCustomOption(name, SERVER_ARGS_OPTION, "") or "")
 
 
 def main(project: Project, argv: list[str]) -> int:

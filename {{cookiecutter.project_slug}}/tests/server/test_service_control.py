@@ -15,9 +15,9 @@ import pytest
 
 from tornado_wsgi_server import service_control, windows_admin
 from tornado_wsgi_server.project import load_project
-from tornado_wsgi_server.service_control import ServiceState
 
 from ..conftest import PROJECT_DIR
+from .service_fakes import FakeManager
 
 PROJECT = load_project(PROJECT_DIR)
 SLUG = PROJECT.slug
@@ -33,74 +33,6 @@ def restore_environment():
     yield
     os.environ.clear()
     os.environ.update(saved)
-
-
-class FakeManager:
-    """One service manager: ``script[name]`` lists the states a service goes through after a
-    start or stop request, one per poll; the last one stays."""
-
-    def __init__(self, installed_from: Path | None = None, state: str = "stopped") -> None:
-        self.services: dict[str, dict] = {}
-        self.calls: list = []
-        self.commands: list[list[str]] = []
-        self.after_start = ["start_pending", "running"]
-        self.after_stop = ["stop_pending", "stopped"]
-        self.queue: list[str] = []
-        self.events: list[str] = []
-        self.exit_code = 0
-        if installed_from is not None:
-            self.services[SLUG] = {"class": f"{installed_from}\\{service_control.SERVICE_MODULE}."
-                                            f"{service_control.SERVICE_CLASS}", "state": state, "options": {}}
-
-    def state(self, name):
-        service = self.services.get(name)
-        if service is None:
-            return None
-        if self.queue:
-            service["state"] = self.queue.pop(0)
-        return ServiceState(service["state"], self.exit_code if service["state"] == "stopped" else 0)
-
-    def installed_class(self, name):
-        return self.services.get(name, {}).get("class")
-
-    def create(self, spec):
-        self.calls.append(("create", spec))
-        self.services[spec.name] = {"class": spec.class_string, "state": "stopped", "options": {}}
-
-    def update(self, spec):
-        self.calls.append(("update", spec))
-        self.services[spec.name]["class"] = spec.class_string
-
-    def get_option(self, name, option, default=None):
-        return self.services[name]["options"].get(option, default)
-
-    def set_option(self, name, option, value):
-        self.services[name]["options"][option] = value
-
-    def start(self, name, args):
-        self.calls.append(("start", name))
-        self.queue = list(self.after_start)
-
-    def stop(self, name):
-        self.calls.append(("stop", name))
-        self.queue = list(self.after_stop)
-
-    def delete(self, name):
-        self.calls.append(("delete", name))
-        del self.services[name]
-
-    def prepare_host(self, name):
-        self.calls.append(("prepare_host", name))
-
-    def grant_logon_right(self, account):
-        self.calls.append(("grant_logon_right", account))
-
-    def last_event(self, name, since):
-        return self.events[-1] if self.events else None
-
-    def run(self, command):
-        self.commands.append(command)
-        return 0, ""
 
 
 class Clock:
@@ -218,6 +150,22 @@ def test_install_refuses_to_take_over_a_service_installed_from_another_folder():
     assert not [command for command in manager.commands if command[0] == "netsh"]  # its rule is untouched
 
 
+def test_a_second_service_name_from_the_same_folder_is_refused_but_a_reinstall_is_not():
+    """Two services from one folder would share data\\ and logs\\ (the database, the control
+    file): install under another name says which service runs the folder and the two fixes."""
+    manager = FakeManager(installed_from=PROJECT_DIR, state="running")
+    code, output = run(manager, "--name", "site_b", "install")
+    assert code == 2, output
+    assert f"already runs the service {SLUG}" in output and str(PROJECT_DIR) in output, output
+    assert f"service.bat remove --name {SLUG}" in output and "another folder" in output, output
+    assert set(manager.services) == {SLUG} and not manager.calls and not manager.commands
+    # The same name is a reinstall.
+    assert run(manager, "install")[0] == 0 and manager.calls[0][0] == "update"
+    # A service of that other name from another folder does not count.
+    elsewhere = FakeManager(installed_from=Path("C:\\Sites\\live"))
+    assert run(elsewhere, "--name", "site_b", "install")[0] == 0
+
+
 def test_a_service_of_another_program_with_that_name_is_refused_too():
     manager = FakeManager()
     manager.services[SLUG] = {"class": None, "state": "running", "options": {}}
@@ -323,8 +271,10 @@ def test_start_of_a_running_service_and_stop_of_a_stopped_one_are_refused():
     assert run(FakeManager(installed_from=PROJECT_DIR, state="running"), "start")[0] == 1056
     assert run(FakeManager(installed_from=PROJECT_DIR), "stop")[0] == 1062
     assert run(FakeManager(installed_from=PROJECT_DIR), "reload")[0] == 1062
-    for command in ("start", "stop", "restart", "reload", "remove", "status"):
+    for command in ("start", "stop", "restart", "reload", "remove"):
         assert run(FakeManager(), command)[0] == 1060
+    code, output = run(FakeManager(), "status")  # as every status: 3 when it does not run
+    assert code == 3 and f"{SLUG}: not installed" in output, output
 
 
 def test_stop_waits_for_the_drain_time_plus_the_margin(monkeypatch):
@@ -357,11 +307,117 @@ def test_remove_stops_first_then_deletes_the_service_and_its_rule():
     code, output = run(manager, "remove")
     assert code == 0, output
     assert [call[0] for call in manager.calls] == ["stop", "delete"]
-    assert manager.commands == [["netsh", "advfirewall", "firewall", "delete", "rule", f"name={SLUG}-web"]]
+    assert manager.commands[-1] == ["netsh", "advfirewall", "firewall", "delete", "rule", f"name={SLUG}-web"]
     manager = FakeManager(installed_from=PROJECT_DIR, state="running")
     manager.after_stop = ["stop_pending"]
     code, output = run(manager, "remove")
     assert code == 1 and "was not removed" in output and SLUG in manager.services
+
+
+def removals(manager) -> list[list[str]]:
+    return [command for command in manager.commands if command[2:3] == ["/remove"]]
+
+
+def test_remove_takes_back_the_folder_rights_install_gave_while_the_account_still_resolves():
+    manager = FakeManager()
+    assert run(manager, "install", base_prefix="C:\\Python\\A")[0] == 0
+    assert run(manager, "install", base_prefix="C:\\Python\\B")[0] == 0  # .venv made again from another Python
+    present = []
+    recorded = manager.run
+    manager.run = lambda command: present.append(SLUG in manager.services) or recorded(command)
+    code, output = run(manager, "remove")
+    assert code == 0 and SLUG not in manager.services, output
+    account, project = f"NT SERVICE\\{SLUG}", str(PROJECT_DIR)
+    assert removals(manager) == [["icacls", folder, "/remove", account] for folder in
+                                 (project, "C:\\Python\\A", f"{project}\\data", f"{project}\\logs", "C:\\Python\\B")]
+    assert all(present[:5]), "the rights must go before the service: its account's name resolves only then"
+    assert f"removed, with its firewall rule and the folder rights of {account}" in output, output
+
+
+def test_remove_passes_over_a_folder_that_is_gone_and_keeps_the_service_when_rights_stay(tmp_path):
+    manager = FakeManager(installed_from=PROJECT_DIR)  # installed before the folders were recorded
+    deleted_python = str(tmp_path / "Python313")  # the base Python, uninstalled since
+    ran = []
+    manager.run = lambda command: ran.append(command) or ((2, "The system cannot find the file specified.")
+                                                          if command[1] == deleted_python else (0, "processed file"))
+    code, output = run(manager, "remove", base_prefix=deleted_python)
+    assert code == 0 and SLUG not in manager.services, output
+    assert ["icacls", deleted_python, "/remove", f"NT SERVICE\\{SLUG}"] in ran
+    manager = FakeManager(installed_from=PROJECT_DIR)
+    manager.run = lambda command: (5, "Access is denied.") if command[1] == str(PROJECT_DIR) else (0, "")
+    code, output = run(manager, "remove")
+    assert code == 1 and SLUG in manager.services, output
+    assert "Access is denied." in output and f"{SLUG} was not removed" in output and str(PROJECT_DIR) in output
+
+
+def test_remove_leaves_a_named_accounts_rights_and_says_how_to_take_them_back():
+    manager = FakeManager()
+    assert run(manager, "install", "--account", "CORP\\svc-web",
+               environ={**ENVIRON, "SERVICE_ACCOUNT_PASSWORD": "pw"})[0] == 0
+    code, output = run(manager, "remove")
+    assert code == 0, output
+    assert not [command for command in removals(manager) if "CORP\\svc-web" in command]
+    assert "CORP\\svc-web keeps its folder rights" in output and "icacls <folder> /remove CORP\\svc-web" in output
+
+
+def failing(manager, program: str, word: str, output: str, code: int = 5) -> None:
+    """The manager's native commands, with ``program word ...`` failing as Windows would."""
+    recorded = manager.run
+    manager.run = lambda command: (code, output) if command[:2] == [program, word] else recorded(command)
+
+
+def test_install_that_cannot_make_the_service_usable_removes_it_and_says_why():
+    """sc.exe sidtype fails: the virtual account could not use its folder rights, so the new
+    service is taken away again, its rights first; exit 1 with the command and its output."""
+    manager = FakeManager()
+    failing(manager, "sc.exe", "sidtype", "[SC] ChangeServiceConfig2 FAILED 5:\n\nAccess is denied.")
+    code, output = run(manager, "install")
+    assert code == 1, output
+    assert f"`sc.exe sidtype {SLUG} unrestricted` (exit code 5: [SC] ChangeServiceConfig2 FAILED 5:" in output
+    assert "Access is denied." in output and "nothing of it is left" in output, output
+    assert SLUG not in manager.services and removals(manager), output
+    assert not [command for command in manager.commands if command[0] == "netsh"]  # no rule was made
+
+
+def test_install_whose_account_windows_refuses_leaves_no_service():
+    manager = FakeManager()
+    made = manager.create
+
+    def create(spec):
+        made(spec)  # made as LocalSystem, then given its account, as Windows does
+        raise service_control.ServiceManagerError(1057, "The account name is invalid or does not exist")
+
+    manager.create = create
+    code, output = run(manager, "install", "--account", "CORP\\nobody", environ={**ENVIRON, "SERVICE_ACCOUNT_PASSWORD": "x"})
+    assert code == 1057 and "account name is invalid" in output, output
+    assert SLUG not in manager.services and "nothing of it is left" in output, output
+
+
+@pytest.mark.parametrize("program,word,output", [
+    ("sc.exe", "failure", "[SC] ChangeServiceConfig2 FAILED 1072:\n\nThe specified service has been marked for deletion."),
+    ("sc.exe", "sdset", "[SC] SetServiceObjectSecurity FAILED 87:\n\nThe parameter is incorrect."),
+    ("netsh", "advfirewall", "An error occurred while attempting to contact the Windows Defender Firewall service."),
+])
+def test_install_whose_other_set_up_fails_exits_1_with_the_command_and_keeps_a_usable_service(
+        monkeypatch, program, word, output):
+    monkeypatch.setenv("SERVER_HOST", "0.0.0.0")
+    manager = FakeManager()
+    failing(manager, program, word, output)
+    code, said = run(manager, "install")
+    assert code == 1, said
+    assert said.count("(exit code 5: ") >= 1 and output.splitlines()[-1] in said, said
+    assert "is installed and can start" in said and "service.bat install again" in said, said
+    assert SLUG in manager.services and not removals(manager)
+    if program == "netsh":  # deleting a rule that is not there is not a failure; adding one is
+        assert "add rule" in said.split("ERROR:")[-1]
+
+
+def test_a_reinstall_whose_rights_fail_keeps_the_service_and_says_what_to_do():
+    manager = FakeManager(installed_from=PROJECT_DIR)
+    failing(manager, "icacls", str(PROJECT_DIR), "Access is denied.")
+    code, output = run(manager, "install")
+    assert code == 1 and SLUG in manager.services, output
+    assert f"`icacls {PROJECT_DIR} /inheritance:r" in output and "is updated but may not start" in output, output
 
 
 def test_firewall_at_service_start_follows_a_changed_port_or_says_why_not():

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -15,10 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tornado_wsgi_server import __version__, server_status, windows_service
+from tornado_wsgi_server import __version__, server_status, service_control, windows_service
 from tornado_wsgi_server.project import load_project
 
 from ..conftest import PROJECT_DIR, free_port
+from .service_fakes import FakeManager
 
 PROJECT = load_project(PROJECT_DIR)
 # `status --json`: scripts rely on these keys, present whatever the state.
@@ -135,64 +138,58 @@ def test_status_of_a_server_whose_control_channel_hangs(monkeypatch, tmp_path):
     assert server_status.exit_code(report) == 3
 
 
-class FakeServiceManager:
-    """Stands in for the Windows reads of `service status` (windows_service.ServiceManager)."""
-
-    def __init__(self, facts: dict, stored: list[str] = ()) -> None:
-        self._facts, self.stored = facts, list(stored)
-
-    def facts(self, name: str) -> dict:
-        assert name == PROJECT.slug
-        return dict(self._facts)
-
-    def stored_options(self, name: str) -> list[str]:
-        return self.stored
+def service_manager(state: str | None, stored: list[str] = (), pid: int | None = None,
+                    account: str = r"NT SERVICE\site", startup: str = "delayed") -> FakeManager:
+    """The service manager seam as the service commands see it, with one service or none."""
+    manager = FakeManager(installed_from=PROJECT_DIR, state=state) if state else FakeManager()
+    if state:
+        manager.services[PROJECT.slug].update(pid=pid, account=account, startup=startup)
+        manager.services[PROJECT.slug]["options"][service_control.SERVER_ARGS_OPTION] = shlex.join(stored)
+    return manager
 
 
-def service_status(capsys, manager: FakeServiceManager, as_json: bool) -> tuple[int, str]:
-    code = windows_service.print_status(PROJECT.slug, PROJECT, as_json, manager)
-    return code, capsys.readouterr().out
+def service_status(manager: FakeManager, as_json: bool) -> tuple[int, str]:
+    out = io.StringIO()
+    code = service_control.main(PROJECT, ["status", "--json"] if as_json else ["status"], manager, out=out)
+    return code, out.getvalue()
 
 
-def test_service_status_shows_account_start_type_and_stored_options(start_server, capsys, tmp_path):
+def test_service_status_shows_account_start_type_and_stored_options(start_server, tmp_path):
     log_file = tmp_path / "server.log"
     server = start_server("--log-file", str(log_file))
-    running = {"installed": True, "state": "running", "pid": server.process.pid,
-               "account": r"NT SERVICE\site", "start_type": "automatic (delayed)"}
+    stored = ["--port", str(server.port), "--log-file", str(log_file)]
     # The stored options name the port: status finds the server there, not on .env's.
-    manager = FakeServiceManager(running, ["--port", str(server.port), "--log-file", str(log_file)])
-    code, text = service_status(capsys, manager, as_json=False)
+    manager = service_manager("running", stored, pid=server.process.pid)
+    code, text = service_status(manager, as_json=False)
     assert code == 0 and text.splitlines()[0] == f"{PROJECT.slug}: running", text
     assert fact(text, "PID") == str(server.process.pid)
     assert fact(text, "Address") == f"http://127.0.0.1:{server.port}/"
     assert fact(text, "Account") == r"NT SERVICE\site"
     assert fact(text, "Start type") == "automatic (delayed)"
     assert fact(text, "Stored options").startswith(f"--port {server.port} --log-file {log_file} (set at install")
-    code, text = service_status(capsys, manager, as_json=True)
+    code, text = service_status(manager, as_json=True)
     report = json.loads(text)
     assert code == 0 and set(report) == REPORT_KEYS and report["state"] == "running", report
     assert report["service"]["stored_options"] == ["--port", str(server.port), "--log-file", str(log_file)]
     assert report["requests"] == 0 and report["log_file"] == str(log_file)
 
     assert server.stop() == 0
-    stopped = {**running, "state": "stopped", "pid": None}
-    code, text = service_status(capsys, FakeServiceManager(stopped, manager.stored), as_json=False)
+    code, text = service_status(service_manager("stopped", stored, startup="manual"), as_json=False)
     assert code == 3 and text.splitlines()[0] == f"{PROJECT.slug}: stopped", text
-    assert fact(text, "Account") == r"NT SERVICE\site"
+    assert fact(text, "Account") == r"NT SERVICE\site" and fact(text, "Start type") == "manual"
 
-    code, text = service_status(capsys, FakeServiceManager({"installed": False}), as_json=True)
+    code, text = service_status(service_manager(None), as_json=True)
     report = json.loads(text)
     assert code == 3 and report["state"] == "not installed" and set(report) == REPORT_KEYS, report
     assert "service.bat install" in report["detail"]
 
 
-def test_service_status_when_the_service_runs_but_its_server_does_not_answer(capsys, tmp_path):
+def test_service_status_when_the_service_runs_but_its_server_does_not_answer(tmp_path):
     """The service manager says running, yet nothing answers on the stored port (a start that
     hangs, say): not answering, and exit code 3."""
-    running = {"installed": True, "state": "running", "pid": 4242, "account": "LocalSystem",
-               "start_type": "manual"}
-    manager = FakeServiceManager(running, ["--port", str(free_port()), "--log-file", str(tmp_path / "x.log")])
-    code, text = service_status(capsys, manager, as_json=False)
+    manager = service_manager("running", ["--port", str(free_port()), "--log-file", str(tmp_path / "x.log")],
+                              pid=4242, account="LocalSystem", startup="manual")
+    code, text = service_status(manager, as_json=False)
     assert code == 3 and text.splitlines()[0] == f"{PROJECT.slug}: not answering", text
     assert fact(text, "PID") == "4242"
 
