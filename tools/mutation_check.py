@@ -1642,6 +1642,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         "",
         ("tests/server/test_windows_sspi.py::test_groups_are_the_enabled_ones_as_sid_and_name_and_the_token_is_closed",),
     ),
+    Mutation(
+        "WG4", "Windows groups reach Django's groups and staff through the server: the settings put the "
+               "groups middleware after the one that signs the user in",
+        f"{PACKAGE}/settings.py",
+        "        MIDDLEWARE.insert(MIDDLEWARE.index(REMOTE_USER_MIDDLEWARE) + 1, WINDOWS_GROUPS_MIDDLEWARE)\n",
+        "        MIDDLEWARE.insert(MIDDLEWARE.index(REMOTE_USER_MIDDLEWARE), WINDOWS_GROUPS_MIDDLEWARE)\n",
+        (f"{SIGNON}::test_a_windows_group_gives_its_django_group_and_staff_at_sign_on_and_others_get_none",),
+    ),
 )
 
 
