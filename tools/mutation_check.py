@@ -1657,6 +1657,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        left = []\n",
         (f"{SERVICE_CONTROL}::test_remove_takes_back_the_folder_rights_install_gave_while_the_account_still_resolves",),
     ),
+    Mutation(
+        "WG4", "Windows groups reach Django's groups and staff through the server: the settings put the "
+               "groups middleware after the one that signs the user in",
+        f"{PACKAGE}/settings.py",
+        "        MIDDLEWARE.insert(MIDDLEWARE.index(REMOTE_USER_MIDDLEWARE) + 1, WINDOWS_GROUPS_MIDDLEWARE)\n",
+        "        MIDDLEWARE.insert(MIDDLEWARE.index(REMOTE_USER_MIDDLEWARE), WINDOWS_GROUPS_MIDDLEWARE)\n",
+        (f"{SIGNON}::test_a_windows_group_gives_its_django_group_and_staff_at_sign_on_and_others_get_none",),
+    ),
 )
 
 

@@ -1,8 +1,9 @@
 """Windows sign-on for real: a local user made for this run (``net user``), in a local group
 made for it (``net localgroup``), signs on through SSPI to the server started with
 ``--windows-auth negotiate``, and Django sees that user as REMOTE_USER (``COMPUTER\\user``)
-and the group among the groups the server read from the token (``COMPUTER\\group``); no
-credentials and a wrong password get 401.
+and the group among the groups the server read from the token (``COMPUTER\\group``); the
+server maps that group (DJANGO_WINDOWS_GROUPS, DJANGO_WINDOWS_STAFF_GROUPS), so Django puts the
+user in its group "Editors" with staff status; no credentials and a wrong password get 401.
 
 Run by the Windows job of .github/workflows/ci.yml (``python ci/windows_signon_check.py``)
 from an Administrator's shell (creating a user needs one). The calls that are Windows' own go
@@ -30,6 +31,7 @@ from windows import PROJECT_DIR, Windows, system  # noqa: E402
 from windows_service_checks import free_port  # noqa: E402
 
 USER_VIEW = "/__test__/user"  # tests/views.py: who Django says is signed in, REMOTE_USER, the groups
+DJANGO_GROUP = "Editors"  # what the server's mapping makes of the local group
 
 
 def get(conn: http.client.HTTPConnection, authorization: str | None = None):
@@ -91,8 +93,12 @@ class SignOnChecks:
         expect(done.code == 0, f"net localgroup {self.group} {self.user} /add exited with {done.code}: "
                                f"{done.output}")
 
-    def server_starts_with_negotiate(self) -> None:
-        env = self.windows.signon_env(self.folder)
+    def server_starts_with_negotiate_mapping_the_group(self) -> None:
+        env = {**self.windows.signon_env(self.folder),
+               # A bare group name matches it in any domain: COMPUTER\group here.
+               "DJANGO_WINDOWS_GROUPS": f"{self.group}={DJANGO_GROUP}", "DJANGO_WINDOWS_STAFF_GROUPS": self.group,
+               # tests/settings.py would otherwise set its own (empty) values of these.
+               "TEST_ENVIRONMENT_KEEP": "DJANGO_WINDOWS_GROUPS,DJANGO_WINDOWS_STAFF_GROUPS"}
         # RemoteUserBackend creates the user in the database on the first sign-on.
         migrated = subprocess.run(
             [sys.executable, "manage.py", "migrate", "--noinput", "--settings", "tests.settings"],
@@ -135,6 +141,14 @@ class SignOnChecks:
         expect(groups is not None and wanted in (group.lower() for group in groups),
                f"the signed-on request's groups {groups} lack {wanted}")
 
+    def django_puts_the_user_in_the_mapped_group_with_staff_status(self) -> None:
+        response, body, legs = self.sign_on("ntlm", self.password)
+        expect(response.status == 200, f"{response.status} after {legs} request(s): {body[:300]!r}")
+        seen = json.loads(body)  # as the database has them once the sign-on's request is done
+        expect(DJANGO_GROUP in seen["django_groups"] and seen["is_staff"] and not seen["is_superuser"],
+               f"Django has {seen['user']} in {seen['django_groups']}, staff {seen['is_staff']}, superuser "
+               f"{seen['is_superuser']}; wanted {DJANGO_GROUP}, staff, not superuser\n{self.server.output()[-3000:]}")
+
     def wrong_password_gets_401(self) -> None:
         response, body, legs = self.sign_on("ntlm", self.password + "x")
         expect(response.status == 401, f"a wrong password got {response.status}: {body[:300]!r}")
@@ -152,11 +166,14 @@ class SignOnChecks:
             ("a local user is created (net user /add)", self.local_user_is_created),
             ("a local group is created with the user in it (net localgroup /add)",
              self.local_group_is_created_with_the_user_in_it),
-            ("the server starts with --windows-auth negotiate", self.server_starts_with_negotiate),
+            ("the server starts with --windows-auth negotiate, the group mapped to Django's Editors and staff",
+             self.server_starts_with_negotiate_mapping_the_group),
             ("no credentials get 401 offering Negotiate and NTLM", self.no_credentials_get_401),
             ("the user signs on with NTLM and Django sees COMPUTER\\user", self.user_signs_on_with_ntlm),
             ("the user signs on with Negotiate (SPNEGO)", self.user_signs_on_with_negotiate),
             ("Django sees COMPUTER\\group among the signed-on request's groups", self.django_sees_the_users_local_group),
+            ("Django puts the user in Editors with staff status (DJANGO_WINDOWS_GROUPS, _STAFF_GROUPS)",
+             self.django_puts_the_user_in_the_mapped_group_with_staff_status),
             ("a wrong password gets 401", self.wrong_password_gets_401),
         ]
 

@@ -41,9 +41,15 @@ TEST_ENVIRONMENT = {
 }
 # The pytest process takes them here. A process the fixtures start already has them in the
 # environment they give it (marked by TEST_ENVIRONMENT_SET), with whatever a test changed
-# on purpose, which must win.
+# on purpose, which must win. A process started otherwise keeps its own values of the ones
+# TEST_ENVIRONMENT_KEEP names (NAME,NAME: ci/windows_signon_check.py's group mapping).
 if os.environ.get("TEST_ENVIRONMENT_SET") != "1":
-    os.environ.update(TEST_ENVIRONMENT)
+    _keep = {name.strip() for name in os.environ.get("TEST_ENVIRONMENT_KEEP", "").split(",") if name.strip()}
+    if _keep - TEST_ENVIRONMENT.keys():
+        raise RuntimeError(f"TEST_ENVIRONMENT_KEEP names {', '.join(sorted(_keep - TEST_ENVIRONMENT.keys()))}, "
+                           "which tests/settings.py does not set")
+    os.environ.update({name: value for name, value in TEST_ENVIRONMENT.items()
+                       if name not in _keep or name not in os.environ})
     os.environ["TEST_ENVIRONMENT_SET"] = "1"
 
 from {{ cookiecutter.project_slug }}.settings import *  # noqa: E402,F403

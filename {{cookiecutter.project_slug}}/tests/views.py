@@ -131,17 +131,23 @@ def environ(request, rest=""):
 def user(request):
     """Who Django says is signed in, what the server passed as REMOTE_USER, and the Windows
     groups it passed (None: none in the environ; ``group_keys``: every environ key that
-    speaks of groups, so that a client's header posing as them shows)."""
+    speaks of groups, so that a client's header posing as them shows); and that user's Django
+    groups and rights as the database has them once the middleware ran (read again, not
+    request.user's copy)."""
     from django.contrib.auth import get_user_model
 
     from tornado_wsgi_server.windows_auth import GROUPS_KEY
 
     name = request.user.get_username() if request.user.is_authenticated else None
     groups = request.META.get(GROUPS_KEY)
+    stored = get_user_model().objects.filter(username=name).first() if name else None
     return JsonResponse({
         "user": name,
         "remote_user": request.META.get("REMOTE_USER"),
         "users_with_that_name": get_user_model().objects.filter(username=name).count() if name else 0,
+        "django_groups": sorted(stored.groups.values_list("name", flat=True)) if stored else [],
+        "is_staff": bool(stored and stored.is_staff),
+        "is_superuser": bool(stored and stored.is_superuser),
         "headers": sorted(key for key in request.META if "USER" in key and key != "HTTP_USER_AGENT"),
         "groups": None if groups is None else list(groups),
         "groups_type": type(groups).__name__,

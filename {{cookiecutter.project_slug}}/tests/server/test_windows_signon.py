@@ -35,7 +35,7 @@ GROUP_HEADERS = {"X-Windows-Groups": "BUILTIN\\Administrators",
                  "tornado_wsgi_server.windows_auth.groups": "BUILTIN\\Administrators"}
 GROUPS_KEY = "tornado_wsgi_server.windows_auth.groups"
 NOBODY = {"user": None, "remote_user": None, "users_with_that_name": 0, "headers": [], "groups": None,
-          "groups_type": "NoneType", "group_keys": []}
+          "groups_type": "NoneType", "group_keys": [], "django_groups": [], "is_staff": False, "is_superuser": False}
 
 
 @pytest.fixture(scope="module")
@@ -388,3 +388,108 @@ def test_over_https_the_sign_on_is_bound_to_the_servers_certificate(https_server
     response, body, _ = sign_on(conn, users["alice"], channel_bindings=bindings)
     assert response.status == status, body
     conn.close()
+
+
+# --- Windows groups to Django groups and rights (tornado_wsgi_server/windows_groups.py), through
+# the server: the groups it read at the handshake reach the settings' middleware.
+GROUP_MAPPING = {
+    "DJANGO_WINDOWS_GROUPS": f"{DOMAIN}\\Site Editors=Editors, Reviewers=Reviewers",
+    "DJANGO_WINDOWS_STAFF_GROUPS": "Site Editors",
+    "DJANGO_WINDOWS_SUPERUSER_GROUPS": f"{DOMAIN}\\Site Admins",
+}
+
+
+class MappedUsers:
+    """Users new to the database in an NTLM_USER_FILE of their own; ``env(groups)`` writes an
+    NTLM_GROUP_FILE ({key: "Group, Group"}) and gives a server's environment with GROUP_MAPPING."""
+
+    def __init__(self, folder) -> None:
+        self.folder = folder
+        self.names = {key: f"{key}{secrets.token_hex(3)}" for key in ("editor", "reviewer", "admin", "none",
+                                                                      "leaver", "visitor")}
+        self.users_file = folder / "users"
+        self.users_file.write_text("".join(f"{DOMAIN}:{name}:{PASSWORD}\n" for name in self.names.values()))
+        self.files = 0
+
+    def env(self, groups: dict[str, str]) -> dict:
+        self.files += 1
+        path = self.folder / f"groups-{self.files}"
+        path.write_text("".join(f"{DOMAIN}\\{self.names[key]}: {value}\n" for key, value in groups.items()),
+                        encoding="utf-8")
+        return {"NTLM_USER_FILE": str(self.users_file), "NTLM_GROUP_FILE": str(path), **GROUP_MAPPING}
+
+
+@pytest.fixture(scope="module")
+def mapped(tmp_path_factory) -> MappedUsers:
+    return MappedUsers(tmp_path_factory.mktemp("ntlm-mapped"))
+
+
+@pytest.fixture(scope="module")
+def mapped_server(start_module_server, mapped):
+    return start_module_server("--windows-auth", "negotiate", env=mapped.env({
+        "editor": "Site Editors, BUILTIN\\Users", "reviewer": "Reviewers", "admin": "Site Admins"}))
+
+
+def django_rights(seen: dict) -> tuple[list[str], bool, bool]:
+    return seen["django_groups"], seen["is_staff"], seen["is_superuser"]
+
+
+def signed_on_rights(server, name: str) -> tuple[list[str], bool, bool]:
+    """Sign ``name`` on; its Django groups and rights as the database has them, read on the
+    request that signed on and again on a later one of that connection (which carries no groups)."""
+    conn = connect(server)
+    try:
+        response, body, _ = sign_on(conn, name)
+        assert response.status == 200, body
+        seen = json.loads(body)
+        assert seen["user"] == f"{DOMAIN}\\{name}" and seen["groups"] is not None, seen
+        response, body = get(conn)
+        later = json.loads(body)
+        assert (later["user"], later["groups"]) == (seen["user"], None), later
+        assert django_rights(later) == django_rights(seen)
+        return django_rights(seen)
+    finally:
+        conn.close()
+
+
+def test_a_windows_group_gives_its_django_group_and_staff_at_sign_on_and_others_get_none(mapped_server, mapped):
+    names = mapped.names
+    assert signed_on_rights(mapped_server, names["editor"]) == (["Editors"], True, False)
+    mapped_server.wait_for_output(f"Windows groups of {DOMAIN}\\{names['editor']}: joined Editors, is_staff on")
+    assert signed_on_rights(mapped_server, names["reviewer"]) == (["Reviewers"], False, False)
+    assert signed_on_rights(mapped_server, names["admin"]) == ([], True, True)
+    assert signed_on_rights(mapped_server, names["none"]) == ([], False, False)  # in no group at all
+    # Signing on again changes nothing and writes nothing.
+    assert signed_on_rights(mapped_server, names["editor"]) == (["Editors"], True, False)
+    assert mapped_server.output().count(f"Windows groups of {DOMAIN}\\{names['editor']}:") == 1
+
+
+def test_leaving_the_windows_group_takes_the_django_group_and_staff_away_at_the_next_sign_on(start_server, mapped):
+    """NTLM_GROUP_FILE is read at start: the server starts again with the user out of the group."""
+    name = mapped.names["leaver"]
+    server = start_server("--windows-auth", "negotiate", env=mapped.env({"leaver": "Site Editors, Reviewers"}))
+    assert signed_on_rights(server, name) == (["Editors", "Reviewers"], True, False)
+    assert server.stop() == 0
+    server = start_server("--windows-auth", "negotiate", env=mapped.env({"leaver": "Reviewers"}))
+    assert signed_on_rights(server, name) == (["Reviewers"], False, False)
+    server.wait_for_output(f"Windows groups of {DOMAIN}\\{name}: left Editors, is_staff off")
+
+
+def test_paths_mode_applies_the_groups_at_the_sign_on_path_and_staff_reach_the_admin(start_server, mapped):
+    server = start_server("--windows-auth", "paths", env=mapped.env({"visitor": "Site Editors"}))
+    conn = connect(server)
+    response, body = get(conn, "/admin/")
+    assert response.status == 302 and response.headers["Location"].startswith("/admin/login/")
+    response, body, _ = sign_on(conn, mapped.names["visitor"], path="/accounts/windows/?next=/admin/")
+    assert response.status == 302 and response.headers["Location"] == "/admin/", body
+    cookie = next(value.split(";", 1)[0] for value in response.headers.get_all("Set-Cookie")
+                  if value.startswith("sessionid="))
+    conn.close()
+    other = connect(server)  # only the session says who this is, and the database what they may do
+    response, body = get(other, "/__test__/user", {"Cookie": cookie})
+    seen = json.loads(body)
+    assert (seen["user"], seen["remote_user"]) == (f"{DOMAIN}\\{mapped.names['visitor']}", None)
+    assert django_rights(seen) == (["Editors"], True, False)
+    response, body = get(other, "/admin/", {"Cookie": cookie})
+    assert response.status == 200 and b"Site administration" in body, body[:300]
+    other.close()
