@@ -5,4 +5,4 @@ the project's update command (update.bat / ./update.sh) brings the template's ne
 of this folder; CHANGELOG.md says what changed in each version and what needs action.
 """
 
-__version__ = "1.1.0"
+__version__ = "1.2.0"
