@@ -99,6 +99,8 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
         self.signon = WindowsSignOn(self, options) if options.windows_auth != "off" else None
         if self.signon is not None:
             self.application = with_reply_header(application)
+            if self.static is not None:  # a connection's first request may be a static file
+                self.static.handler = with_reply_header(self.static.handler)
         header = options.windows_auth_header
         self.user_header = "HTTP_" + header.upper().replace("-", "_") if header else None
         self.tornado_app = tornado_app

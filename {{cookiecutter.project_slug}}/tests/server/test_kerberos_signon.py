@@ -75,3 +75,24 @@ def test_a_token_replayed_on_another_connection_is_refused(server, kerberos_real
     response, body = get(second, token)
     assert response.status == 401, body
     second.close()
+
+
+def test_a_static_file_answered_on_the_event_loop_carries_the_mutual_token(start_module_server, kerberos_realm,
+                                                                           server_env):
+    """WhiteNoise's files skip the thread pool (static_files.py); the first request of a
+    connection may be one, and its 200 must still prove the server to the client."""
+    from .test_static_files import PLAIN, static_path
+
+    server = start_module_server("--windows-auth", "negotiate", env={**kerberos_realm.env, **PLAIN})
+    conn = connect(server)
+    client = kerberos_client()
+    conn.request("GET", static_path(server_env),
+                 headers={"Authorization": f"Negotiate {base64.b64encode(client.step()).decode()}"})
+    response = conn.getresponse()
+    body = response.read()
+    assert response.status == 200 and body, body[:200]
+    assert response.headers["Cache-Control"].endswith("immutable")  # WhiteNoise's answer
+    scheme, _, token = (response.headers.get("WWW-Authenticate") or "").partition(" ")
+    assert scheme == "Negotiate" and token, response.headers
+    assert client.step(base64.b64decode(token)) is None and client.complete
+    conn.close()
