@@ -40,6 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hostile  # the sibling attacker for what slowhttptest cannot send
 import run as bench  # the sibling benchmark: baking, venv, servers
+from report import add_environment_options, leave_workdir, write_results
 
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 CLIENT_ADDRESS = "127.0.0.2"  # the normal visitor; slowhttptest's connections come from 127.0.0.1
@@ -485,12 +486,7 @@ def main(argv=None) -> int:
                         + ",".join(a.name for a in ATTACKS))
     parser.add_argument("--servers", default="", help="comma-separated subset of: "
                         + ",".join(SERVERS))
-    parser.add_argument("--python", default=sys.executable,
-                        help="interpreter for the baked project's venv (default: this one)")
-    parser.add_argument("--cache-dir", type=Path,
-                        default=Path(os.environ.get("BENCH_CACHE_DIR", bench.ROOT / "benchmarks" / ".cache")),
-                        help="where the virtual environment is kept between runs")
-    parser.add_argument("--results", type=Path, default=bench.RESULTS, help="output directory")
+    add_environment_options(parser)
     parser.add_argument("--keep", action="store_true", help="keep the baked project and logs")
     args = parser.parse_args(argv)
 
@@ -568,9 +564,7 @@ def main(argv=None) -> int:
         print()
         print("\n".join(lines))
         stamp = time.strftime("%Y-%m-%d %H:%M")
-        report = [
-            f"# Attack results ({'quick smoke run' if args.quick else 'full run'}, {stamp})",
-            "",
+        description = (
             f"{about}. Each attack opens {connections} connections at {rate} per second: "
             f"slowhttptest from 127.0.0.1, hostile.py from {attack_addresses(connections)} "
             f"addresses 127.0.1.x; once they are open, a normal client on "
@@ -581,25 +575,19 @@ def main(argv=None) -> int:
             f"`{OFFICE_ASSET}` every {OFFICE_THINK[0]:g}-{OFFICE_THINK[1]:g} s for {hold:g} s, "
             f"and their requests are the row's. A request not answered with 200 within "
             f"{args.timeout:g} s fails. A fresh server for every attack: " + "; ".join(
-                f"{name}: {SERVERS[name].note}" for name in servers) + ".",
-            "",
-            *lines,
-            "",
-            ("`attack conns open` is the most attack connections open at once (the office's own "
-             "in its row), counted once the kernel has accepted them, so a server that stops "
-             "accepting still shows its listen backlog as open: as slowhttptest saw them, or "
-             "as /proc/net/tcp showed them for the others."),
-        ]
-        args.results.mkdir(parents=True, exist_ok=True)
+                f"{name}: {SERVERS[name].note}" for name in servers) + ".")
+        counted = ("`attack conns open` is the most attack connections open at once (the office's own "
+                   "in its row), counted once the kernel has accepted them, so a server that stops "
+                   "accepting still shows its listen backlog as open: as slowhttptest saw them, or "
+                   "as /proc/net/tcp showed them for the others.")
         stem = "attack-quick" if args.quick else "attack-latest"
-        (args.results / f"{stem}.md").write_text("\n".join(report) + "\n", encoding="utf-8")
-        log(f"table: {args.results / f'{stem}.md'}")
+        page = write_results(args.results, f"{stem}.md",
+                             f"Attack results ({'quick smoke run' if args.quick else 'full run'}, {stamp})",
+                             description, lines, counted)
+        log(f"table: {page}")
         return 0
     finally:
-        if args.keep:
-            log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        leave_workdir(workdir, args.keep, log)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import sys
 import tempfile
@@ -25,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import add_environment_options, machine, write_results
 from run import (  # noqa: E402  (benchmarks/ is not a package)
-    RESULTS,
     THREADS,
     RunningServer,
     bake,
@@ -159,11 +158,7 @@ def table(outcomes: list[Outcome]) -> list[str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 3 s capacity, 6 s overload")
-    parser.add_argument("--python", default=sys.executable,
-                        help="interpreter for the baked project's venv (default: this one)")
-    parser.add_argument("--cache-dir", type=Path,
-                        default=Path(os.environ.get("BENCH_CACHE_DIR", Path(__file__).parent / ".cache")))
-    parser.add_argument("--results", type=Path, default=RESULTS, help="output directory")
+    add_environment_options(parser)
     args = parser.parse_args(argv)
     capacity_seconds, overload_seconds = (3.0, 6.0) if args.quick else (10.0, 30.0)
     path = f"/work?seconds={VIEW_SECONDS}"
@@ -196,20 +191,12 @@ def main(argv=None) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    lines = [
-        f"# Overload: {OVERLOAD:g}x the capacity for {overload_seconds:.0f} s",
-        "",
+    write_results(
+        args.results, "overload-latest.md", f"Overload: {OVERLOAD:g}x the capacity for {overload_seconds:.0f} s",
         f"View: sleeps {VIEW_SECONDS} s; {THREADS} threads; one process each; default options "
         "(tornado_server: no per-address cap, as the load comes from one address) "
-        f"otherwise. Clients give up after {GIVE_UP:g} s. Python {sys.version.split()[0]}, "
-        f"{os.cpu_count()} CPUs.",
-        "",
-        *table(outcomes),
-        "",
-    ]
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "overload-latest.md").write_text("\n".join(lines), encoding="utf-8")
-    print("\n".join(lines))
+        f"otherwise. Clients give up after {GIVE_UP:g} s. {machine()}",
+        table(outcomes), echo=True)
     return 0
 
 

@@ -34,8 +34,14 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import (  # a sibling module: benchmarks/ is not a package
+    add_environment_options,
+    leave_workdir,
+    write_results,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
 IS_WINDOWS = sys.platform == "win32"
 SLUG = "benchsite"
 THREADS = 8
@@ -754,12 +760,7 @@ def main(argv=None) -> int:
                         help="measure every case this many times, keep the best (default 2, quick 1)")
     parser.add_argument("--servers", default="", help="comma-separated subset of server names")
     parser.add_argument("--cases", default="", help="comma-separated subset of: hello,items,static,block")
-    parser.add_argument("--python", default=sys.executable,
-                        help="interpreter for the baked project's venv (default: this one)")
-    parser.add_argument("--cache-dir", type=Path,
-                        default=Path(os.environ.get("BENCH_CACHE_DIR", ROOT / "benchmarks" / ".cache")),
-                        help="where the virtual environment is kept between runs")
-    parser.add_argument("--results", type=Path, default=RESULTS, help="output directory")
+    add_environment_options(parser)
     parser.add_argument("--no-download", action="store_true", help="skip the large-download memory test")
     parser.add_argument("--no-bound", action="store_true", help="skip the in-process bound")
     parser.add_argument("--keep", action="store_true", help="keep the baked project directory")
@@ -881,8 +882,6 @@ def main(argv=None) -> int:
         title = (f"{info['cpu']}, {info['cores']} cores - Python {info['python']}, Django "
                  f"{info['Django']}, tornado {info['tornado']}, waitress {info['waitress']}")
         notes = [
-            f"# Benchmark results ({'quick smoke run' if args.quick else 'full run'}, {stamp})",
-            "",
             f"Machine: {info['cpu']}, {info['cores']} cores, {info['os']}. Python {info['python']}, "
             f"Django {info['Django']}, tornado {info['tornado']}, waitress {info['waitress']}, "
             f"whitenoise {info['whitenoise']}, cheroot {info['cheroot']}, granian {info['granian']}, "
@@ -934,17 +933,15 @@ def main(argv=None) -> int:
         if write_chart(results, cases, server_names, chart, title):
             notes += ["", f"![requests per second]({chart.name})"]
             log(f"chart: {chart}")
-        (args.results / f"{stem}.md").write_text("\n".join(notes) + "\n", encoding="utf-8")
-        log(f"table: {args.results / f'{stem}.md'}")
+        page = write_results(args.results, f"{stem}.md",
+                             f"Benchmark results ({'quick smoke run' if args.quick else 'full run'}, {stamp})", notes)
+        log(f"table: {page}")
         return 0
     finally:
         for server in servers_started:
             if server.process.poll() is None:
                 server.stop()
-        if args.keep:
-            log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        leave_workdir(workdir, args.keep, log)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ import argparse
 import base64
 import http.client
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -36,8 +35,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import add_environment_options, machine, write_results
 from run import (  # noqa: E402  (benchmarks/ is not a package)
-    RESULTS,
     RunningServer,
     bake,
     bench_env,
@@ -197,11 +196,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 s per case")
     parser.add_argument("--duration", type=float, default=None, help="seconds per case (default 10)")
-    parser.add_argument("--python", default=sys.executable,
-                        help="interpreter for the baked project's venv (default: this one)")
-    parser.add_argument("--cache-dir", type=Path,
-                        default=Path(os.environ.get("BENCH_CACHE_DIR", Path(__file__).parent / ".cache")))
-    parser.add_argument("--results", type=Path, default=RESULTS, help="output directory")
+    add_environment_options(parser)
     parser.add_argument("--client", help=argparse.SUPPRESS)  # MODE PORT SECONDS: the load, as JSON
     args, rest = parser.parse_known_args(argv)
     if args.client:
@@ -262,19 +257,11 @@ def main(argv=None) -> int:
 
     order = [name for name, *_ in CASES]
     rows.sort(key=lambda row: order.index(row[0]))
-    lines = [
-        "# Windows sign-on: requests per second",
-        "",
+    write_results(
+        args.results, "signon-latest.md", "Windows sign-on: requests per second",
         f"tornado_server, 8 threads, one process, no access log; the bench `hello` view; {CLIENTS} "
-        f"Python clients (pyspnego) on the same machine, {seconds:g} s per case. Python "
-        f"{sys.version.split()[0]}, {os.cpu_count()} CPUs.",
-        "",
-        *table(rows),
-        "",
-    ]
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "signon-latest.md").write_text("\n".join(lines), encoding="utf-8")
-    print("\n".join(lines))
+        f"Python clients (pyspnego) on the same machine, {seconds:g} s per case. {machine()}",
+        table(rows), echo=True)
     return 0
 
 

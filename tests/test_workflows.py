@@ -251,6 +251,29 @@ def run_ci_script(vpython: Path, project: Path, code: str) -> subprocess.Complet
     return run([vpython, "-c", "import sys; sys.path.insert(0, 'ci')\n" + code], cwd=project, timeout=900)
 
 
+def assert_check_fails_with_the_change(vpython: Path, project: Path, source: Path, old: str, new: str,
+                                       code: str, message: str) -> None:
+    """With ``old`` replaced by ``new`` in ``source`` (once), the check ``code`` runs exits 1
+    saying ``message``; with the file restored, it passes."""
+    original = source.read_text(encoding="utf-8")
+    assert original.count(old) == 1, old
+    source.write_text(original.replace(old, new), encoding="utf-8")
+    try:
+        done = run_ci_script(vpython, project, code)
+    finally:
+        source.write_text(original, encoding="utf-8")
+    assert done.returncode == 1 and message in done.stdout, done.stdout[-5000:]
+    ok = run_ci_script(vpython, project, code)
+    assert ok.returncode == 0, ok.stdout[-5000:]
+
+
+FIREWALL_CHECK = """
+from windows import FakeWindows
+from windows_service_checks import ServiceChecks
+ServiceChecks(FakeWindows()).install_settings_and_firewall()
+"""
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="the fake stands in for Windows elsewhere")
 @pytest.mark.parametrize("script", ["console_checks.py", "windows_service_checks.py", "start_server_bat_check.py",
@@ -274,21 +297,8 @@ def test_ci_scripts_run_here_through_the_fake(baked_with_venv, script):
 def test_the_fake_catches_a_wrong_windows_command(baked_with_venv, old, new, message):
     """A misspelt command, a wrong port: the service checks fail on Linux."""
     project, vpython = baked_with_venv
-    admin = project / "tornado_wsgi_server" / "windows_admin.py"
-    original = admin.read_text(encoding="utf-8")
-    assert original.count(old) == 1, old
-    admin.write_text(original.replace(old, new), encoding="utf-8")
-    try:
-        done = run_ci_script(vpython, project, "from windows import FakeWindows\n"
-                                               "from windows_service_checks import ServiceChecks\n"
-                                               "ServiceChecks(FakeWindows()).install_settings_and_firewall()\n")
-    finally:
-        admin.write_text(original, encoding="utf-8")
-    assert done.returncode == 1 and message in done.stdout, done.stdout[-5000:]
-    ok = run_ci_script(vpython, project, "from windows import FakeWindows\n"
-                                         "from windows_service_checks import ServiceChecks\n"
-                                         "ServiceChecks(FakeWindows()).install_settings_and_firewall()\n")
-    assert ok.returncode == 0, ok.stdout[-5000:]
+    assert_check_fails_with_the_change(vpython, project, project / "tornado_wsgi_server" / "windows_admin.py",
+                                       old, new, FIREWALL_CHECK, message)
 
 
 SERVICE_CHECK = """
@@ -328,17 +338,8 @@ def test_the_service_checks_catch_a_broken_service_command(baked_with_venv, old,
     service_control.py, fail when a refusal, a wait, the account, the rule's re-sync or the rights
     taken back at remove go."""
     project, vpython = baked_with_venv
-    control = project / "tornado_wsgi_server" / "service_control.py"
-    original = control.read_text(encoding="utf-8")
-    assert original.count(old) == 1, old
-    control.write_text(original.replace(old, new), encoding="utf-8")
-    try:
-        done = run_ci_script(vpython, project, SERVICE_CHECK.format(check=check))
-    finally:
-        control.write_text(original, encoding="utf-8")
-    assert done.returncode == 1 and message in done.stdout, done.stdout[-5000:]
-    ok = run_ci_script(vpython, project, SERVICE_CHECK.format(check=check))
-    assert ok.returncode == 0, ok.stdout[-5000:]
+    assert_check_fails_with_the_change(vpython, project, project / "tornado_wsgi_server" / "service_control.py",
+                                       old, new, SERVICE_CHECK.format(check=check), message)
 
 
 @pytest.mark.slow

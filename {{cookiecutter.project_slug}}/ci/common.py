@@ -1,4 +1,4 @@
-"""What the CI checks share: a list of named checks that all run, HTTP probes, waits."""
+"""What the CI checks share: a suite of named checks that all run, HTTP probes, waits."""
 
 from __future__ import annotations
 
@@ -60,3 +60,17 @@ def run_checks(checks: list[tuple[str, Callable[[], None]]], cleanup: Callable[[
     print(f"{len(checks) - len(failed)} of {len(checks)} checks passed"
           + (": failed " + ", ".join(failed) if failed else "."), flush=True)
     return 1 if failed else 0
+
+
+class CheckSuite:
+    """One script's checks: ``checks()`` names them in the order they run, ``cleanup()`` undoes
+    what they left behind, passed or not. ``run()`` runs them all and is the script's exit code."""
+
+    def checks(self) -> list[tuple[str, Callable[[], None]]]:
+        raise NotImplementedError
+
+    def cleanup(self) -> None:
+        raise NotImplementedError
+
+    def run(self) -> int:
+        return run_checks(self.checks(), cleanup=self.cleanup)

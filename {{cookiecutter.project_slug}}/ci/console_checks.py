@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import CheckFailed, expect, run_checks, status, wait_for  # noqa: E402
+from common import CheckFailed, CheckSuite, expect, status, wait_for  # noqa: E402
 from windows import PROJECT_DIR, Windows, system  # noqa: E402
 from windows_service_checks import free_port  # noqa: E402
 
@@ -72,7 +72,7 @@ def slow_request(port: int, seconds: float, answers: list) -> None:
         connection.close()
 
 
-class ConsoleChecks:
+class ConsoleChecks(CheckSuite):
     def __init__(self, windows: Windows) -> None:
         self.windows = windows
         self.folder = Path(tempfile.mkdtemp(prefix="console-checks-"))
@@ -128,8 +128,7 @@ class ConsoleChecks:
 
 
 def main(windows: Windows | None = None) -> int:
-    checks = ConsoleChecks(windows or system())
-    return run_checks(checks.checks(), cleanup=checks.cleanup)
+    return ConsoleChecks(windows or system()).run()
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import expect, run_checks, status, wait_for  # noqa: E402
+from common import CheckSuite, expect, status, wait_for  # noqa: E402
 from windows import PROJECT_DIR, Windows, system  # noqa: E402
 from windows_service_checks import free_port  # noqa: E402
 
@@ -30,7 +30,7 @@ NOT_COPIED = (".venv", ".git", ".env", "logs", "data", "staticfiles", "backups",
               ".requirements-installed", "pytest-report.xml")
 
 
-class StartServerCheck:
+class StartServerCheck(CheckSuite):
     def __init__(self, windows: Windows) -> None:
         self.windows = windows
         self.root = Path(tempfile.mkdtemp(prefix="start-server-"))
@@ -64,8 +64,7 @@ class StartServerCheck:
 
 
 def main(windows: Windows | None = None) -> int:
-    check = StartServerCheck(windows or system())
-    return run_checks(check.checks(), cleanup=check.cleanup)
+    return StartServerCheck(windows or system()).run()
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import CheckFailed, expect, run_checks, status, wait_for  # noqa: E402
+from common import CheckFailed, CheckSuite, expect, status, wait_for  # noqa: E402
 from windows import PROJECT_DIR, Windows, system, venv_python  # noqa: E402
 
 # The account the service runs as: its own virtual account, which may read the project and
@@ -65,7 +65,7 @@ class NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-class ServiceChecks:
+class ServiceChecks(CheckSuite):
     def __init__(self, windows: Windows, project_dir: Path = PROJECT_DIR) -> None:
         self.windows = windows
         self.project_dir = Path(project_dir)
@@ -360,8 +360,7 @@ class ServiceChecks:
 
 
 def main(windows: Windows | None = None, project_dir: Path = PROJECT_DIR) -> int:
-    checks = ServiceChecks(windows or system(), project_dir)
-    return run_checks(checks.checks(), cleanup=checks.cleanup)
+    return ServiceChecks(windows or system(), project_dir).run()
 
 
 if __name__ == "__main__":

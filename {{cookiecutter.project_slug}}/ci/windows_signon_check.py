@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import expect, run_checks  # noqa: E402
+from common import CheckSuite, expect  # noqa: E402
 from console_checks import ConsoleServer, console_env  # noqa: E402
 from windows import PROJECT_DIR, Windows, system  # noqa: E402
 from windows_service_checks import free_port  # noqa: E402
@@ -40,7 +40,7 @@ def get(conn: http.client.HTTPConnection, authorization: str | None = None):
     return response, response.read()
 
 
-class SignOnChecks:
+class SignOnChecks(CheckSuite):
     def __init__(self, windows: Windows) -> None:
         self.windows = windows
         self.folder = Path(tempfile.mkdtemp(prefix="signon-check-"))
@@ -179,8 +179,7 @@ class SignOnChecks:
 
 
 def main(windows: Windows | None = None) -> int:
-    checks = SignOnChecks(windows or system())
-    return run_checks(checks.checks(), cleanup=checks.cleanup)
+    return SignOnChecks(windows or system()).run()
 
 
 if __name__ == "__main__":

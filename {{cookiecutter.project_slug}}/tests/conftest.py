@@ -143,6 +143,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def send_and_read_to_close(port: int, request: bytes, timeout: float = 30) -> bytes:
+    """Send ``request`` to 127.0.0.1:``port`` on a new connection and return all the server
+    sends until it closes it (what came before, if the connection fails or times out)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        data = b""
+        try:
+            while part := sock.recv(65536):
+                data += part
+        except OSError:
+            pass
+    return data
+
+
 # A server with one thread and no queue is busy, and says so with a 503, exactly while a
 # request is running on its thread (see wait_until_busy).
 ONE_AT_A_TIME = ("--threads", "1", "--max-queue", "0")

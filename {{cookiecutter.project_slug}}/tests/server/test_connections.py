@@ -167,6 +167,24 @@ def open_non_readers(port: int, target: str, receive_buffer: int, count: int = 3
     return readers
 
 
+def assert_a_non_reader_makes_room(server, readers: list[socket.socket], logged: str | None = None) -> None:
+    """With ``readers`` holding every connection --max-connections allows, a new client gets
+    its answer within 5 s once they have read nothing for longer than the 5 s that make a
+    response evictable (after each has ``logged`` its access line, when given); the server
+    says it closed one. Closes ``readers``."""
+    try:
+        if logged is not None:
+            server.wait_for_output(logged, count=len(readers))
+        time.sleep(6.5)
+        status, elapsed = timed_get(server.url)
+        assert status == 200
+        assert elapsed < 5
+    finally:
+        for sock in readers:
+            sock.close()
+    assert "closing a response its client has not read" in server.output()
+
+
 def test_stalled_readers_at_the_connection_limit_are_evicted(start_server, tmp_path):
     """Clients that stop reading a download do not lock out new ones at --max-connections:
     the one that has read nothing for longest makes room."""
@@ -175,16 +193,7 @@ def test_stalled_readers_at_the_connection_limit_are_evicted(start_server, tmp_p
         handle.truncate(20 * 1024 * 1024)
     server = start_server("--max-connections", "3", "--max-connections-per-ip", "100",
                           env={"TEST_FILE": str(big)})
-    readers = open_non_readers(server.port, "/__test__/file", receive_buffer=2048)
-    try:
-        time.sleep(6.5)  # each has read nothing for longer than the 5 s it takes to be evictable
-        status, elapsed = timed_get(server.url)
-        assert status == 200
-        assert elapsed < 5
-    finally:
-        for sock in readers:
-            sock.close()
-    assert "closing a response its client has not read" in server.output()
+    assert_a_non_reader_makes_room(server, open_non_readers(server.port, "/__test__/file", receive_buffer=2048))
 
 
 def test_clients_that_do_not_read_a_whole_page_are_evicted_at_the_limit(start_server):
@@ -192,16 +201,7 @@ def test_clients_that_do_not_read_a_whole_page_are_evicted_at_the_limit(start_se
     too, although no thread holds it and the server has handed all of it over."""
     server = start_server("--max-connections", "3")
     readers = open_non_readers(server.port, "/__test__/big-page?size=16000000", receive_buffer=4096)
-    try:
-        server.wait_for_output('"GET /__test__/big-page?size=16000000 HTTP/1.1" 200', count=3)
-        time.sleep(6.5)  # past the 5 s without progress that make a response evictable
-        status, elapsed = timed_get(server.url)
-        assert status == 200
-        assert elapsed < 5
-    finally:
-        for sock in readers:
-            sock.close()
-    assert "closing a response its client has not read" in server.output()
+    assert_a_non_reader_makes_room(server, readers, logged='"GET /__test__/big-page?size=16000000 HTTP/1.1" 200')
 
 
 def closed_within(sock: socket.socket, seconds: float) -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from ..conftest import free_port
+from ..conftest import free_port, send_and_read_to_close
 from .test_metrics import total, wait_for_metric
 
 
@@ -17,14 +17,8 @@ def get(port: int, target: str, timeout: float = 30) -> tuple[int, float, float]
     """(status, wall-clock time sent, seconds until the answer); status 0 if none came."""
     sent = time.time()
     started = time.monotonic()
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        try:
-            while part := sock.recv(65536):
-                data += part
-        except OSError:
-            pass
+    data = send_and_read_to_close(
+        port, f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode(), timeout)
     status = int(data[9:12]) if data.startswith(b"HTTP/1.1 ") else 0
     return status, sent, time.monotonic() - started
 

@@ -3,7 +3,6 @@ stuck thread's stack, and counts the thread as busy until it really returns."""
 
 from __future__ import annotations
 
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -13,7 +12,7 @@ import pytest
 from tornado_wsgi_server.options import load_options
 from tornado_wsgi_server.project import load_project
 
-from ..conftest import ONE_AT_A_TIME, PROJECT_DIR
+from ..conftest import ONE_AT_A_TIME, PROJECT_DIR, send_and_read_to_close
 
 RETURNED = "has returned after"
 
@@ -21,14 +20,7 @@ RETURNED = "has returned after"
 def exchange(port: int, target: str, timeout: float = 30) -> tuple[bytes, float]:
     """Send a keep-alive GET and read until the server closes: (all bytes, seconds taken)."""
     started = time.monotonic()
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
-        data = b""
-        try:
-            while part := sock.recv(65536):
-                data += part
-        except OSError:
-            pass
+    data = send_and_read_to_close(port, f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode(), timeout)
     return data, time.monotonic() - started
 
 
