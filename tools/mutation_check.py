@@ -1665,6 +1665,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        MIDDLEWARE.insert(MIDDLEWARE.index(REMOTE_USER_MIDDLEWARE), WINDOWS_GROUPS_MIDDLEWARE)\n",
         (f"{SIGNON}::test_a_windows_group_gives_its_django_group_and_staff_at_sign_on_and_others_get_none",),
     ),
+    Mutation(
+        "KB2", "Kerberos sign-on proves the server back in the 200, a static file's too",
+        "tornado_wsgi_server/container.py",
+        "                self.static.handler = with_reply_header(self.static.handler)\n",
+        "                pass\n",
+        (f"{KERBEROS}::test_a_static_file_answered_on_the_event_loop_carries_the_mutual_token",),
+    ),
 )
 
 
