@@ -101,15 +101,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "timeout": env.int("SQLITE_TIMEOUT", default=20),
         }
     )
-else:
-    # Keep connections open between requests, and check them before reuse.
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-        # A database that does not answer fails the request in seconds instead of holding
-        # a thread for the operating system's connect time-out (about 21 s on Windows).
-        DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
-            "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5))
+# Keep each thread's connection open between requests (for SQLite too: opening one and
+# setting it up costs more than a simple view), and check it before reuse.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A database that does not answer fails the request in seconds instead of holding
+    # a thread for the operating system's connect time-out (about 21 s on Windows).
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5))
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
