@@ -1642,6 +1642,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         "",
         ("tests/server/test_windows_sspi.py::test_groups_are_the_enabled_ones_as_sid_and_name_and_the_token_is_closed",),
     ),
+    Mutation(
+        "WG4", "a SID entry matches the user's SIDs only, never a group named like that SID",
+        "tornado_wsgi_server/windows_groups.py",
+        "        if backslash and not SID.fullmatch(name):\n",
+        "        if backslash:\n",
+        ("tests/test_windows_groups.py::test_a_group_named_like_a_sid_is_not_that_sid",),
+    ),
 )
 
 
