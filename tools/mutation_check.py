@@ -1649,6 +1649,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        if backslash:\n",
         ("tests/test_windows_groups.py::test_a_group_named_like_a_sid_is_not_that_sid",),
     ),
+    Mutation(
+        "WA10", "Windows sign-on: a token the acceptor chokes on gets 401 at once, never a request that waits for ever",
+        "tornado_wsgi_server/windows_auth.py",
+        "                except StopIteration:\n",
+        "                except ZeroDivisionError:\n",
+        ("tests/server/test_windows_signon_hardening.py::test_a_token_the_acceptor_chokes_on_gets_401_at_once",),
+    ),
 )
 
 

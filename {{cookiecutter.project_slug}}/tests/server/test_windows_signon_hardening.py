@@ -63,6 +63,25 @@ def test_an_unfinished_handshake_signs_nobody_on(start_server, users):
     conn.close()
 
 
+# SPNEGO's NegTokenInit offering a mechanism list pyspnego cannot match: its acceptor raises
+# StopIteration, which no asyncio future can carry.
+MALFORMED_SPNEGO = bytes.fromhex(
+    "604806062b0601050502a03e303c0c0e300c060a2b06010401823702020aa22a042896544c4d5353500001000000"
+    "378208e20000000028000000a400000028f20000005604000000000f")
+
+
+def test_a_token_the_acceptor_chokes_on_gets_401_at_once(start_server, users):
+    server = start_server("--windows-auth", "negotiate", env={"NTLM_USER_FILE": users["file"]})
+    conn = connect(server)
+    conn.sock.settimeout(20)  # past STEP_TIMEOUT: a 503 would show too
+    started = time.monotonic()
+    response, body = get(conn, headers={"Authorization": "Negotiate " + base64.b64encode(MALFORMED_SPNEGO).decode()})
+    assert (response.status, time.monotonic() - started < 5) == (401, True), body
+    conn.close()
+    assert "malformed token" in server.wait_for_output("Windows sign-on failed for")
+    assert "Traceback" not in server.output()
+
+
 @pytest.mark.skipif(not second_loopback_address(), reason="127.0.0.2 is not a loopback address here")
 @pytest.mark.xfail(strict=True, reason="the 4 sign-on threads are first come, first served: one address "
                    "whose steps hang (NTLM pass-through to a domain that does not answer) holds them all, "
