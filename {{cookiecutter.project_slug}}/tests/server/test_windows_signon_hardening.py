@@ -4,12 +4,15 @@ the real server, real sockets and pyspnego's NTLM client, as in test_windows_sig
 from __future__ import annotations
 
 import base64
+import hashlib
 import http.client
+import ssl
 import time
 
 import pytest
 import spnego
 import spnego._ntlm
+import trustme
 from spnego.channel_bindings import GssChannelBindings
 
 from ..conftest import second_loopback_address
@@ -147,3 +150,28 @@ def test_over_https_an_ntlmv1_answer_is_refused(https_server, users, monkeypatch
     response, body, _ = sign_on(conn, users["alice"])
     conn.close()
     assert response.status == 401, body
+
+
+@pytest.mark.xfail(strict=True, reason="MIT Kerberos (GSSAPI) ignores the acceptor's binding when the "
+                   "ticket carries none")
+def test_over_https_a_kerberos_ticket_without_a_binding_is_refused(start_server, kerberos_realm, tmp_path):
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1", "localhost")
+    issued.cert_chain_pems[0].write_to_path(tmp_path / "cert.pem")
+    issued.private_key_pem.write_to_path(tmp_path / "key.pem")
+    server = start_server("--windows-auth", "negotiate", "--certfile", str(tmp_path / "cert.pem"),
+                          "--keyfile", str(tmp_path / "key.pem"), env=kerberos_realm.env, scheme="https")
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    statuses = {}
+    for binding in ("right", "none"):
+        conn = http.client.HTTPSConnection("127.0.0.1", server.port, timeout=15, context=context)
+        conn.connect()
+        conn.auto_open = 0
+        digest = hashlib.sha256(conn.sock.getpeercert(binary_form=True)).digest()
+        bindings = GssChannelBindings(application_data=b"tls-server-end-point:" + digest) if binding == "right" else None
+        client = spnego.client(hostname="localhost", service="HTTP", protocol="kerberos", channel_bindings=bindings)
+        response, _ = get(conn, headers={"Authorization": "Negotiate " + base64.b64encode(client.step()).decode()})
+        statuses[binding] = response.status
+        conn.close()
+    assert statuses == {"right": 200, "none": 401}
