@@ -495,5 +495,5 @@ def test_project_skip_list_names_real_tests(cookies, database, cache):
     result = cookies.bake(extra_context={"database": database, "cache": cache})
     assert result.exit_code == 0, result.exception
     ids = listed_ids(result.project_path / "ci" / "windows-skips.txt")
-    assert len(ids) == len(set(ids)) == (20 if database == "sqlite" else 30), ids
+    assert len(ids) == len(set(ids)) == (21 if database == "sqlite" else 31), ids
     assert_tests_exist(result.project_path, ids)

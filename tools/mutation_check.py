@@ -1672,6 +1672,20 @@ MUTATIONS: tuple[Mutation, ...] = (
         "                pass\n",
         (f"{KERBEROS}::test_a_static_file_answered_on_the_event_loop_carries_the_mutual_token",),
     ),
+    Mutation(
+        "WG5", "a SID entry matches the user's SIDs only, never a group named like that SID",
+        "tornado_wsgi_server/windows_groups.py",
+        "        if backslash and not SID.fullmatch(name):\n",
+        "        if backslash:\n",
+        ("tests/test_windows_groups.py::test_a_group_named_like_a_sid_is_not_that_sid",),
+    ),
+    Mutation(
+        "WA10", "Windows sign-on: a token the acceptor chokes on gets 401 at once, never a request that waits for ever",
+        "tornado_wsgi_server/windows_auth.py",
+        "                except StopIteration:\n",
+        "                except ZeroDivisionError:\n",
+        ("tests/server/test_windows_signon_hardening.py::test_a_token_the_acceptor_chokes_on_gets_401_at_once",),
+    ),
 )
 
 

@@ -154,6 +154,14 @@ def test_entries_match_by_sid_qualified_or_bare_name_whatever_the_case(signed_on
     assert group_names("CORP\\bob") == expected
 
 
+def test_a_group_named_like_a_sid_is_not_that_sid(signed_on):
+    """Whoever may name a group (an administrator of the server, of a trusted domain) must not
+    reach the rights a SID entry gives by naming a group after that SID."""
+    signed_on("CORP\\mallory", EVERYONE + (f"OTHER\\{ADMINS[0]}", f"WEB01\\{ADMINS[0].lower()}"))
+    assert group_names("CORP\\mallory") == set()
+    assert rights("CORP\\mallory") == (False, False)
+
+
 def test_nothing_is_written_when_nothing_changed(signed_on):
     signed_on("CORP\\alice", EVERYONE + EDITORS + READERS)
     with CaptureQueriesContext(connection) as queries:

@@ -214,6 +214,10 @@ class StepThreads:
             if future.set_running_or_notify_cancel():
                 try:
                     future.set_result(function(*args))
+                except StopIteration:
+                    # pyspnego's on some malformed SPNEGO tokens; an asyncio future refuses to
+                    # carry it, and the request would then wait for ever, its time-out lost.
+                    future.set_exception(ValueError("malformed token (StopIteration in the acceptor)"))
                 except BaseException as exc:  # handed to the loop, which answers 401 or 503
                     future.set_exception(exc)
 

@@ -74,13 +74,15 @@ def windows_group_list(variable: str, value: str) -> list[str]:
 
 def group_keys(windows_groups) -> set[str]:
     """Every form a configured entry may take that matches one of the user's groups, case
-    folded: each SID, each DOMAIN\\Name, and each Name alone (a bare entry: any domain)."""
+    folded: each SID, each DOMAIN\\Name, and each Name alone (a bare entry: any domain). A
+    name that reads as a SID (a group named "S-1-5-32-544" in some domain) is not one: a SID
+    entry matches the user's SIDs only."""
     keys = set()
     for group in windows_groups:
         group = str(group).casefold()
         keys.add(group)
         _, backslash, name = group.rpartition("\\")
-        if backslash:
+        if backslash and not SID.fullmatch(name):
             keys.add(name)
     return keys
 
