@@ -165,7 +165,7 @@ class FakeServiceManager:
         self.python: Path | None = None  # the interpreter the next install's service runs with
 
     def state(self, name: str):
-        from tornado_wsgi_server.service_control import ServiceState
+        from tornado_wsgi_server.service_manager import ServiceState
 
         service = self.services.get(name)
         if service is None:
@@ -194,7 +194,7 @@ class FakeServiceManager:
         return ServiceState("start_pending")
 
     def details(self, name: str):
-        from tornado_wsgi_server.service_control import ServiceDetails
+        from tornado_wsgi_server.service_manager import ServiceDetails
 
         service = self.services.get(name)
         if service is None:
@@ -228,7 +228,7 @@ class FakeServiceManager:
 
     def start(self, name: str, args) -> None:
         from tornado_wsgi_server.project import load_project
-        from tornado_wsgi_server.service_control import SERVER_ARGS_OPTION
+        from tornado_wsgi_server.service_manager import SERVER_ARGS_OPTION
         from tornado_wsgi_server.service_runner import build_options
 
         service = self.services[name]

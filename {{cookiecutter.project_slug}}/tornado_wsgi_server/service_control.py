@@ -2,24 +2,9 @@
 first, acts through the service manager, waits for the outcome and says how it went, with an
 exit code a script can test.
 
-No pywin32 here. ``manager`` is the seam (windows_service.Win32ServiceManager on Windows, a fake
-in the tests and in ci/windows.py), with these methods:
-
-- ``state(name)`` -> ``ServiceState`` or None when no such service is installed;
-- ``details(name)`` -> ``ServiceDetails`` (its process, account and start type) or None;
-- ``installed_class(name)`` -> the PythonClass value (``<folder>\\<module>.<class>``) or None;
-- ``python_services()`` -> {name: PythonClass value} of every service that has one;
-- ``create(spec)`` / ``update(spec)`` with a ``ServiceSpec``;
-- ``get_option(name, option, default)`` / ``set_option(name, option, value)``: the service's
-  stored values;
-- ``start(name, args)``, ``stop(name)``, ``delete(name)``: return once asked, as Windows does;
-- ``prepare_host(name)``: the service's PATH and its Event Log source;
-- ``grant_logon_right(account)``: "Log on as a service" for a named account;
-- ``last_event(name, since)`` -> the text of the newest error or warning entry the service
-  wrote to the Event Log since ``since`` (time.time()), or None;
-- ``run(command)`` -> (exit code, output) of a native command (sc.exe, netsh, icacls).
-
-A manager method that fails raises ``ServiceManagerError``.
+No pywin32 here: ``manager`` is the seam (service_manager.py names its methods;
+windows_service.Win32ServiceManager on Windows, a fake in the tests and in ci/windows.py);
+the command line is service_command_line.py.
 """
 
 from __future__ import annotations
@@ -28,39 +13,37 @@ import getpass
 import json
 import ntpath
 import os
-import re
 import shlex
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import windows_admin
-from .options import ServerOptions, read_dotenv
+from .options import ServerOptions
 from .process import listening_url
 from .project import Project
+from .service_command_line import FAILED, NAME_VARIABLE, OK, USAGE, Command, CommandError, parse, service_name
+from .service_manager import (
+    ACCOUNT_OPTION,
+    ERROR_SERVICE_ALREADY_RUNNING,
+    ERROR_SERVICE_DOES_NOT_EXIST,
+    ERROR_SERVICE_NOT_ACTIVE,
+    FIREWALL_OPTION,
+    PYTHON_OPTION,
+    RIGHTS_OPTION,
+    SERVER_ARGS_OPTION,
+    START_TYPES,
+    ServiceManagerError,
+    ServiceSpec,
+    ServiceState,
+    class_folder,
+    class_string,
+)
 from .service_runner import ServiceError, build_options, service_names, worker_python
 
-# Values stored with the service (HKLM\SYSTEM\CurrentControlSet\Services\<name>\Parameters).
-SERVER_ARGS_OPTION = "ServerArgs"  # options given after `install --`: they win over .env
-PYTHON_OPTION = "Python"
-ACCOUNT_OPTION = "Account"  # kept for the next install unless --account says otherwise
-FIREWALL_OPTION = "Firewall"  # what the rule opened last: "TCP <port>" or "none"
-RIGHTS_OPTION = "FolderRights"  # the folders install gave the account rights on (a JSON list)
-SERVICE_CLASS = "DjangoTornadoService"
-SERVICE_MODULE = "tornado_wsgi_server.windows_service"
-
-NAME_VARIABLE = "SERVICE_NAME"
 PASSWORD_VARIABLE = "SERVICE_ACCOUNT_PASSWORD"
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")
-
-# Exit codes: Windows' own error numbers for the refusals (as pywin32's command line gave them).
-OK, FAILED, USAGE = 0, 1, 2
-ERROR_SERVICE_ALREADY_RUNNING = 1056
-ERROR_SERVICE_DOES_NOT_EXIST = 1060
-ERROR_SERVICE_NOT_ACTIVE = 1062
 
 # How long a start may take (Django loads, the port is bound) before the command gives up;
 # a stop may take the drain time plus this margin.
@@ -70,131 +53,6 @@ STOP_MARGIN = 30.0
 DELETE_TIMEOUT = 10.0
 POLL_SECONDS = 0.5
 LOG_LINES = 15  # of logs\server.log shown when a start or stop failed
-
-COMMANDS = ("install", "update", "start", "stop", "restart", "reload", "remove", "status")
-USAGE_TEXT = (
-    "Usage: tornado_server.py service [--name NAME] install|start|stop|restart|reload|remove|status|run|update\n"
-    "       install/update also take --account ACCOUNT (default NT SERVICE\\<name>; LocalSystem;\n"
-    "       DOMAIN\\user with the password in SERVICE_ACCOUNT_PASSWORD or typed) and\n"
-    "       --startup delayed|auto|manual|disabled; server options after --; status takes --json")
-
-
-class ServiceManagerError(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class CommandError(Exception):
-    """A refusal: the message says why and what to do; ``code`` is the exit code."""
-
-    def __init__(self, message: str, code: int = FAILED) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass
-class ServiceState:
-    state: str  # "start_pending", "running", "stop_pending", "stopped"
-    exit_code: int = 0  # the service's exit code once stopped (0: a clean stop)
-
-
-@dataclass
-class ServiceDetails:
-    pid: int | None  # its process while it runs
-    account: str
-    startup: str  # as ServiceSpec has it: delayed | auto | manual | disabled (else Windows' number)
-
-
-# How `status` names the start types.
-START_TYPES = {"delayed": "automatic (delayed)", "auto": "automatic", "manual": "manual", "disabled": "disabled"}
-
-
-@dataclass
-class ServiceSpec:
-    name: str
-    display_name: str
-    description: str
-    class_string: str  # PythonClass: what pythonservice.exe loads
-    account: str  # LocalSystem, NT SERVICE\<name> or DOMAIN\user
-    password: str | None = None
-    startup: str = "delayed"  # delayed | auto | manual | disabled
-
-
-@dataclass
-class Command:
-    command: str
-    name: str | None = None
-    account: str | None = None
-    startup: str | None = None
-    wait: float | None = None
-    server_args: list[str] = field(default_factory=list)
-    as_json: bool = False
-
-
-def parse(argv: list[str]) -> Command:
-    """``[options] COMMAND [options] [-- server options]``; options anywhere before ``--``."""
-    server_args: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, server_args = argv[:cut], argv[cut + 1:]
-    values: dict[str, str] = {}
-    words: list[str] = []
-    index = 0
-    while index < len(argv):
-        arg = argv[index]
-        option, equals, value = arg.partition("=")
-        if option in ("--name", "--account", "--startup", "--wait"):
-            if not equals:
-                index += 1
-                if index >= len(argv):
-                    raise CommandError(f"{option} needs a value\n{USAGE_TEXT}", USAGE)
-                value = argv[index]
-            values[option[2:]] = value
-        elif arg == "--json":
-            values["json"] = "1"
-        elif arg.startswith("-"):
-            raise CommandError(f"unknown option {arg}\n{USAGE_TEXT}", USAGE)
-        else:
-            words.append(arg)
-        index += 1
-    if len(words) != 1 or words[0] not in COMMANDS:
-        raise CommandError(USAGE_TEXT, USAGE)
-    startup = values.get("startup")
-    if startup is not None and startup not in ("delayed", "auto", "manual", "disabled"):
-        raise CommandError(f"--startup {startup}: use delayed, auto, manual or disabled", USAGE)
-    try:
-        wait = float(values["wait"]) if "wait" in values else None
-    except ValueError:
-        raise CommandError(f"--wait {values['wait']}: a number of seconds", USAGE) from None
-    if "json" in values and words[0] != "status":
-        raise CommandError(f"--json goes with status only\n{USAGE_TEXT}", USAGE)
-    return Command(words[0], values.get("name"), values.get("account"), startup, wait, server_args,
-                   as_json="json" in values)
-
-
-def service_name(project: Project, given: str | None) -> str:
-    """--name, else SERVICE_NAME (environment or .env), else the project's slug; checked."""
-    read_dotenv(project.dotenv)
-    name = given or os.environ.get(NAME_VARIABLE, "").strip() or project.slug
-    source = "--name" if given else NAME_VARIABLE if os.environ.get(NAME_VARIABLE, "").strip() else "the project"
-    if not NAME_PATTERN.fullmatch(name):
-        raise CommandError(f"{source}: {name!r} is not a usable service name: up to 80 letters, digits, "
-                           "'_', '-' or '.', starting with a letter or digit", USAGE)
-    return name
-
-
-def class_string(project: Project) -> str:
-    """The PythonClass value pythonservice.exe loads the service by: it splits it at the last
-    backslash, puts the folder on sys.path and imports the rest as a dotted module."""
-    return f"{project.directory}\\{SERVICE_MODULE}.{SERVICE_CLASS}"
-
-
-def class_folder(value: str | None) -> str | None:
-    """The project folder of a PythonClass value, None when it is not one of ours."""
-    if not value or not value.endswith(f"\\{SERVICE_MODULE}.{SERVICE_CLASS}"):
-        return None
-    return value.rsplit("\\", 1)[0]
 
 
 def sqlite_outside_data(project: Project, database_url: str | None) -> str | None:

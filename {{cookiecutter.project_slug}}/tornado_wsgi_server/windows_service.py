@@ -14,9 +14,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from . import service_control, windows_admin
+from . import service_command_line, service_control, service_manager, windows_admin
 from .project import Project, load_project
-from .service_control import (  # noqa: F401
+from .service_manager import (  # noqa: F401
     ACCOUNT_OPTION,
     FIREWALL_OPTION,
     PYTHON_OPTION,
@@ -336,7 +336,7 @@ def register_event_source(name: str) -> None:
 
 def service_class_string(project: Project) -> str:
     """The PythonClass value pythonservice.exe loads the service by (see service_control)."""
-    return service_control.class_string(project)
+    return service_manager.class_string(project)
 
 
 def service_path(own_folders: list[str], system_path: str) -> str:
@@ -406,6 +406,6 @@ def main(project: Project, argv: list[str]) -> int:
     if argv[:1] == ["run"]:
         return run_in_console(project, argv[1:])
     if not argv:
-        print(service_control.USAGE_TEXT, file=sys.stderr)
+        print(service_command_line.USAGE_TEXT, file=sys.stderr)
         return 2
     return handle_command_line(project, ["tornado_server.py service", *argv])

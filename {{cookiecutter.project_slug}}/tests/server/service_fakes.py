@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tornado_wsgi_server import service_control
+from tornado_wsgi_server import service_manager
 from tornado_wsgi_server.project import load_project
-from tornado_wsgi_server.service_control import ServiceDetails, ServiceState
+from tornado_wsgi_server.service_manager import ServiceDetails, ServiceState
 
 from ..conftest import PROJECT_DIR
 
@@ -28,8 +28,8 @@ class FakeManager:
         self.events: list[str] = []
         self.exit_code = 0
         if installed_from is not None:
-            self.services[SLUG] = {"class": f"{installed_from}\\{service_control.SERVICE_MODULE}."
-                                            f"{service_control.SERVICE_CLASS}", "state": state, "options": {},
+            self.services[SLUG] = {"class": f"{installed_from}\\{service_manager.SERVICE_MODULE}."
+                                            f"{service_manager.SERVICE_CLASS}", "state": state, "options": {},
                                    "account": f"NT SERVICE\\{SLUG}", "startup": "delayed", "pid": None}
 
     def state(self, name):
