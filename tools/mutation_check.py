@@ -1686,6 +1686,27 @@ MUTATIONS: tuple[Mutation, ...] = (
         "                except ZeroDivisionError:\n",
         ("tests/server/test_windows_signon_hardening.py::test_a_token_the_acceptor_chokes_on_gets_401_at_once",),
     ),
+    Mutation(
+        "WA11", "Windows sign-on: one address has at most 2 steps on the sign-on threads; others still sign on",
+        "tornado_wsgi_server/windows_auth.py",
+        "            if running < self.per_address:\n",
+        "            if True:\n",
+        ("tests/server/test_windows_signon_hardening.py::test_one_address_with_slow_sign_ons_does_not_hold_everyone_elses",),
+    ),
+    Mutation(
+        "WA12", "Windows sign-on: a step still running past 10 s counts its thread as lost and a new one starts",
+        "tornado_wsgi_server/windows_auth.py",
+        "            if self.replaced < self.replaceable:\n",
+        "            if False:\n",
+        ("tests/server/test_windows_signon_hardening.py::test_threads_stuck_past_the_time_out_are_replaced_and_logged",),
+    ),
+    Mutation(
+        "WA13", "Windows sign-on: an address's steps beyond its 2 wait their turn, never refused",
+        "tornado_wsgi_server/windows_auth.py",
+        "                self.jobs.put(waiting.popleft())\n",
+        "                waiting.popleft()\n",
+        ("tests/server/test_windows_signon.py::test_a_burst_of_sign_ons_from_one_address_all_succeed",),
+    ),
 )
 
 

@@ -6,6 +6,7 @@ from NTLM_GROUP_FILE (Kerberos has its own test)."""
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import hashlib
 import http.client
 import json
@@ -15,6 +16,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
 
 import pytest
 import trustme
@@ -150,6 +152,31 @@ def test_wrong_password_and_unknown_user_get_401_again(server, users):
     assert get(conn)[0].status == 401  # nothing signed on
     conn.close()
     server.wait_for_output("Windows sign-on failed for 127.0.0.1")
+
+
+def test_a_burst_of_sign_ons_from_one_address_all_succeed(server, users):
+    """Many people signing on at once from one address (a terminal server at 9:00): more
+    steps than that address may have on the sign-on threads at once wait their turn."""
+    names = [users[key] for key in ("alice", "bob", "carol", "dave", "erin")]
+    for name in names:  # each user exists before the burst, which then only signs on
+        conn = connect(server)
+        assert sign_on(conn, name)[0].status == 200
+        conn.close()
+    count = 40
+    ready = threading.Barrier(count, timeout=30)
+
+    def one(number: int) -> tuple[int, str]:
+        conn = connect(server)
+        try:
+            ready.wait()
+            response, body, _ = sign_on(conn, names[number % len(names)])
+            return response.status, json.loads(body)["user"] if response.status == 200 else body
+        finally:
+            conn.close()
+
+    with concurrent.futures.ThreadPoolExecutor(count) as pool:
+        results = list(pool.map(one, range(count)))
+    assert results == [(200, f"{DOMAIN}\\{names[number % len(names)]}") for number in range(count)]
 
 
 def test_a_header_naming_a_user_never_signs_anyone_on(server, users):

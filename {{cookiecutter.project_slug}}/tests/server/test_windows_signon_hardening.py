@@ -85,34 +85,73 @@ def test_a_token_the_acceptor_chokes_on_gets_401_at_once(start_server, users):
     assert "Traceback" not in server.output()
 
 
-@pytest.mark.skipif(not second_loopback_address(), reason="127.0.0.2 is not a loopback address here")
-@pytest.mark.xfail(strict=True, reason="the 4 sign-on threads are first come, first served: one address "
-                   "whose steps hang (NTLM pass-through to a domain that does not answer) holds them all, "
-                   "and every other client gets 503 after 10 s for as long as those steps hang")
-def test_one_address_with_slow_sign_ons_does_not_hold_everyone_elses(start_server, users, tmp_path):
+def hanging_server(start_server, users, tmp_path):
+    """A server whose password checks hang while the returned file exists."""
     (tmp_path / "sitecustomize.py").write_text(SLOW_PASSWORD_CHECK, encoding="utf-8")
     hang = tmp_path / "hang"
     hang.touch()
     server = start_server("--windows-auth", "negotiate", env={
         "NTLM_USER_FILE": users["file"], "PYTHONPATH": str(tmp_path), "SIGNON_HANG": str(hang)})
+    return server, hang
+
+
+def hanging_sign_ons(server, name: str, count: int, source: str) -> list[http.client.HTTPConnection]:
+    """``count`` connections from ``source``, each with a challenge; then each sends its
+    answer, whose password check hangs. The answers are left unread."""
+    started = []
+    for _ in range(count):
+        conn = connect(server, source=source)
+        context = client_context(name)
+        response, _ = get(conn, headers={"Authorization": ntlm_token(context)})
+        challenge = next(value for value in response.headers.get_all("WWW-Authenticate")
+                         if value.startswith("NTLM "))
+        started.append((conn, context, base64.b64decode(challenge.split(" ", 1)[1])))
+    for conn, context, challenge in started:
+        conn.request("GET", "/__test__/user", headers={"Authorization": ntlm_token(context, challenge)})
+    return [conn for conn, _, _ in started]
+
+
+def first_leg_answer(server, name: str, source: str) -> tuple[int, float]:
+    """(status, seconds) of a first sign-on request from ``source``."""
+    other = connect(server, source=source)
+    other.sock.settimeout(30)  # past STEP_TIMEOUT: a 503 shows
+    started = time.monotonic()
+    response, _ = get(other, headers={"Authorization": ntlm_token(client_context(name))})
+    other.close()
+    return response.status, time.monotonic() - started
+
+
+@pytest.mark.skipif(not second_loopback_address(), reason="127.0.0.2 is not a loopback address here")
+def test_one_address_with_slow_sign_ons_does_not_hold_everyone_elses(start_server, users, tmp_path):
+    """Four hanging password checks (NTLM passed on to a domain controller that does not
+    answer) from one address, as many as there are sign-on threads: that address gets two of
+    them, its other steps wait their turn, and other addresses still sign on."""
+    server, hang = hanging_server(start_server, users, tmp_path)
     slow = []
     try:
-        for _ in range(4):  # as many as there are sign-on threads
-            conn = connect(server)
-            context = client_context(users["alice"])
-            response, _ = get(conn, headers={"Authorization": ntlm_token(context)})
-            challenge = next(value for value in response.headers.get_all("WWW-Authenticate")
-                             if value.startswith("NTLM "))
-            conn.request("GET", "/__test__/user", headers={
-                "Authorization": ntlm_token(context, base64.b64decode(challenge.split(" ", 1)[1]))})
-            slow.append(conn)
-        time.sleep(1)  # the four password checks have started, and hang
-        other = connect(server, source="127.0.0.2")
-        started = time.monotonic()
-        response, _ = get(other, headers={"Authorization": ntlm_token(client_context(users["bob"]))})
-        waited = time.monotonic() - started
-        other.close()
-        assert (response.status, waited < 5) == (401, True), f"{response.status} after {waited:.1f}s"
+        slow = hanging_sign_ons(server, users["alice"], 4, "127.0.0.1")
+        time.sleep(1)  # the password checks have started, and hang
+        status, waited = first_leg_answer(server, users["bob"], "127.0.0.2")
+        assert (status, waited < 5) == (401, True), f"{status} after {waited:.1f}s"
+    finally:
+        hang.unlink()
+        for conn in slow:
+            conn.close()
+
+
+@pytest.mark.skipif(not second_loopback_address(), reason="127.0.0.2 is not a loopback address here")
+def test_threads_stuck_past_the_time_out_are_replaced_and_logged(start_server, users, tmp_path):
+    """Two addresses whose password checks hang hold all four threads; once those steps have
+    run past STEP_TIMEOUT (10 s), new threads take their place."""
+    server, hang = hanging_server(start_server, users, tmp_path)
+    slow = []
+    try:
+        slow = hanging_sign_ons(server, users["alice"], 2, "127.0.0.1")
+        slow += hanging_sign_ons(server, users["carol"], 2, "127.0.0.3")
+        time.sleep(11.5)  # past STEP_TIMEOUT: each of the four has had its 503
+        status, waited = first_leg_answer(server, users["bob"], "127.0.0.2")
+        assert (status, waited < 5) == (401, True), f"{status} after {waited:.1f}s"
+        server.wait_for_output("a step has run past 10s and still holds its thread")
     finally:
         hang.unlink()
         for conn in slow:
