@@ -1707,6 +1707,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         "                waiting.popleft()\n",
         ("tests/server/test_windows_signon.py::test_a_burst_of_sign_ons_from_one_address_all_succeed",),
     ),
+    Mutation(
+        "WA14", "NTLMv1 and LM answers are refused (the server sets `LM_COMPAT_LEVEL=5`)",
+        "tornado_wsgi_server/windows_auth.py",
+        "        os.environ[LM_COMPAT_VARIABLE] = NTLMV2_ONLY\n",
+        "        pass\n",
+        ("tests/server/test_windows_signon_hardening.py::test_over_https_an_ntlmv1_answer_is_refused",),
+    ),
 )
 
 

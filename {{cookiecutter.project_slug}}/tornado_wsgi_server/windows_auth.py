@@ -111,6 +111,26 @@ def new_acceptor(protocol: str, channel_bindings=None):
     return spnego.server(protocol=protocol, channel_bindings=channel_bindings, options=options)
 
 
+# pyspnego's NTLM (and gss-ntlmssp's) read the LAN Manager authentication level from the
+# environment when each context is made; 5 makes an acceptor refuse LM and NTLMv1 answers.
+LM_COMPAT_VARIABLE = "LM_COMPAT_LEVEL"
+NTLMV2_ONLY = "5"
+
+
+def refuse_ntlmv1() -> None:
+    """Make the process's NTLM acceptors take NTLMv2 answers only: NTLMv1 and LM carry no
+    channel binding, and their hashes are cracked offline. The level is process-wide (no
+    acceptor option sets it); for the process's NTLM clients 5 is what the default (3)
+    already is, NTLMv2 only. A level set to anything else stops the server (SystemExit)."""
+    level = os.environ.get(LM_COMPAT_VARIABLE)
+    if level is None or not level.strip():
+        os.environ[LM_COMPAT_VARIABLE] = NTLMV2_ONLY
+    elif level.strip() != NTLMV2_ONLY:
+        raise SystemExit(f"ERROR: {LM_COMPAT_VARIABLE}={level.strip()} would let Windows sign-on take "
+                         "NTLMv1 or LM answers (no channel binding, weak hashes); unset it (the server "
+                         f"then uses {NTLMV2_ONLY}) or set it to {NTLMV2_ONLY} (see docs/windows-signon.md)")
+
+
 GROUP_FILE_FORMAT = "DOMAIN\\user: Group One, Group Two"
 
 
@@ -333,6 +353,8 @@ class WindowsSignOn:
         except ImportError:
             raise SystemExit("ERROR: --windows-auth needs the pyspnego package "
                              "(pip install -r requirements.txt)") from None
+        if sys.platform != "win32" or os.environ.get("NTLM_USER_FILE"):
+            refuse_ntlmv1()  # on Windows SSPI the machine's LmCompatibilityLevel decides
         self.container = container
         self.paths = options.windows_auth_paths if options.windows_auth == "paths" else None
         self.user_format = options.windows_auth_user_format

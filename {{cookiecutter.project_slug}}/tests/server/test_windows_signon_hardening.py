@@ -181,14 +181,34 @@ def test_over_https_an_all_zero_binding_is_refused(https_server, users, monkeypa
     assert response.status == 401, body
 
 
-@pytest.mark.xfail(strict=True, reason="pyspnego's NTLM acceptor (NTLM_USER_FILE) accepts NTLMv1 answers, "
-                   "which carry no channel binding to check")
 def test_over_https_an_ntlmv1_answer_is_refused(https_server, users, monkeypatch):
+    """NTLMv1 carries no channel binding to check: over HTTPS it would skip Extended Protection."""
     monkeypatch.setenv("LM_COMPAT_LEVEL", "2")  # the client sends NTLMv1 (with NTLM2 session security)
     conn = https_connection(https_server)
     response, body, _ = sign_on(conn, users["alice"])
     conn.close()
     assert response.status == 401, body
+    assert "reject NTv1" in https_server[0].wait_for_output("Windows sign-on failed for")
+
+
+@pytest.mark.parametrize("level", ["0", "1"])  # NTLMv1 and LM answers, without and with NTLM2 session security
+def test_ntlmv1_and_lm_answers_are_refused_and_the_right_password_then_signs_on(start_server, users, monkeypatch, level):
+    server = start_server("--windows-auth", "negotiate", env={"NTLM_USER_FILE": users["file"]})
+    conn = connect(server)
+    with monkeypatch.context() as client_level:
+        client_level.setenv("LM_COMPAT_LEVEL", level)
+        response, body, _ = sign_on(conn, users["alice"])
+    assert response.status == 401, body
+    assert sign_on(conn, users["alice"])[0].status == 200  # NTLMv2, the clients' default
+    conn.close()
+
+
+@pytest.mark.parametrize("level", ["3", "4", "six"])
+def test_a_level_that_lets_ntlmv1_through_stops_the_server(start_server, users, level):
+    server = start_server("--windows-auth", "negotiate", wait=False,
+                          env={"NTLM_USER_FILE": users["file"], "LM_COMPAT_LEVEL": level})
+    assert server.process.wait(60) != 0
+    assert f"ERROR: LM_COMPAT_LEVEL={level} would let Windows sign-on take NTLMv1" in server.output(), server.output()
 
 
 @pytest.mark.xfail(strict=True, reason="MIT Kerberos (GSSAPI) ignores the acceptor's binding when the "
