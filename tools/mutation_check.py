@@ -1714,6 +1714,20 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        pass\n",
         ("tests/server/test_windows_signon_hardening.py::test_over_https_an_ntlmv1_answer_is_refused",),
     ),
+    Mutation(
+        "WA15", "Windows groups of a sign-on completed on a static file go with the connection's first request to Django",
+        "tornado_wsgi_server/container.py",
+        "        if request.signon is not None:\n            self.signon.hand_over_groups(request)\n",
+        "",
+        ("tests/server/test_windows_signon.py::test_groups_of_a_sign_on_completed_on_a_static_file_go_with_the_connections_next_django_request",),
+    ),
+    Mutation(
+        "WA16", "Windows groups waiting on a connection go to Django once",
+        "tornado_wsgi_server/windows_auth.py",
+        "        groups, state.groups = state.groups, None\n",
+        "        groups = state.groups\n",
+        ("tests/server/test_windows_signon.py::test_groups_of_a_sign_on_completed_on_a_static_file_go_with_the_connections_next_django_request",),
+    ),
 )
 
 

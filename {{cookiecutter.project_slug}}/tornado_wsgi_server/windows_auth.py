@@ -26,8 +26,9 @@ A per-address limit alone fails against a few addresses; replacement alone gives
 sign-on a 503 for the first ``STEP_TIMEOUT`` of each wave, and unbounded replacement lets a
 client start threads without end.
 
-``new_acceptor()`` is the one place a handshake's acceptor is made. The request that completes
-a handshake also carries the user's Windows groups (``GROUPS_KEY``), looked up on the same
+``new_acceptor()`` is the one place a handshake's acceptor is made. The connection's first request
+that Django handles after a handshake (the one that completed it, unless that is a static
+file answered on the loop) carries the user's Windows groups (``GROUPS_KEY``), looked up on the same
 threads: from the token on Windows (windows_sspi.py), from ``NTLM_GROUP_FILE`` with
 ``NTLM_USER_FILE``; none with Kerberos through GSSAPI.
 """
@@ -64,14 +65,16 @@ FAILURES_REMEMBERED = 10000
 # The environ key the reply token travels in to with_reply_header().
 REPLY_KEY = "tornado_wsgi_server.windows_auth.reply"
 # The environ key of the signed-on user's Windows groups (a tuple of SIDs and DOMAIN\Name
-# names), set only on the request that completed a handshake, when the acceptor knows them.
+# names), set only on a connection's first request to Django after its handshake, when the
+# acceptor knows them.
 GROUPS_KEY = "tornado_wsgi_server.windows_auth.groups"
 _CHALLENGE_TEXT = b"Windows sign-on required.\n"
 
 
 class SignedOn(NamedTuple):
     """What a request carries to the environ: the user, the token for the response, and the
-    user's groups (only on the request that completed the handshake, None if unknown)."""
+    user's groups (only on the connection's first request to Django after the handshake,
+    None if unknown)."""
 
     user: str
     reply: str | None
@@ -79,14 +82,16 @@ class SignedOn(NamedTuple):
 
 
 class ConnectionSignOn:
-    """One connection's handshake and, once complete, its user. Never shared."""
+    """One connection's handshake and, once complete, its user, and the user's groups until
+    a request of this connection goes to Django (``hand_over_groups()``). Never shared."""
 
-    __slots__ = ("acceptor", "scheme", "user")
+    __slots__ = ("acceptor", "scheme", "user", "groups")
 
     def __init__(self) -> None:
         self.acceptor = None
         self.scheme = ""
         self.user = None
+        self.groups = None
 
 
 def new_acceptor(protocol: str, channel_bindings=None):
@@ -411,7 +416,7 @@ class WindowsSignOn:
         if state is None:
             state = task.server_conn.signon = ConnectionSignOn()
         if state.acceptor is None or state.scheme != scheme or _starts_handshake(data):
-            state.acceptor, state.scheme, state.user = None, scheme, None
+            state.acceptor, state.scheme, state.user, state.groups = None, scheme, None, None
         if self.pool.exhausted:
             self.lost_threads_warning()
             self.unavailable(task)
@@ -473,8 +478,22 @@ class WindowsSignOn:
             return
         state.acceptor = None  # done: the connection keeps only the user
         state.user = normalise_user(user, self.user_format)
-        task.signon = SignedOn(state.user, reply, groups)
+        # The groups wait for the connection's first request that Django handles (this one,
+        # unless it is a static file answered on the loop, where no middleware runs).
+        state.groups = groups
+        task.signon = SignedOn(state.user, reply)
         task.dispatch()
+
+    def hand_over_groups(self, task) -> None:
+        """On the loop, as ``task`` goes to Django: its connection's pending groups go with it,
+        once. Only a request signed on by this connection's handshake has ``signon``."""
+        state = task.server_conn.signon
+        if task.signon is None or state is None or state.groups is None:
+            return
+        groups, state.groups = state.groups, None
+        task.signon = task.signon._replace(groups=groups)
+        if task.environ is not None:  # built on the loop when it looked for a static file
+            task.environ[GROUPS_KEY] = groups
 
     def unavailable(self, task) -> None:
         self.answer(task, 503, "Service Unavailable", b"Sign-on timed out; please retry.\n",

@@ -2,7 +2,8 @@
 
 The server puts the signed-on user's Windows groups in the environ (``windows_auth.GROUPS_KEY``:
 SIDs, and ``DOMAIN\\Name`` where the name resolves) on the request that completed the
-handshake, once per signed-on connection. ``WindowsGroupsMiddleware``, right after Django's
+handshake, or the connection's next one that Django handles if that was a static file the
+server answered itself; once per signed-on connection. ``WindowsGroupsMiddleware``, right after Django's
 RemoteUserMiddleware, then brings that user's Django groups named in ``WINDOWS_GROUPS`` in
 line with them, and ``is_staff`` / ``is_superuser`` when ``WINDOWS_STAFF_GROUPS`` /
 ``WINDOWS_SUPERUSER_GROUPS`` are set. Django groups the map does not name are never touched,

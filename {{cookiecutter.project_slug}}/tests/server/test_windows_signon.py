@@ -214,6 +214,34 @@ def test_the_request_that_signs_on_carries_the_users_groups_and_later_ones_do_no
     conn.close()
 
 
+def test_groups_of_a_sign_on_completed_on_a_static_file_go_with_the_connections_next_django_request(
+        start_server, server_env, users):
+    """A static file the server answers itself runs no Django middleware: the groups wait on
+    the connection for its first request to Django, once, and never reach another connection."""
+    from .test_static_files import PLAIN, static_path
+
+    server = start_server("--windows-auth", "negotiate", env={
+        **PLAIN, "NTLM_USER_FILE": users["file"], "NTLM_GROUP_FILE": users["groups"]})
+    static = static_path(server_env)
+    conn = connect(server)
+    response, body, sent = sign_on(conn, users["alice"], path=static)
+    assert (response.status, sent, response.headers["Content-Type"][:8]) == (200, 2, "text/css"), body
+    other = connect(server)  # bob signs on through a static file as well, and then asks Django
+    assert sign_on(other, users["bob"], path=static)[0].status == 200
+    response, body = get(conn, static)  # still on the loop: the groups keep waiting
+    assert response.status == 200
+    seen = json.loads(get(conn)[1])
+    assert (seen["user"], seen["groups"]) == (f"{DOMAIN}\\{users['alice']}", [f"{DOMAIN}\\Site Editors", "BUILTIN\\Users"])
+    seen = json.loads(get(conn)[1])
+    assert (seen["user"], seen["groups"], seen["group_keys"]) == (f"{DOMAIN}\\{users['alice']}", None, [])
+    seen = json.loads(get(other)[1])
+    assert (seen["user"], seen["groups"]) == (f"{DOMAIN}\\{users['bob']}", [f"{DOMAIN}\\Reviewers"])
+    assert json.loads(get(other)[1])["groups"] is None
+    conn.close()
+    other.close()
+    assert "Traceback" not in server.output()
+
+
 def test_each_user_gets_only_their_own_groups(server, users):
     alice, bob, carol = connect(server), connect(server), connect(server)
     assert json.loads(sign_on(alice, users["alice"])[1])["groups"] == [f"{DOMAIN}\\Site Editors", "BUILTIN\\Users"]
