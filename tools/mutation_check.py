@@ -1440,8 +1440,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "KB1", "Windows sign-on: Kerberos' mutual-authentication token goes back in the 200",
         "tornado_wsgi_server/windows_auth.py",
-        "task.signon = SignedOn(state.user, reply, groups)",
-        "task.signon = SignedOn(state.user, None, groups)",
+        "task.signon = SignedOn(state.user, reply)",
+        "task.signon = SignedOn(state.user, None)",
         (f"{KERBEROS}::test_kerberos_signs_on_in_one_request_with_mutual_authentication",),
     ),
     Mutation(
