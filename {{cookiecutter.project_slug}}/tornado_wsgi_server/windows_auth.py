@@ -11,6 +11,7 @@ Windows; pyspnego's GSSAPI, or its own NTLM with ``NTLM_USER_FILE``) runs on a s
 the event loop, each step bounded by ``STEP_TIMEOUT``: a domain controller that is slow to
 answer holds neither the loop nor Django's threads. Failed handshakes are counted per
 address (``FAILURES_PER_MINUTE``, then 429) and logged at most once a minute per address.
+NTLMv1 and LM answers are refused where pyspnego accepts (``refuse_ntlmv1()``).
 
 A step can hang, and a client can make it: NTLM passes the password check of a user of a
 trusted domain on to that domain's controller, and the client picks the user. The answer
@@ -21,7 +22,8 @@ never refused, so a terminal server whose users all sign on at 9:00 only queues 
 itself (its steps take milliseconds), while one hostile address holds at most that many
 threads. And a step past ``STEP_TIMEOUT`` counts its thread as lost and starts a new one,
 up to ``LOST_THREADS`` lost at a time, so hanging steps from many addresses cost threads,
-not sign-ons, until that bound; then new steps get 503 at once while every thread is lost.
+not sign-ons, until that bound; past it the pool shrinks, and while every thread is lost
+new steps get 503 at once. A WARNING once a minute names the likely cause.
 A per-address limit alone fails against a few addresses; replacement alone gives every
 sign-on a 503 for the first ``STEP_TIMEOUT`` of each wave, and unbounded replacement lets a
 client start threads without end.
