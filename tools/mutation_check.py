@@ -1728,6 +1728,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        groups = state.groups\n",
         ("tests/server/test_windows_signon.py::test_groups_of_a_sign_on_completed_on_a_static_file_go_with_the_connections_next_django_request",),
     ),
+    Mutation(
+        "WA17", "Windows sign-on: while every sign-on thread is lost and none may be replaced, new sign-ons get 503 at once",
+        "tornado_wsgi_server/windows_auth.py",
+        "        if self.pool.exhausted:\n",
+        "        if False:\n",
+        ("tests/server/test_windows_signon_hardening.py::"
+         "test_once_every_thread_is_lost_and_none_may_be_replaced_new_sign_ons_get_503_at_once",),
+    ),
 )
 
 

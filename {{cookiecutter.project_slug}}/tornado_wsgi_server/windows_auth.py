@@ -242,11 +242,12 @@ def with_reply_header(application):
 class _Step:
     """One acceptor step on its way through StepThreads."""
 
-    __slots__ = ("future", "function", "args", "address", "lost", "replaced")
+    __slots__ = ("future", "function", "args", "address", "deadline", "lost", "replaced")
 
-    def __init__(self, function, args: tuple, address: str) -> None:
+    def __init__(self, function, args: tuple, address: str, deadline: float) -> None:
         self.future: concurrent.futures.Future = concurrent.futures.Future()
         self.function, self.args, self.address = function, args, address
+        self.deadline = deadline  # its client has had 503 by then: never start it later
         self.lost = False  # still running past STEP_TIMEOUT
         self.replaced = False  # ...and another thread has taken its place
 
@@ -260,10 +261,11 @@ class StepThreads:
     thread as lost, and a new thread takes its place, for at most ``replaceable`` lost
     threads at a time; a lost thread ends when its step does."""
 
-    def __init__(self, count: int, per_address: int, replaceable: int) -> None:
+    def __init__(self, count: int, per_address: int, replaceable: int, timeout: float) -> None:
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.count, self.per_address, self.replaceable = count, per_address, replaceable
+        self.timeout = timeout
         self.lost = 0  # threads whose step overran and still runs
         self.replaced = 0  # of those, the ones another thread stands in for
         self.on_threads: dict[str, int] = {}  # address -> its steps handed to the threads
@@ -281,7 +283,7 @@ class StepThreads:
         return self.lost - self.replaced >= self.count
 
     def submit(self, address: str, function, *args) -> _Step:
-        step = _Step(function, args, address)
+        step = _Step(function, args, address, time.monotonic() + self.timeout)
         with self.lock:
             running = self.on_threads.get(address, 0)
             if running < self.per_address:
@@ -315,6 +317,8 @@ class StepThreads:
 
     def _work(self) -> None:
         while (step := self.jobs.get()) is not None:
+            if time.monotonic() >= step.deadline:
+                step.future.cancel()  # waited its whole time (the loop's time-out may lag)
             if step.future.set_running_or_notify_cancel():
                 try:
                     step.future.set_result(step.function(*step.args))
@@ -375,7 +379,7 @@ class WindowsSignOn:
                 self.group_file = load_group_file(os.environ["NTLM_GROUP_FILE"])
             except ValueError as exc:
                 raise SystemExit(f"ERROR: {exc}") from None
-        self.pool = StepThreads(STEP_THREADS, STEPS_PER_ADDRESS, LOST_THREADS)
+        self.pool = StepThreads(STEP_THREADS, STEPS_PER_ADDRESS, LOST_THREADS, STEP_TIMEOUT)
         self.failures: dict = {}  # address -> (minute start, failed handshakes in it)
         if sys.platform != "win32" and not os.environ.get("NTLM_USER_FILE"):
             try:

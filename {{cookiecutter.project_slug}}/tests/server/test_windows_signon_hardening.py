@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import os
 import ssl
 import time
 
@@ -15,7 +16,7 @@ import spnego._ntlm
 import trustme
 from spnego.channel_bindings import GssChannelBindings
 
-from ..conftest import second_loopback_address
+from ..conftest import PROJECT_DIR, second_loopback_address
 from . import test_windows_signon as signon
 from .test_windows_signon import DOMAIN, PASSWORD, connect, get, sign_on
 
@@ -95,11 +96,11 @@ def hanging_server(start_server, users, tmp_path):
     return server, hang
 
 
-def hanging_sign_ons(server, name: str, count: int, source: str) -> list[http.client.HTTPConnection]:
-    """``count`` connections from ``source``, each with a challenge; then each sends its
+def hanging_sign_ons(server, name: str, sources: list[str]) -> list[http.client.HTTPConnection]:
+    """A connection from each of ``sources``, each with a challenge; then each sends its
     answer, whose password check hangs. The answers are left unread."""
     started = []
-    for _ in range(count):
+    for source in sources:
         conn = connect(server, source=source)
         context = client_context(name)
         response, _ = get(conn, headers={"Authorization": ntlm_token(context)})
@@ -129,7 +130,7 @@ def test_one_address_with_slow_sign_ons_does_not_hold_everyone_elses(start_serve
     server, hang = hanging_server(start_server, users, tmp_path)
     slow = []
     try:
-        slow = hanging_sign_ons(server, users["alice"], 4, "127.0.0.1")
+        slow = hanging_sign_ons(server, users["alice"], ["127.0.0.1"] * 4)
         time.sleep(1)  # the password checks have started, and hang
         status, waited = first_leg_answer(server, users["bob"], "127.0.0.2")
         assert (status, waited < 5) == (401, True), f"{status} after {waited:.1f}s"
@@ -146,8 +147,7 @@ def test_threads_stuck_past_the_time_out_are_replaced_and_logged(start_server, u
     server, hang = hanging_server(start_server, users, tmp_path)
     slow = []
     try:
-        slow = hanging_sign_ons(server, users["alice"], 2, "127.0.0.1")
-        slow += hanging_sign_ons(server, users["carol"], 2, "127.0.0.3")
+        slow = hanging_sign_ons(server, users["alice"], ["127.0.0.1", "127.0.0.1", "127.0.0.3", "127.0.0.3"])
         time.sleep(11.5)  # past STEP_TIMEOUT: each of the four has had its 503
         status, waited = first_leg_answer(server, users["bob"], "127.0.0.2")
         assert (status, waited < 5) == (401, True), f"{status} after {waited:.1f}s"
@@ -156,6 +156,45 @@ def test_threads_stuck_past_the_time_out_are_replaced_and_logged(start_server, u
         hang.unlink()
         for conn in slow:
             conn.close()
+
+
+# With SLOW_PASSWORD_CHECK: the sign-on's time-out and bound on lost threads made small, so
+# that losing every thread takes two rounds of 2 s, not five of 10 s.
+SMALL_BOUNDS = '''
+import tornado_wsgi_server.windows_auth as signon
+signon.STEP_TIMEOUT = 2.0
+signon.LOST_THREADS = 4
+'''
+
+
+@pytest.mark.skipif(not second_loopback_address(), reason="127.0.0.2 is not a loopback address here")
+def test_once_every_thread_is_lost_and_none_may_be_replaced_new_sign_ons_get_503_at_once(start_server, users, tmp_path):
+    """Replacement is bounded (LOST_THREADS): the 4 threads and their 4 replacements all hang,
+    and a new step then gets 503 at once, not after waiting for a thread; once the hanging
+    steps end, sign-ons work again."""
+    (tmp_path / "sitecustomize.py").write_text(SLOW_PASSWORD_CHECK + SMALL_BOUNDS, encoding="utf-8")
+    hang = tmp_path / "hang"
+    hang.touch()
+    server = start_server("--windows-auth", "negotiate", env={
+        "NTLM_USER_FILE": users["file"], "PYTHONPATH": os.pathsep.join([str(tmp_path), str(PROJECT_DIR)]),
+        "SIGNON_HANG": str(hang)})
+    slow = []
+    try:
+        for wave in range(2):  # 4 hanging steps, 2 each from two addresses; 2 s later they are lost
+            slow += hanging_sign_ons(server, users["alice"], [f"127.0.1.{wave * 2 + number // 2 + 1}" for number in range(4)])
+            time.sleep(3)
+        status, waited = first_leg_answer(server, users["bob"], "127.0.0.2")
+        assert (status, waited < 1) == (503, True), f"{status} after {waited:.1f}s"
+    finally:
+        hang.unlink()
+        for conn in slow:
+            conn.close()
+    deadline = time.monotonic() + 15
+    while (answer := first_leg_answer(server, users["bob"], "127.0.0.2"))[0] != 401 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert answer[0] == 401
+    assert "(8 such threads now, 4 of them replaced by new ones, at most 4" not in server.output()  # logged once a minute
+    server.wait_for_output("(1 such threads now, 1 of them replaced by new ones, at most 4;")
 
 
 def https_connection(https_server) -> http.client.HTTPSConnection:
