@@ -1440,8 +1440,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "KB1", "Windows sign-on: Kerberos' mutual-authentication token goes back in the 200",
         "tornado_wsgi_server/windows_auth.py",
-        "task.signon = SignedOn(state.user, reply, groups)",
-        "task.signon = SignedOn(state.user, None, groups)",
+        "task.signon = SignedOn(state.user, reply)",
+        "task.signon = SignedOn(state.user, None)",
         (f"{KERBEROS}::test_kerberos_signs_on_in_one_request_with_mutual_authentication",),
     ),
     Mutation(
@@ -1685,6 +1685,56 @@ MUTATIONS: tuple[Mutation, ...] = (
         "                except StopIteration:\n",
         "                except ZeroDivisionError:\n",
         ("tests/server/test_windows_signon_hardening.py::test_a_token_the_acceptor_chokes_on_gets_401_at_once",),
+    ),
+    Mutation(
+        "WA11", "Windows sign-on: one address has at most 2 steps on the sign-on threads; others still sign on",
+        "tornado_wsgi_server/windows_auth.py",
+        "            if running < self.per_address:\n",
+        "            if True:\n",
+        ("tests/server/test_windows_signon_hardening.py::test_one_address_with_slow_sign_ons_does_not_hold_everyone_elses",),
+    ),
+    Mutation(
+        "WA12", "Windows sign-on: a step still running past 10 s counts its thread as lost and a new one starts",
+        "tornado_wsgi_server/windows_auth.py",
+        "            if self.replaced < self.replaceable:\n",
+        "            if False:\n",
+        ("tests/server/test_windows_signon_hardening.py::test_threads_stuck_past_the_time_out_are_replaced_and_logged",),
+    ),
+    Mutation(
+        "WA13", "Windows sign-on: an address's steps beyond its 2 wait their turn, never refused",
+        "tornado_wsgi_server/windows_auth.py",
+        "                self.jobs.put(waiting.popleft())\n",
+        "                waiting.popleft()\n",
+        ("tests/server/test_windows_signon.py::test_a_burst_of_sign_ons_from_one_address_all_succeed",),
+    ),
+    Mutation(
+        "WA14", "NTLMv1 and LM answers are refused (the server sets `LM_COMPAT_LEVEL=5`)",
+        "tornado_wsgi_server/windows_auth.py",
+        "        os.environ[LM_COMPAT_VARIABLE] = NTLMV2_ONLY\n",
+        "        pass\n",
+        ("tests/server/test_windows_signon_hardening.py::test_over_https_an_ntlmv1_answer_is_refused",),
+    ),
+    Mutation(
+        "WA15", "Windows groups of a sign-on completed on a static file go with the connection's first request to Django",
+        "tornado_wsgi_server/container.py",
+        "        if request.signon is not None:\n            self.signon.hand_over_groups(request)\n",
+        "",
+        ("tests/server/test_windows_signon.py::test_groups_of_a_sign_on_completed_on_a_static_file_go_with_the_connections_next_django_request",),
+    ),
+    Mutation(
+        "WA16", "Windows groups waiting on a connection go to Django once",
+        "tornado_wsgi_server/windows_auth.py",
+        "        groups, state.groups = state.groups, None\n",
+        "        groups = state.groups\n",
+        ("tests/server/test_windows_signon.py::test_groups_of_a_sign_on_completed_on_a_static_file_go_with_the_connections_next_django_request",),
+    ),
+    Mutation(
+        "WA17", "Windows sign-on: while every sign-on thread is lost and none may be replaced, new sign-ons get 503 at once",
+        "tornado_wsgi_server/windows_auth.py",
+        "        if self.pool.exhausted:\n",
+        "        if False:\n",
+        ("tests/server/test_windows_signon_hardening.py::"
+         "test_once_every_thread_is_lost_and_none_may_be_replaced_new_sign_ons_get_503_at_once",),
     ),
 )
 

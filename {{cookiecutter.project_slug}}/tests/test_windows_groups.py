@@ -20,7 +20,7 @@ from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 
 from tornado_wsgi_server.windows_auth import GROUPS_KEY
-from tornado_wsgi_server.windows_groups import CHECK_ID, MIDDLEWARE, bring_in_line
+from tornado_wsgi_server.windows_groups import CHECK_ID, MIDDLEWARE, STRIP_DOMAIN_CHECK_ID, bring_in_line
 
 from .conftest import PROJECT_DIR
 
@@ -37,7 +37,7 @@ MAPPING = {
     "DJANGO_WINDOWS_SUPERUSER_GROUPS": ADMINS[0],
 }
 SIGNON_SETTINGS = ("MIDDLEWARE", "AUTHENTICATION_BACKENDS", "WINDOWS_AUTH", "WINDOWS_GROUPS",
-                   "WINDOWS_STAFF_GROUPS", "WINDOWS_SUPERUSER_GROUPS")
+                   "WINDOWS_STAFF_GROUPS", "WINDOWS_SUPERUSER_GROUPS", "WINDOWS_AUTH_USER_FORMAT")
 SHOW = (
     "import json, os; os.environ['DJANGO_SETTINGS_MODULE'] = '{{ cookiecutter.project_slug }}.settings';"
     "from django.conf import settings;"
@@ -52,7 +52,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:No directory at:UserWarning")
 def load_settings(**variables: str) -> subprocess.CompletedProcess:
     """The project's settings module imported in a new process with ``variables`` set."""
     env = {**os.environ, "DJANGO_SECRET_KEY": "x" * 60, "SERVER_WINDOWS_AUTH": "off",
-           "SERVER_WINDOWS_AUTH_HEADER": "", "DJANGO_WINDOWS_GROUPS": "",
+           "SERVER_WINDOWS_AUTH_HEADER": "", "SERVER_WINDOWS_AUTH_USER_FORMAT": "", "DJANGO_WINDOWS_GROUPS": "",
            "DJANGO_WINDOWS_STAFF_GROUPS": "", "DJANGO_WINDOWS_SUPERUSER_GROUPS": "", **variables}
     return subprocess.run([sys.executable, "-c", SHOW], cwd=PROJECT_DIR, env=env,
                           capture_output=True, text=True, timeout=60)
@@ -254,3 +254,24 @@ def test_a_check_warns_when_a_mapping_is_set_but_groups_never_arrive(mapped):
     with override_settings(WINDOWS_AUTH="off", WINDOWS_GROUPS=[], WINDOWS_STAFF_GROUPS=[],
                            WINDOWS_SUPERUSER_GROUPS=[]):
         assert windows_group_warnings() == []
+
+
+@pytest.mark.parametrize("user_format", ["strip-domain", "strip-domain-lower"])
+def test_a_check_warns_while_a_strip_domain_user_format_is_on(user_format):
+    """OTHERDOMAIN\\admin would sign in as the password-made superuser admin."""
+    values = signon_settings(SERVER_WINDOWS_AUTH="negotiate", SERVER_WINDOWS_AUTH_USER_FORMAT=user_format.upper())
+    assert values["WINDOWS_AUTH_USER_FORMAT"] == user_format
+
+    def warnings(**settings) -> list[checks.CheckMessage]:
+        with override_settings(**settings):
+            return [message for message in checks.run_checks() if message.id == STRIP_DOMAIN_CHECK_ID]
+
+    [warning] = warnings(WINDOWS_AUTH="negotiate", WINDOWS_AUTH_USER_FORMAT=user_format)
+    assert warning.level == checks.WARNING
+    assert f"SERVER_WINDOWS_AUTH_USER_FORMAT={user_format}" in warning.msg and "OTHERDOMAIN\\admin" in warning.msg
+    assert "docs/windows-signon.md" in warning.hint
+    # IIS's header is named the same way.
+    assert len(warnings(WINDOWS_AUTH="off", WINDOWS_AUTH_HEADER="X-Forwarded-User", WINDOWS_AUTH_USER_FORMAT=user_format)) == 1
+    assert warnings(WINDOWS_AUTH="off", WINDOWS_AUTH_HEADER="", WINDOWS_AUTH_USER_FORMAT=user_format) == []
+    for kept in ("as-is", "lower"):
+        assert warnings(WINDOWS_AUTH="paths", WINDOWS_AUTH_USER_FORMAT=kept) == []

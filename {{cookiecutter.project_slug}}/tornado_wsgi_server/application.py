@@ -28,6 +28,7 @@ def setup_django(options: ServerOptions):
     # The settings turn on Django's side of Windows sign-on from these (however they were given).
     os.environ["SERVER_WINDOWS_AUTH"] = options.windows_auth
     os.environ["SERVER_WINDOWS_AUTH_HEADER"] = options.windows_auth_header
+    os.environ["SERVER_WINDOWS_AUTH_USER_FORMAT"] = options.windows_auth_user_format
     import django
     from django.core.exceptions import ImproperlyConfigured
 

@@ -189,6 +189,13 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
         victim.evict()
         return True
 
+    def to_threads(self, request: RequestTask) -> None:
+        """``request`` goes to Django on a pool thread; a signed-on connection's Windows groups
+        go with the first of its requests that does (windows_auth.py)."""
+        if request.signon is not None:
+            self.signon.hand_over_groups(request)
+        self.queue.put(request)
+
     def note(self, address: str, kind: str, message: str, *args, level: int = logging.INFO) -> None:
         """Log at most once a minute per kind of event and client address, so a hostile
         client cannot flood the log."""
@@ -360,7 +367,7 @@ class ThreadedWSGIContainer(httputil.HTTPServerConnectionDelegate):
             environ["REMOTE_USER"] = request.signon.user
             if request.signon.reply:
                 environ[REPLY_KEY] = request.signon.reply
-            if request.signon.groups is not None:  # only on the request that completed the handshake
+            if request.signon.groups is not None:  # only on the connection's first request to Django
                 environ[GROUPS_KEY] = request.signon.groups
             if environ.get("HTTP_AUTHORIZATION", "")[:4].lower() in ("nego", "ntlm"):
                 del environ["HTTP_AUTHORIZATION"]  # the token is spent: Django has no use for it

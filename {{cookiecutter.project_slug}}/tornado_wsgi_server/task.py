@@ -165,7 +165,7 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
                     self.on_loop = True
                     self.run()  # WhiteNoise's answer: no thread hop (static_files.py)
                     return
-        self.container.queue.put(self)
+        self.container.to_threads(self)
 
     def gone(self) -> bool:
         """The client has left; safe to ask from any thread."""
@@ -313,7 +313,7 @@ class RequestTask(ResponseWriter, httputil.HTTPMessageDelegate):
             if self.on_loop and not self.headers_sent and isinstance(exc, Exception):
                 # Never Django's error handling (500 page, error mail) on the loop: a thread's.
                 self.on_loop, self.environ, handed_over = False, None, True
-                container.queue.put(self)
+                container.to_threads(self)
                 return
             self.fail(exc, method)
         finally:

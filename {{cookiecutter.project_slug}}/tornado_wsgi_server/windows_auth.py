@@ -11,9 +11,26 @@ Windows; pyspnego's GSSAPI, or its own NTLM with ``NTLM_USER_FILE``) runs on a s
 the event loop, each step bounded by ``STEP_TIMEOUT``: a domain controller that is slow to
 answer holds neither the loop nor Django's threads. Failed handshakes are counted per
 address (``FAILURES_PER_MINUTE``, then 429) and logged at most once a minute per address.
+NTLMv1 and LM answers are refused where pyspnego accepts (``refuse_ntlmv1()``).
 
-``new_acceptor()`` is the one place a handshake's acceptor is made. The request that completes
-a handshake also carries the user's Windows groups (``GROUPS_KEY``), looked up on the same
+A step can hang, and a client can make it: NTLM passes the password check of a user of a
+trusted domain on to that domain's controller, and the client picks the user. The answer
+to the client is bounded by ``STEP_TIMEOUT`` but the thread is not (a blocking call cannot be
+interrupted), so the threads need two guards (StepThreads). One address has at most
+``STEPS_PER_ADDRESS`` steps on the threads at once; its others wait their turn in order,
+never refused, so a terminal server whose users all sign on at 9:00 only queues behind
+itself (its steps take milliseconds), while one hostile address holds at most that many
+threads. And a step past ``STEP_TIMEOUT`` counts its thread as lost and starts a new one,
+up to ``LOST_THREADS`` lost at a time, so hanging steps from many addresses cost threads,
+not sign-ons, until that bound; past it the pool shrinks, and while every thread is lost
+new steps get 503 at once. A WARNING once a minute names the likely cause.
+A per-address limit alone fails against a few addresses; replacement alone gives every
+sign-on a 503 for the first ``STEP_TIMEOUT`` of each wave, and unbounded replacement lets a
+client start threads without end.
+
+``new_acceptor()`` is the one place a handshake's acceptor is made. The connection's first request
+that Django handles after a handshake (the one that completed it, unless that is a static
+file answered on the loop) carries the user's Windows groups (``GROUPS_KEY``), looked up on the same
 threads: from the token on Windows (windows_sspi.py), from ``NTLM_GROUP_FILE`` with
 ``NTLM_USER_FILE``; none with Kerberos through GSSAPI.
 """
@@ -22,9 +39,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import concurrent.futures
 import datetime
 import hashlib
+import itertools
+import logging
 import os
 import queue
 import sys
@@ -39,20 +59,24 @@ from .options import ServerOptions
 
 SCHEMES = {"negotiate": "Negotiate", "ntlm": "NTLM"}
 STEP_THREADS = 4
-STEP_TIMEOUT = 10.0  # seconds one acceptor step may take before the client gets 503
+STEP_TIMEOUT = 10.0  # seconds one acceptor step may take (waiting its turn too) before 503
+STEPS_PER_ADDRESS = 2  # one client address's steps on the threads at once; its others wait
+LOST_THREADS = 16  # threads stuck past STEP_TIMEOUT that get a replacement, at most
 FAILURES_PER_MINUTE = 20  # failed handshakes per client address, then 429 for the minute
 FAILURES_REMEMBERED = 10000
 # The environ key the reply token travels in to with_reply_header().
 REPLY_KEY = "tornado_wsgi_server.windows_auth.reply"
 # The environ key of the signed-on user's Windows groups (a tuple of SIDs and DOMAIN\Name
-# names), set only on the request that completed a handshake, when the acceptor knows them.
+# names), set only on a connection's first request to Django after its handshake, when the
+# acceptor knows them.
 GROUPS_KEY = "tornado_wsgi_server.windows_auth.groups"
 _CHALLENGE_TEXT = b"Windows sign-on required.\n"
 
 
 class SignedOn(NamedTuple):
     """What a request carries to the environ: the user, the token for the response, and the
-    user's groups (only on the request that completed the handshake, None if unknown)."""
+    user's groups (only on the connection's first request to Django after the handshake,
+    None if unknown)."""
 
     user: str
     reply: str | None
@@ -60,14 +84,16 @@ class SignedOn(NamedTuple):
 
 
 class ConnectionSignOn:
-    """One connection's handshake and, once complete, its user. Never shared."""
+    """One connection's handshake and, once complete, its user, and the user's groups until
+    a request of this connection goes to Django (``hand_over_groups()``). Never shared."""
 
-    __slots__ = ("acceptor", "scheme", "user")
+    __slots__ = ("acceptor", "scheme", "user", "groups")
 
     def __init__(self) -> None:
         self.acceptor = None
         self.scheme = ""
         self.user = None
+        self.groups = None
 
 
 def new_acceptor(protocol: str, channel_bindings=None):
@@ -90,6 +116,26 @@ def new_acceptor(protocol: str, channel_bindings=None):
     if os.environ.get("NTLM_USER_FILE"):
         options = spnego.NegotiateOptions.use_negotiate if protocol == "negotiate" else spnego.NegotiateOptions.use_ntlm
     return spnego.server(protocol=protocol, channel_bindings=channel_bindings, options=options)
+
+
+# pyspnego's NTLM (and gss-ntlmssp's) read the LAN Manager authentication level from the
+# environment when each context is made; 5 makes an acceptor refuse LM and NTLMv1 answers.
+LM_COMPAT_VARIABLE = "LM_COMPAT_LEVEL"
+NTLMV2_ONLY = "5"
+
+
+def refuse_ntlmv1() -> None:
+    """Make the process's NTLM acceptors take NTLMv2 answers only: NTLMv1 and LM carry no
+    channel binding, and their hashes are cracked offline. The level is process-wide (no
+    acceptor option sets it); for the process's NTLM clients 5 is what the default (3)
+    already is, NTLMv2 only. A level set to anything else stops the server (SystemExit)."""
+    level = os.environ.get(LM_COMPAT_VARIABLE)
+    if level is None or not level.strip():
+        os.environ[LM_COMPAT_VARIABLE] = NTLMV2_ONLY
+    elif level.strip() != NTLMV2_ONLY:
+        raise SystemExit(f"ERROR: {LM_COMPAT_VARIABLE}={level.strip()} would let Windows sign-on take "
+                         "NTLMv1 or LM answers (no channel binding, weak hashes); unset it (the server "
+                         f"then uses {NTLMV2_ONLY}) or set it to {NTLMV2_ONLY} (see docs/windows-signon.md)")
 
 
 GROUP_FILE_FORMAT = "DOMAIN\\user: Group One, Group Two"
@@ -193,36 +239,119 @@ def with_reply_header(application):
     return signed_on_application
 
 
+class _Step:
+    """One acceptor step on its way through StepThreads."""
+
+    __slots__ = ("future", "function", "args", "address", "deadline", "lost", "replaced")
+
+    def __init__(self, function, args: tuple, address: str, deadline: float) -> None:
+        self.future: concurrent.futures.Future = concurrent.futures.Future()
+        self.function, self.args, self.address = function, args, address
+        self.deadline = deadline  # its client has had 503 by then: never start it later
+        self.lost = False  # still running past STEP_TIMEOUT
+        self.replaced = False  # ...and another thread has taken its place
+
+
 class StepThreads:
     """The sign-on's own daemon threads: a step stuck on a domain controller holds neither
-    Django's threads nor, at exit, the process (a ThreadPoolExecutor's threads are joined)."""
+    Django's threads nor, at exit, the process (a ThreadPoolExecutor's threads are joined).
 
-    def __init__(self, count: int) -> None:
+    One client address has at most ``per_address`` steps on the threads; its others wait
+    their turn in order. A step still running past STEP_TIMEOUT (``overran()``) counts its
+    thread as lost, and a new thread takes its place, for at most ``replaceable`` lost
+    threads at a time; a lost thread ends when its step does."""
+
+    def __init__(self, count: int, per_address: int, replaceable: int, timeout: float) -> None:
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self.count = count
-        for number in range(count):
-            threading.Thread(target=self._work, name=f"windows-signon-{number}", daemon=True).start()
+        self.lock = threading.Lock()
+        self.count, self.per_address, self.replaceable = count, per_address, replaceable
+        self.timeout = timeout
+        self.lost = 0  # threads whose step overran and still runs
+        self.replaced = 0  # of those, the ones another thread stands in for
+        self.on_threads: dict[str, int] = {}  # address -> its steps handed to the threads
+        self.waiting: dict[str, collections.deque] = {}  # address -> its steps waiting their turn
+        self.numbers = itertools.count()
+        for _ in range(count):
+            self._start()
 
-    def submit(self, function, *args) -> concurrent.futures.Future:
-        future: concurrent.futures.Future = concurrent.futures.Future()
-        self.jobs.put((future, function, args))
-        return future
+    def _start(self) -> None:
+        threading.Thread(target=self._work, name=f"windows-signon-{next(self.numbers)}", daemon=True).start()
+
+    @property
+    def exhausted(self) -> bool:
+        """Every thread is lost, none may be replaced: a new step could only time out."""
+        return self.lost - self.replaced >= self.count
+
+    def submit(self, address: str, function, *args) -> _Step:
+        step = _Step(function, args, address, time.monotonic() + self.timeout)
+        with self.lock:
+            running = self.on_threads.get(address, 0)
+            if running < self.per_address:
+                self.on_threads[address] = running + 1
+                self.jobs.put(step)
+            else:
+                self.waiting.setdefault(address, collections.deque()).append(step)
+        return step
+
+    def overran(self, step: _Step) -> bool:
+        """From the loop, when ``step`` has had STEP_TIMEOUT: drop it if it has not started;
+        if it runs, its thread is lost (replaced while fewer than ``replaceable`` are). True
+        if the thread is lost."""
+        with self.lock:
+            if step.future.cancel():  # not started
+                waiting = self.waiting.get(step.address)
+                if waiting is not None and step in waiting:
+                    waiting.remove(step)
+                    if not waiting:
+                        del self.waiting[step.address]
+                return False  # else a thread takes it, sees it cancelled and frees its turn
+            if step.future.done():
+                return False
+            step.lost = True
+            self.lost += 1
+            if self.replaced < self.replaceable:
+                step.replaced = True
+                self.replaced += 1
+                self._start()
+            return True
 
     def _work(self) -> None:
-        while (job := self.jobs.get()) is not None:
-            future, function, args = job
-            if future.set_running_or_notify_cancel():
+        while (step := self.jobs.get()) is not None:
+            if time.monotonic() >= step.deadline:
+                step.future.cancel()  # waited its whole time (the loop's time-out may lag)
+            if step.future.set_running_or_notify_cancel():
                 try:
-                    future.set_result(function(*args))
+                    step.future.set_result(step.function(*step.args))
                 except StopIteration:
                     # pyspnego's on some malformed SPNEGO tokens; an asyncio future refuses to
                     # carry it, and the request would then wait for ever, its time-out lost.
-                    future.set_exception(ValueError("malformed token (StopIteration in the acceptor)"))
+                    step.future.set_exception(ValueError("malformed token (StopIteration in the acceptor)"))
                 except BaseException as exc:  # handed to the loop, which answers 401 or 503
-                    future.set_exception(exc)
+                    step.future.set_exception(exc)
+            if self._done(step):
+                return  # its replacement does its work now
+
+    def _done(self, step: _Step) -> bool:
+        """Frees ``step``'s place; the address's next step takes it. True if this thread ends."""
+        with self.lock:
+            waiting = self.waiting.get(step.address)
+            if waiting:
+                self.jobs.put(waiting.popleft())
+                if not waiting:
+                    del self.waiting[step.address]
+            elif self.on_threads[step.address] > 1:
+                self.on_threads[step.address] -= 1
+            else:
+                del self.on_threads[step.address]
+            if step.lost:
+                self.lost -= 1
+                if step.replaced:
+                    self.replaced -= 1
+                    return True
+            return False
 
     def close(self) -> None:
-        for _ in range(self.count):
+        for _ in range(self.count + self.replaced):
             self.jobs.put(None)
 
 
@@ -235,6 +364,8 @@ class WindowsSignOn:
         except ImportError:
             raise SystemExit("ERROR: --windows-auth needs the pyspnego package "
                              "(pip install -r requirements.txt)") from None
+        if sys.platform != "win32" or os.environ.get("NTLM_USER_FILE"):
+            refuse_ntlmv1()  # on Windows SSPI the machine's LmCompatibilityLevel decides
         self.container = container
         self.paths = options.windows_auth_paths if options.windows_auth == "paths" else None
         self.user_format = options.windows_auth_user_format
@@ -248,7 +379,7 @@ class WindowsSignOn:
                 self.group_file = load_group_file(os.environ["NTLM_GROUP_FILE"])
             except ValueError as exc:
                 raise SystemExit(f"ERROR: {exc}") from None
-        self.pool = StepThreads(STEP_THREADS)
+        self.pool = StepThreads(STEP_THREADS, STEPS_PER_ADDRESS, LOST_THREADS, STEP_TIMEOUT)
         self.failures: dict = {}  # address -> (minute start, failed handshakes in it)
         if sys.platform != "win32" and not os.environ.get("NTLM_USER_FILE"):
             try:
@@ -291,10 +422,14 @@ class WindowsSignOn:
         if state is None:
             state = task.server_conn.signon = ConnectionSignOn()
         if state.acceptor is None or state.scheme != scheme or _starts_handshake(data):
-            state.acceptor, state.scheme, state.user = None, scheme, None
-        future = self.pool.submit(self._step, state, scheme, data)
-        timed = gen.with_timeout(datetime.timedelta(seconds=STEP_TIMEOUT), future)
-        self.container.loop.add_future(timed, lambda done: self._stepped(task, state, scheme, done))
+            state.acceptor, state.scheme, state.user, state.groups = None, scheme, None, None
+        if self.pool.exhausted:
+            self.lost_threads_warning()
+            self.unavailable(task)
+            return True
+        step = self.pool.submit(task.client, self._step, state, scheme, data)
+        timed = gen.with_timeout(datetime.timedelta(seconds=STEP_TIMEOUT), step.future)
+        self.container.loop.add_future(timed, lambda done: self._stepped(task, state, scheme, step, done))
         return True
 
     def via_proxy(self, task) -> bool:
@@ -321,7 +456,10 @@ class WindowsSignOn:
             return qualified_groups(self.group_file, user)
         return None
 
-    def _stepped(self, task, state: ConnectionSignOn, scheme: str, done) -> None:
+    def _stepped(self, task, state: ConnectionSignOn, scheme: str, step: _Step, done) -> None:
+        timed_out = not done.cancelled() and isinstance(done.exception(), gen.TimeoutError)
+        if timed_out and self.pool.overran(step):
+            self.lost_threads_warning()
         if task.closed or task.server_conn.stream.closed():
             state.acceptor = None
             task.discard_body()
@@ -331,10 +469,10 @@ class WindowsSignOn:
             out, user, groups = done.result()
         except gen.TimeoutError:
             state.acceptor = None
-            log.warning("Windows sign-on of %s: no answer within %gs (is the domain controller "
-                        "reachable?)", task.client, STEP_TIMEOUT)
-            self.answer(task, 503, "Service Unavailable", b"Sign-on timed out; please retry.\n",
-                        {"Retry-After": "5", "Connection": "close"})
+            self.container.note(task.client, "signon-timeout", "Windows sign-on of %s: no answer "
+                                "within %gs (is the domain controller reachable?); logged once a "
+                                "minute per address", task.client, STEP_TIMEOUT, level=logging.WARNING)
+            self.unavailable(task)
             return
         except Exception as exc:
             state.acceptor = None
@@ -346,8 +484,35 @@ class WindowsSignOn:
             return
         state.acceptor = None  # done: the connection keeps only the user
         state.user = normalise_user(user, self.user_format)
-        task.signon = SignedOn(state.user, reply, groups)
+        # The groups wait for the connection's first request that Django handles (this one,
+        # unless it is a static file answered on the loop, where no middleware runs).
+        state.groups = groups
+        task.signon = SignedOn(state.user, reply)
         task.dispatch()
+
+    def hand_over_groups(self, task) -> None:
+        """On the loop, as ``task`` goes to Django: its connection's pending groups go with it,
+        once. Only a request signed on by this connection's handshake has ``signon``."""
+        state = task.server_conn.signon
+        if task.signon is None or state is None or state.groups is None:
+            return
+        groups, state.groups = state.groups, None
+        task.signon = task.signon._replace(groups=groups)
+        if task.environ is not None:  # built on the loop when it looked for a static file
+            task.environ[GROUPS_KEY] = groups
+
+    def unavailable(self, task) -> None:
+        self.answer(task, 503, "Service Unavailable", b"Sign-on timed out; please retry.\n",
+                    {"Retry-After": "5", "Connection": "close"})
+
+    def lost_threads_warning(self) -> None:
+        pool = self.pool
+        self.container.note("", "signon-lost-threads", "Windows sign-on: a step has run past %gs and "
+                            "still holds its thread (%d such threads now, %d of them replaced by new "
+                            "ones, at most %d; past that, sign-ons get 503): a domain controller does "
+                            "not answer, often one of a trusted domain that NTLM passes a password "
+                            "check on to; logged once a minute", STEP_TIMEOUT, pool.lost, pool.replaced,
+                            pool.replaceable, level=logging.WARNING)
 
     def blocked(self, address: str) -> bool:
         started, count = self.failures.get(address, (0.0, 0))

@@ -2,7 +2,8 @@
 
 The server puts the signed-on user's Windows groups in the environ (``windows_auth.GROUPS_KEY``:
 SIDs, and ``DOMAIN\\Name`` where the name resolves) on the request that completed the
-handshake, once per signed-on connection. ``WindowsGroupsMiddleware``, right after Django's
+handshake, or the connection's next one that Django handles if that was a static file the
+server answered itself; once per signed-on connection. ``WindowsGroupsMiddleware``, right after Django's
 RemoteUserMiddleware, then brings that user's Django groups named in ``WINDOWS_GROUPS`` in
 line with them, and ``is_staff`` / ``is_superuser`` when ``WINDOWS_STAFF_GROUPS`` /
 ``WINDOWS_SUPERUSER_GROUPS`` are set. Django groups the map does not name are never touched,
@@ -26,6 +27,7 @@ MIDDLEWARE = "tornado_wsgi_server.windows_groups.WindowsGroupsMiddleware"
 SID = re.compile(r"S-1-\d+(?:-\d+)+", re.IGNORECASE)
 DJANGO_GROUP_NAME_LIMIT = 150  # auth.Group.name's max_length
 CHECK_ID = "tornado_wsgi_server.W001"
+STRIP_DOMAIN_CHECK_ID = "tornado_wsgi_server.W002"
 _MAP_FORMAT = r"WINDOWS GROUP=DJANGO GROUP, ... (e.g. CORP\Site Editors=Editors)"
 _LIST_FORMAT = r"WINDOWS GROUP, ... (e.g. CORP\Site Admins, S-1-5-21-...-1013)"
 
@@ -192,3 +194,27 @@ def check_groups_can_arrive(app_configs=None, **kwargs):
                          "docs/windows-signon.md, \"Groups and admin rights\", for "
                          "django-auth-ldap behind IIS.",
                     id=CHECK_ID)]
+
+
+def check_user_format(app_configs=None, **kwargs):
+    """A strip-domain user format: users of every trusted domain share one Django name space."""
+    import os
+
+    from django.conf import settings
+    from django.core.checks import Warning
+
+    user_format = getattr(settings, "WINDOWS_AUTH_USER_FORMAT", None)
+    if user_format is None:  # settings older than the setting: the server's own variable
+        user_format = os.environ.get("SERVER_WINDOWS_AUTH_USER_FORMAT", "as-is")
+    signs_on = getattr(settings, "WINDOWS_AUTH", "off") != "off" or getattr(settings, "WINDOWS_AUTH_HEADER", "")
+    if not signs_on or not user_format.strip().lower().startswith("strip-domain"):
+        return []
+    return [Warning(f"SERVER_WINDOWS_AUTH_USER_FORMAT={user_format.strip()} drops the domain: "
+                    "OTHERDOMAIN\\admin signs in as the Django user admin, so a Windows user of "
+                    "any trusted domain gets the rights of the Django user of the same name, a "
+                    "superuser made with a password included.",
+                    hint="Use as-is or lower unless one domain alone can sign on and no "
+                         "password-made user shares a name with a Windows user; see "
+                         "docs/windows-signon.md, \"Modes\". Silence with SILENCED_SYSTEM_CHECKS "
+                         "once checked.",
+                    id=STRIP_DOMAIN_CHECK_ID)]

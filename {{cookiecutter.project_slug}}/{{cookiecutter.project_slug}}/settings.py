@@ -210,6 +210,8 @@ SESSION_EXPIRE_AT_BROWSER_CLOSE = env.bool("DJANGO_SESSION_EXPIRE_AT_BROWSER_CLO
 
 WINDOWS_AUTH = env.str("SERVER_WINDOWS_AUTH", default="off").strip().lower()
 WINDOWS_AUTH_HEADER = env.str("SERVER_WINDOWS_AUTH_HEADER", default="").strip()
+# For the check that warns of strip-domain (users of every domain share one name space).
+WINDOWS_AUTH_USER_FORMAT = env.str("SERVER_WINDOWS_AUTH_USER_FORMAT", default="as-is").strip().lower()
 
 # Windows groups -> Django groups and admin rights, brought in line at each sign-on from the
 # groups the server's own sign-on reports (not IIS's header). An entry is a SID

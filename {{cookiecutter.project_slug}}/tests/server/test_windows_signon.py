@@ -6,6 +6,7 @@ from NTLM_GROUP_FILE (Kerberos has its own test)."""
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import hashlib
 import http.client
 import json
@@ -15,6 +16,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
 
 import pytest
 import trustme
@@ -152,6 +154,31 @@ def test_wrong_password_and_unknown_user_get_401_again(server, users):
     server.wait_for_output("Windows sign-on failed for 127.0.0.1")
 
 
+def test_a_burst_of_sign_ons_from_one_address_all_succeed(server, users):
+    """Many people signing on at once from one address (a terminal server at 9:00): more
+    steps than that address may have on the sign-on threads at once wait their turn."""
+    names = [users[key] for key in ("alice", "bob", "carol", "dave", "erin")]
+    for name in names:  # each user exists before the burst, which then only signs on
+        conn = connect(server)
+        assert sign_on(conn, name)[0].status == 200
+        conn.close()
+    count = 40
+    ready = threading.Barrier(count, timeout=30)
+
+    def one(number: int) -> tuple[int, str]:
+        conn = connect(server)
+        try:
+            ready.wait()
+            response, body, _ = sign_on(conn, names[number % len(names)])
+            return response.status, json.loads(body)["user"] if response.status == 200 else body
+        finally:
+            conn.close()
+
+    with concurrent.futures.ThreadPoolExecutor(count) as pool:
+        results = list(pool.map(one, range(count)))
+    assert results == [(200, f"{DOMAIN}\\{names[number % len(names)]}") for number in range(count)]
+
+
 def test_a_header_naming_a_user_never_signs_anyone_on(server, users):
     conn = connect(server)
     response, _ = get(conn, headers=USER_HEADERS)
@@ -185,6 +212,34 @@ def test_the_request_that_signs_on_carries_the_users_groups_and_later_ones_do_no
     assert (response.status, seen["user"]) == (200, f"{DOMAIN}\\{users['alice']}")
     assert (seen["groups"], seen["group_keys"]) == (None, [])
     conn.close()
+
+
+def test_groups_of_a_sign_on_completed_on_a_static_file_go_with_the_connections_next_django_request(
+        start_server, server_env, users):
+    """A static file the server answers itself runs no Django middleware: the groups wait on
+    the connection for its first request to Django, once, and never reach another connection."""
+    from .test_static_files import PLAIN, static_path
+
+    server = start_server("--windows-auth", "negotiate", env={
+        **PLAIN, "NTLM_USER_FILE": users["file"], "NTLM_GROUP_FILE": users["groups"]})
+    static = static_path(server_env)
+    conn = connect(server)
+    response, body, sent = sign_on(conn, users["alice"], path=static)
+    assert (response.status, sent, response.headers["Content-Type"][:8]) == (200, 2, "text/css"), body
+    other = connect(server)  # bob signs on through a static file as well, and then asks Django
+    assert sign_on(other, users["bob"], path=static)[0].status == 200
+    response, body = get(conn, static)  # still on the loop: the groups keep waiting
+    assert response.status == 200
+    seen = json.loads(get(conn)[1])
+    assert (seen["user"], seen["groups"]) == (f"{DOMAIN}\\{users['alice']}", [f"{DOMAIN}\\Site Editors", "BUILTIN\\Users"])
+    seen = json.loads(get(conn)[1])
+    assert (seen["user"], seen["groups"], seen["group_keys"]) == (f"{DOMAIN}\\{users['alice']}", None, [])
+    seen = json.loads(get(other)[1])
+    assert (seen["user"], seen["groups"]) == (f"{DOMAIN}\\{users['bob']}", [f"{DOMAIN}\\Reviewers"])
+    assert json.loads(get(other)[1])["groups"] is None
+    conn.close()
+    other.close()
+    assert "Traceback" not in server.output()
 
 
 def test_each_user_gets_only_their_own_groups(server, users):

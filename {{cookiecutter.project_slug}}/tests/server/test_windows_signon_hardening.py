@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import os
 import ssl
 import time
 
@@ -15,7 +16,7 @@ import spnego._ntlm
 import trustme
 from spnego.channel_bindings import GssChannelBindings
 
-from ..conftest import second_loopback_address
+from ..conftest import PROJECT_DIR, second_loopback_address
 from . import test_windows_signon as signon
 from .test_windows_signon import DOMAIN, PASSWORD, connect, get, sign_on
 
@@ -85,38 +86,115 @@ def test_a_token_the_acceptor_chokes_on_gets_401_at_once(start_server, users):
     assert "Traceback" not in server.output()
 
 
-@pytest.mark.skipif(not second_loopback_address(), reason="127.0.0.2 is not a loopback address here")
-@pytest.mark.xfail(strict=True, reason="the 4 sign-on threads are first come, first served: one address "
-                   "whose steps hang (NTLM pass-through to a domain that does not answer) holds them all, "
-                   "and every other client gets 503 after 10 s for as long as those steps hang")
-def test_one_address_with_slow_sign_ons_does_not_hold_everyone_elses(start_server, users, tmp_path):
+def hanging_server(start_server, users, tmp_path):
+    """A server whose password checks hang while the returned file exists."""
     (tmp_path / "sitecustomize.py").write_text(SLOW_PASSWORD_CHECK, encoding="utf-8")
     hang = tmp_path / "hang"
     hang.touch()
     server = start_server("--windows-auth", "negotiate", env={
         "NTLM_USER_FILE": users["file"], "PYTHONPATH": str(tmp_path), "SIGNON_HANG": str(hang)})
+    return server, hang
+
+
+def hanging_sign_ons(server, name: str, sources: list[str]) -> list[http.client.HTTPConnection]:
+    """A connection from each of ``sources``, each with a challenge; then each sends its
+    answer, whose password check hangs. The answers are left unread."""
+    started = []
+    for source in sources:
+        conn = connect(server, source=source)
+        context = client_context(name)
+        response, _ = get(conn, headers={"Authorization": ntlm_token(context)})
+        challenge = next(value for value in response.headers.get_all("WWW-Authenticate")
+                         if value.startswith("NTLM "))
+        started.append((conn, context, base64.b64decode(challenge.split(" ", 1)[1])))
+    for conn, context, challenge in started:
+        conn.request("GET", "/__test__/user", headers={"Authorization": ntlm_token(context, challenge)})
+    return [conn for conn, _, _ in started]
+
+
+def first_leg_answer(server, name: str, source: str) -> tuple[int, float]:
+    """(status, seconds) of a first sign-on request from ``source``."""
+    other = connect(server, source=source)
+    other.sock.settimeout(30)  # past STEP_TIMEOUT: a 503 shows
+    started = time.monotonic()
+    response, _ = get(other, headers={"Authorization": ntlm_token(client_context(name))})
+    other.close()
+    return response.status, time.monotonic() - started
+
+
+@pytest.mark.skipif(not second_loopback_address(), reason="127.0.0.2 is not a loopback address here")
+def test_one_address_with_slow_sign_ons_does_not_hold_everyone_elses(start_server, users, tmp_path):
+    """Four hanging password checks (NTLM passed on to a domain controller that does not
+    answer) from one address, as many as there are sign-on threads: that address gets two of
+    them, its other steps wait their turn, and other addresses still sign on."""
+    server, hang = hanging_server(start_server, users, tmp_path)
     slow = []
     try:
-        for _ in range(4):  # as many as there are sign-on threads
-            conn = connect(server)
-            context = client_context(users["alice"])
-            response, _ = get(conn, headers={"Authorization": ntlm_token(context)})
-            challenge = next(value for value in response.headers.get_all("WWW-Authenticate")
-                             if value.startswith("NTLM "))
-            conn.request("GET", "/__test__/user", headers={
-                "Authorization": ntlm_token(context, base64.b64decode(challenge.split(" ", 1)[1]))})
-            slow.append(conn)
-        time.sleep(1)  # the four password checks have started, and hang
-        other = connect(server, source="127.0.0.2")
-        started = time.monotonic()
-        response, _ = get(other, headers={"Authorization": ntlm_token(client_context(users["bob"]))})
-        waited = time.monotonic() - started
-        other.close()
-        assert (response.status, waited < 5) == (401, True), f"{response.status} after {waited:.1f}s"
+        slow = hanging_sign_ons(server, users["alice"], ["127.0.0.1"] * 4)
+        time.sleep(1)  # the password checks have started, and hang
+        status, waited = first_leg_answer(server, users["bob"], "127.0.0.2")
+        assert (status, waited < 5) == (401, True), f"{status} after {waited:.1f}s"
     finally:
         hang.unlink()
         for conn in slow:
             conn.close()
+
+
+@pytest.mark.skipif(not second_loopback_address(), reason="127.0.0.2 is not a loopback address here")
+def test_threads_stuck_past_the_time_out_are_replaced_and_logged(start_server, users, tmp_path):
+    """Two addresses whose password checks hang hold all four threads; once those steps have
+    run past STEP_TIMEOUT (10 s), new threads take their place."""
+    server, hang = hanging_server(start_server, users, tmp_path)
+    slow = []
+    try:
+        slow = hanging_sign_ons(server, users["alice"], ["127.0.0.1", "127.0.0.1", "127.0.0.3", "127.0.0.3"])
+        time.sleep(11.5)  # past STEP_TIMEOUT: each of the four has had its 503
+        status, waited = first_leg_answer(server, users["bob"], "127.0.0.2")
+        assert (status, waited < 5) == (401, True), f"{status} after {waited:.1f}s"
+        server.wait_for_output("a step has run past 10s and still holds its thread")
+    finally:
+        hang.unlink()
+        for conn in slow:
+            conn.close()
+
+
+# With SLOW_PASSWORD_CHECK: the sign-on's time-out and bound on lost threads made small, so
+# that losing every thread takes two rounds of 2 s, not five of 10 s.
+SMALL_BOUNDS = '''
+import tornado_wsgi_server.windows_auth as signon
+signon.STEP_TIMEOUT = 2.0
+signon.LOST_THREADS = 4
+'''
+
+
+@pytest.mark.skipif(not second_loopback_address(), reason="127.0.0.2 is not a loopback address here")
+def test_once_every_thread_is_lost_and_none_may_be_replaced_new_sign_ons_get_503_at_once(start_server, users, tmp_path):
+    """Replacement is bounded (LOST_THREADS): the 4 threads and their 4 replacements all hang,
+    and a new step then gets 503 at once, not after waiting for a thread; once the hanging
+    steps end, sign-ons work again."""
+    (tmp_path / "sitecustomize.py").write_text(SLOW_PASSWORD_CHECK + SMALL_BOUNDS, encoding="utf-8")
+    hang = tmp_path / "hang"
+    hang.touch()
+    server = start_server("--windows-auth", "negotiate", env={
+        "NTLM_USER_FILE": users["file"], "PYTHONPATH": os.pathsep.join([str(tmp_path), str(PROJECT_DIR)]),
+        "SIGNON_HANG": str(hang)})
+    slow = []
+    try:
+        for wave in range(2):  # 4 hanging steps, 2 each from two addresses; 2 s later they are lost
+            slow += hanging_sign_ons(server, users["alice"], [f"127.0.1.{wave * 2 + number // 2 + 1}" for number in range(4)])
+            time.sleep(3)
+        status, waited = first_leg_answer(server, users["bob"], "127.0.0.2")
+        assert (status, waited < 1) == (503, True), f"{status} after {waited:.1f}s"
+    finally:
+        hang.unlink()
+        for conn in slow:
+            conn.close()
+    deadline = time.monotonic() + 15
+    while (answer := first_leg_answer(server, users["bob"], "127.0.0.2"))[0] != 401 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert answer[0] == 401
+    assert "(8 such threads now, 4 of them replaced by new ones, at most 4" not in server.output()  # logged once a minute
+    server.wait_for_output("(1 such threads now, 1 of them replaced by new ones, at most 4;")
 
 
 def https_connection(https_server) -> http.client.HTTPSConnection:
@@ -142,14 +220,34 @@ def test_over_https_an_all_zero_binding_is_refused(https_server, users, monkeypa
     assert response.status == 401, body
 
 
-@pytest.mark.xfail(strict=True, reason="pyspnego's NTLM acceptor (NTLM_USER_FILE) accepts NTLMv1 answers, "
-                   "which carry no channel binding to check")
 def test_over_https_an_ntlmv1_answer_is_refused(https_server, users, monkeypatch):
+    """NTLMv1 carries no channel binding to check: over HTTPS it would skip Extended Protection."""
     monkeypatch.setenv("LM_COMPAT_LEVEL", "2")  # the client sends NTLMv1 (with NTLM2 session security)
     conn = https_connection(https_server)
     response, body, _ = sign_on(conn, users["alice"])
     conn.close()
     assert response.status == 401, body
+    assert "reject NTv1" in https_server[0].wait_for_output("Windows sign-on failed for")
+
+
+@pytest.mark.parametrize("level", ["0", "1"])  # NTLMv1 and LM answers, without and with NTLM2 session security
+def test_ntlmv1_and_lm_answers_are_refused_and_the_right_password_then_signs_on(start_server, users, monkeypatch, level):
+    server = start_server("--windows-auth", "negotiate", env={"NTLM_USER_FILE": users["file"]})
+    conn = connect(server)
+    with monkeypatch.context() as client_level:
+        client_level.setenv("LM_COMPAT_LEVEL", level)
+        response, body, _ = sign_on(conn, users["alice"])
+    assert response.status == 401, body
+    assert sign_on(conn, users["alice"])[0].status == 200  # NTLMv2, the clients' default
+    conn.close()
+
+
+@pytest.mark.parametrize("level", ["3", "4", "six"])
+def test_a_level_that_lets_ntlmv1_through_stops_the_server(start_server, users, level):
+    server = start_server("--windows-auth", "negotiate", wait=False,
+                          env={"NTLM_USER_FILE": users["file"], "LM_COMPAT_LEVEL": level})
+    assert server.process.wait(60) != 0
+    assert f"ERROR: LM_COMPAT_LEVEL={level} would let Windows sign-on take NTLMv1" in server.output(), server.output()
 
 
 @pytest.mark.xfail(strict=True, reason="MIT Kerberos (GSSAPI) ignores the acceptor's binding when the "

@@ -11,6 +11,7 @@ class StatusConfig(AppConfig):
     def ready(self) -> None:
         from django.core import checks
 
-        from ..windows_groups import check_groups_can_arrive
+        from ..windows_groups import check_groups_can_arrive, check_user_format
 
         checks.register(check_groups_can_arrive)
+        checks.register(check_user_format)
