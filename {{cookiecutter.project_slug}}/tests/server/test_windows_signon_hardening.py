@@ -205,11 +205,11 @@ def https_connection(https_server) -> http.client.HTTPSConnection:
     return conn
 
 
-@pytest.mark.xfail(strict=True, reason="pyspnego's NTLM acceptor (NTLM_USER_FILE) takes an all-zero "
-                   "binding as none given, and lets it through")
-def test_over_https_an_all_zero_binding_is_refused(https_server, users, monkeypatch):
+def test_known_limit_over_https_pyspnego_lets_an_all_zero_binding_through(https_server, users, monkeypatch):
     """What a client that knows of no TLS channel sends (MsvAvChannelBindings of 16 zero bytes),
-    as a sign-on relayed from a plain connection would."""
+    as a sign-on relayed from a plain connection would. pyspnego's NTLM acceptor (NTLM_USER_FILE,
+    for trials) takes it as no binding given and lets it through, as docs/windows-signon.md
+    says; when this fails, pyspnego refuses it now: the docs and this test change with it."""
     conn = https_connection(https_server)
     hashed = spnego._ntlm.md5
     bindings = GssChannelBindings(application_data=b"tls-server-end-point:" + b"\x02" * 32)
@@ -217,7 +217,7 @@ def test_over_https_an_all_zero_binding_is_refused(https_server, users, monkeypa
     monkeypatch.setattr(spnego._ntlm, "md5", lambda data: b"\x00" * 16 if data == packed else hashed(data))
     response, body, _ = sign_on(conn, users["alice"], channel_bindings=bindings)
     conn.close()
-    assert response.status == 401, body
+    assert response.status == 200, body
 
 
 def test_over_https_an_ntlmv1_answer_is_refused(https_server, users, monkeypatch):
@@ -250,9 +250,10 @@ def test_a_level_that_lets_ntlmv1_through_stops_the_server(start_server, users, 
     assert f"ERROR: LM_COMPAT_LEVEL={level} would let Windows sign-on take NTLMv1" in server.output(), server.output()
 
 
-@pytest.mark.xfail(strict=True, reason="MIT Kerberos (GSSAPI) ignores the acceptor's binding when the "
-                   "ticket carries none")
-def test_over_https_a_kerberos_ticket_without_a_binding_is_refused(start_server, kerberos_realm, tmp_path):
+def test_known_limit_over_https_mit_kerberos_takes_a_ticket_without_a_binding(start_server, kerberos_realm, tmp_path):
+    """A wrong binding is refused, but MIT Kerberos (GSSAPI, Linux) ignores the acceptor's
+    binding when the ticket carries none, as docs/windows-signon.md says; when this fails,
+    GSSAPI refuses it now: the docs and this test change with it."""
     ca = trustme.CA()
     issued = ca.issue_cert("127.0.0.1", "localhost")
     issued.cert_chain_pems[0].write_to_path(tmp_path / "cert.pem")
@@ -272,4 +273,4 @@ def test_over_https_a_kerberos_ticket_without_a_binding_is_refused(start_server,
         response, _ = get(conn, headers={"Authorization": "Negotiate " + base64.b64encode(client.step()).decode()})
         statuses[binding] = response.status
         conn.close()
-    assert statuses == {"right": 200, "none": 401}
+    assert statuses == {"right": 200, "none": 200}
